@@ -1,0 +1,50 @@
+"""Sign in, who am I, sign out."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from psycopg import AsyncConnection
+
+from telemed import auth
+from telemed.access import Actor
+from telemed.api.middleware import client_addr
+
+
+class AuthController(Controller):
+    path = "/api/v1/auth"
+    tags = ["auth"]
+
+    @post(
+        "/token",
+        operation_id="signIn",
+        summary="Sign in and get a bearer token",
+        exclude_from_auth=True,
+        status_code=200,
+    )
+    async def token(
+        self, request: Request, state: State, conn: AsyncConnection, data: auth.Login
+    ) -> auth.TokenOut:
+        token, expires, me = await auth.sign_in(
+            conn, data, ttl_s=state.settings.token_ttl_s, client_addr=client_addr(request)
+        )
+        return auth.TokenOut(token=token, expires_at=expires, user=me)
+
+    @get("/me", operation_id="me", summary="The signed-in user")
+    async def me(self, actor: Actor) -> auth.Me:
+        return auth.Me(
+            id=actor.user_id,
+            username=actor.username,
+            full_name=actor.full_name,
+            role=actor.role,
+            organisation_id=actor.organisation_id,
+        )
+
+    @post(
+        "/revoke",
+        operation_id="signOut",
+        summary="Revoke the token used for this request",
+        status_code=204,
+    )
+    async def revoke(self, request: Request, conn: AsyncConnection) -> None:
+        await auth.revoke(conn, request.auth)

@@ -1,0 +1,83 @@
+"""One place that turns errors into the JSON the API promises: status, detail, problems."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from telemed.errors import DomainError
+
+log = logging.getLogger("telemed.api")
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def _body(request: Request, status: int, detail: str, problems: list[dict] | None = None) -> dict:
+    body: dict = {"status": status, "detail": detail}
+    if problems:
+        body["problems"] = problems
+    rid = request.scope.get("state", {}).get("request_id")
+    if rid:
+        body["request_id"] = rid
+    return body
+
+
+def field_of(message: str, fallback: str | None = None) -> str:
+    """The field a msgspec message names: 'Expected `int`, got `str` - at `$.a[0].b`' → 'a[0].b'."""
+    path = _PATH.search(message)
+    base = path.group(1) if path else ""
+    for pattern in (_MISSING, _UNKNOWN):
+        m = pattern.search(message)
+        if m:
+            return f"{base}.{m.group(1)}" if base else m.group(1)
+    return base or (fallback or "body")
+
+
+def domain_error(request: Request, exc: DomainError) -> Response:
+    problems = [{"field": p.field, "message": p.message} for p in exc.problems]
+    return Response(_body(request, exc.status, exc.detail, problems), status_code=exc.status)
+
+
+def validation_error(request: Request, exc: ValidationException) -> Response:
+    problems = []
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            message = str(item.get("message", ""))
+            key = item.get("key")
+            source = item.get("source")
+            field = field_of(message, None) if source in (None, "body") else str(key)
+            if field == "body" and key and source != "body":
+                field = str(key)
+            problems.append({"field": field, "message": message, "source": source or "body"})
+    detail = "the request is not valid" + (
+        f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"
+    )
+    return Response(_body(request, 400, detail, problems), status_code=400)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    headers = getattr(exc, "headers", None)
+    return Response(
+        _body(request, exc.status_code, exc.detail), status_code=exc.status_code, headers=headers
+    )
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return Response(
+        _body(request, 500, "internal error; it has been logged"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: domain_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

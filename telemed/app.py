@@ -1,0 +1,85 @@
+"""The one place that builds the Litestar application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from telemed.api.admin import AdminController
+from telemed.api.auth import AuthController
+from telemed.api.deps import DEPENDENCIES
+from telemed.api.errors import EXCEPTION_HANDLERS
+from telemed.api.health import healthz
+from telemed.api.middleware import TokenAuthMiddleware, request_id_middleware
+from telemed.api.patients import PatientController
+from telemed.db import create_pool
+from telemed.settings import Settings, load_settings
+
+log = logging.getLogger("telemed.app")
+
+# Paths that need no sign-in: health, the OpenAPI document, sign-in itself, and the pages'
+# static files and login form (the pages check their own session).
+PUBLIC = [
+    "^/healthz",
+    "^/schema",
+    "^/api/v1/auth/token$",
+    "^/static/",
+    "^/$",
+    "^/login",
+    "^/favicon",
+]
+
+
+def plugin_routers() -> list:
+    """Routers contributed by the outer packages (ingest, alerts, devices) via entry points, so
+    that the core never imports them."""
+    routers = []
+    for ep in sorted(entry_points(group="telemed.routers"), key=lambda e: e.name):
+        routers.extend(ep.load()())
+    return routers
+
+
+def create_app(settings: Settings | None = None, *, extra_routers: list | None = None) -> Litestar:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        pool = create_pool(settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max)
+        await pool.open(wait=True, timeout=30)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    auth_mw = DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC)
+    return Litestar(
+        route_handlers=[
+            healthz,
+            AuthController,
+            AdminController,
+            PatientController,
+            *plugin_routers(),
+            *(extra_routers or []),
+        ],
+        dependencies=DEPENDENCIES,
+        middleware=[request_id_middleware, auth_mw],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="telemed",
+            version="1.0.0",
+            path="/schema",
+            description="Telemedicine backend for cross-sector care",
+        ),
+        state=State({"settings": settings}),
+        request_max_body_size=160 * 1024 * 1024,
+        debug=False,
+    )

@@ -1,0 +1,141 @@
+"""The `telemed` command line. Outer packages add their commands through entry points
+(group `telemed.commands`: a function that takes the subparsers object)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from importlib.metadata import entry_points
+
+from telemed.logs import configure_logging
+from telemed.settings import load_settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from telemed.db import connect_sync
+    from telemed.migrate import apply_migrations
+
+    settings = load_settings()
+    with connect_sync(settings.dsn) as conn:
+        applied = apply_migrations(conn, settings.migrations_dir)
+    print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "telemed.app:create_app",
+        factory=True,
+        host=args.host or settings.http_host,
+        port=args.port or settings.http_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Bootstrap an admin (or any user) without the API, e.g. on a new installation."""
+    from telemed.db import connect_sync
+    from telemed.security import check_password_strength, hash_password
+
+    password = args.password or getpass.getpass("password: ")
+    problem = check_password_strength(password)
+    if problem:
+        print(f"password {problem}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    with connect_sync(settings.dsn) as conn:
+        org = conn.execute(
+            "SELECT id FROM organisations WHERE name = %s", (args.organisation,)
+        ).fetchone()
+        if org is None:
+            org = conn.execute(
+                "INSERT INTO organisations (name, kind) VALUES (%s, %s) RETURNING id",
+                (args.organisation, args.organisation_kind),
+            ).fetchone()
+        conn.execute(
+            "INSERT INTO users (username, full_name, role, organisation_id, password_hash) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO UPDATE "
+            "SET password_hash = EXCLUDED.password_hash, active = true",
+            (
+                args.username,
+                args.full_name or args.username,
+                args.role,
+                org["id"],
+                hash_password(password),
+            ),
+        )
+        conn.commit()
+    print(f"user {args.username} ({args.role}) ready")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from telemed.up import run
+
+    return run(args, set(args.commands))
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from telemed import demo
+    from telemed.db import connect_sync
+
+    settings = load_settings()
+    with connect_sync(settings.dsn) as conn:
+        demo.seed(conn)
+    print(demo.sign_in_text(f"http://{settings.http_host}:{settings.http_port}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telemed", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", help="apply pending database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("serve", help="run the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("create-user", help="create or reset a user directly in the database")
+    p.add_argument("username")
+    p.add_argument("--role", default="admin", choices=["admin", "nurse", "specialist"])
+    p.add_argument("--full-name")
+    p.add_argument("--organisation", default="telemed administration")
+    p.add_argument("--organisation-kind", default="hospital_department")
+    p.add_argument("--password", help="read from the terminal when omitted")
+    p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("up", help="run API, ingest, scheduler (and the demo) under one supervisor")
+    p.add_argument(
+        "--no-demo", dest="demo", action="store_false", help="no demo data and no simulated devices"
+    )
+    p.add_argument("--workers", type=int, default=2, help="ingest workers (stable slots)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("seed-demo", help="create the demo organisations, users and patients")
+    p.set_defaults(func=cmd_seed_demo)
+
+    for ep in sorted(entry_points(group="telemed.commands"), key=lambda e: e.name):
+        ep.load()(sub)
+    parser.set_defaults(commands=sorted(sub.choices))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

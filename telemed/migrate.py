@@ -1,0 +1,74 @@
+"""Apply the ordered SQL files in migrations/, recording each with its checksum.
+
+A file that was applied is never applied again; one whose content changed after it was applied
+is refused, because the database would no longer match what the file says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+from psycopg import Connection
+
+log = logging.getLogger("telemed.migrate")
+_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+_LOCK_KEY = 0x7E1E_3ED0
+
+
+class MigrationError(Exception):
+    pass
+
+
+def migration_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".sql")
+    bad = [p.name for p in files if not _NAME.match(p.name)]
+    if bad:
+        raise MigrationError(f"migration file names must look like 0001_name.sql: {bad}")
+    numbers = [p.name[:4] for p in files]
+    dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+    if dupes:
+        raise MigrationError(f"two migrations share a number: {dupes}")
+    return files
+
+
+def apply_migrations(conn: Connection, folder: Path) -> list[str]:
+    """Apply pending migrations in order; return the names applied. Autocommit connection."""
+    conn.autocommit = True
+    conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    try:
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                 filename text PRIMARY KEY,
+                 sha256 text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            r[0] if isinstance(r, tuple) else r["filename"]: (
+                r[1] if isinstance(r, tuple) else r["sha256"]
+            )
+            for r in conn.execute("SELECT filename, sha256 FROM schema_migrations").fetchall()
+        }
+        applied: list[str] = []
+        for path in migration_files(folder):
+            text = path.read_text()
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != digest:
+                    raise MigrationError(
+                        f"{path.name} was changed after it was applied; add a new migration instead"
+                    )
+                continue
+            log.info("applying %s", path.name)
+            with conn.transaction():
+                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute(
+                    "INSERT INTO schema_migrations (filename, sha256) VALUES (%s, %s)",
+                    (path.name, digest),
+                )
+            applied.append(path.name)
+        return applied
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

@@ -1,0 +1,471 @@
+"""Patients, their enrollments, who holds responsibility for them, and who takes part in care."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+from psycopg import AsyncConnection, errors
+
+from telemed import audit
+from telemed.access import Actor, patients_in_scope, require_patient, require_role
+from telemed.cpr import CprError, birth_date, normalise_cpr
+from telemed.db import Queries
+from telemed.directory import get_organisation
+from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
+
+Q = Queries("patients")
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Program = Literal["copd", "ak"]
+COPD_STRATA = ("mild", "moderate", "severe")
+_PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+class EnrollmentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    program: Program
+    stratum: Annotated[str, Meta(min_length=1, max_length=20)]
+    start_date: date
+    end_date: date | None = None
+
+
+class PatientCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Name
+    date_of_birth: date
+    responsible_organisation_id: uuid.UUID
+    cpr: Annotated[str, Meta(max_length=11)] | None = None
+    region: Annotated[str, Meta(max_length=100)] | None = None
+    enrollment: EnrollmentCreate | None = None
+
+
+class PatientOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    pseudonym: str
+    name: str
+    date_of_birth: date
+    region: str | None
+    created_at: datetime
+    responsible_organisation_id: uuid.UUID | None = None
+    responsible_organisation: str | None = None
+
+
+class EnrollmentOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    program: str
+    stratum: str
+    start_date: date
+    end_date: date | None
+    created_at: datetime
+
+
+class EnrollmentEnd(msgspec.Struct, forbid_unknown_fields=True):
+    end_date: date
+
+
+class PatientDetail(PatientOut, kw_only=True):
+    enrollments: list[EnrollmentOut] = []
+    your_relations: list[str] = []
+
+
+class Handover(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    organisation_id: uuid.UUID
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    since: datetime | UnsetType = UNSET
+
+
+class ResponsibilityOut(msgspec.Struct, kw_only=True):
+    id: int
+    patient_id: uuid.UUID
+    organisation_id: uuid.UUID
+    organisation: str | None = None
+    since: datetime
+    until: datetime | None = None
+    reason: str | None
+    handed_over_by: uuid.UUID | None
+    created_at: datetime
+
+
+class CareRelationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    organisation_id: uuid.UUID
+    relation: Literal["serving", "consulted"]
+
+
+class CareRelationOut(msgspec.Struct, kw_only=True):
+    id: int
+    patient_id: uuid.UUID
+    organisation_id: uuid.UUID
+    organisation: str | None = None
+    relation: str
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class AccessLogEntry(msgspec.Struct, kw_only=True):
+    at: datetime
+    actor_kind: str
+    actor_id: str | None
+    actor_name: str | None
+    actor_role: str | None
+    actor_organisation: str | None
+    action: str
+    object_type: str | None
+    object_id: str | None
+    client_addr: str | None
+
+
+def new_pseudonym() -> str:
+    return "P-" + "".join(secrets.choice(_PSEUDONYM_ALPHABET) for _ in range(8))
+
+
+def check_stratum(program: str, stratum: str, field: str = "stratum") -> None:
+    if program == "copd" and stratum not in COPD_STRATA:
+        raise Invalid(
+            "unknown stratum",
+            [FieldProblem(field, f"COPD stratum must be one of {', '.join(COPD_STRATA)}")],
+        )
+    if program == "ak":
+        try:
+            low, high = (float(x) for x in stratum.split("-"))
+        except ValueError:
+            low = high = 0.0
+        if not (len(stratum) == 7 and 0.5 <= low < high <= 8.0):
+            raise Invalid(
+                "unknown stratum",
+                [
+                    FieldProblem(
+                        field, "AK stratum is the therapeutic INR range, e.g. 2.0-3.0 or 2.5-3.5"
+                    )
+                ],
+            )
+
+
+def _validate_patient(data: PatientCreate) -> str | None:
+    problems: list[FieldProblem] = []
+    cpr = None
+    if data.date_of_birth > date.today():
+        problems.append(FieldProblem("date_of_birth", "is in the future"))
+    if data.cpr is not None:
+        try:
+            cpr = normalise_cpr(data.cpr)
+            if birth_date(cpr) != data.date_of_birth:
+                problems.append(FieldProblem("cpr", "does not match date_of_birth"))
+        except CprError as exc:
+            problems.append(FieldProblem("cpr", str(exc)))
+    if problems:
+        raise Invalid("invalid patient", problems)
+    if data.enrollment:
+        check_stratum(data.enrollment.program, data.enrollment.stratum, "enrollment.stratum")
+    return cpr
+
+
+async def create_patient(conn: AsyncConnection, actor: Actor, data: PatientCreate) -> PatientOut:
+    require_role(actor, ["admin"])
+    cpr = _validate_patient(data)
+    await get_organisation(conn, data.responsible_organisation_id)
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                Q.insert_patient,
+                {
+                    "pseudonym": new_pseudonym(),
+                    "name": data.name,
+                    "date_of_birth": data.date_of_birth,
+                    "cpr": cpr,
+                    "region": data.region,
+                    "created_by": actor.user_id,
+                },
+            )
+            patient = await cur.fetchone()
+            await conn.execute(
+                Q.insert_responsibility,
+                {
+                    "patient_id": patient["id"],
+                    "organisation_id": data.responsible_organisation_id,
+                    "since": None,
+                    "reason": "enrolled",
+                    "by": actor.user_id,
+                },
+            )
+            if data.enrollment:
+                await _insert_enrollment(conn, actor, patient["id"], data.enrollment)
+            await audit.record(
+                conn,
+                actor,
+                "create",
+                patient_id=patient["id"],
+                object_type="patient",
+                object_id=patient["id"],
+            )
+    except errors.UniqueViolation:
+        raise Conflict(
+            "a patient with this CPR number exists", [FieldProblem("cpr", "already registered")]
+        ) from None
+    return await _get(conn, patient["id"])
+
+
+async def _get(conn: AsyncConnection, patient_id: uuid.UUID) -> PatientOut:
+    cur = await conn.execute(Q.get_patient, {"id": patient_id})
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("patient not found")
+    return msgspec.convert(row, PatientOut)
+
+
+async def list_patients(conn: AsyncConnection, actor: Actor) -> list[PatientOut]:
+    """Admins see the register; clinicians see the patients in their organisation's scope."""
+    if actor.role == "admin":
+        cur = await conn.execute(Q.list_patients)
+        rows = await cur.fetchall()
+    else:
+        require_role(actor, ["nurse", "specialist"])
+        ids = [r["id"] for r in await patients_in_scope(conn, actor)]
+        rows = []
+        for pid in ids:
+            cur = await conn.execute(Q.get_patient, {"id": pid})
+            rows.append(await cur.fetchone())
+    async with conn.transaction():
+        await audit.record_many(conn, actor, "list", [r["id"] for r in rows], object_type="patient")
+    return msgspec.convert(rows, list[PatientOut])
+
+
+async def get_patient(conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID) -> PatientDetail:
+    relations = await require_patient(
+        conn, actor, patient_id, roles=("nurse", "specialist", "admin")
+    )
+    async with conn.transaction():
+        cur = await conn.execute(Q.get_patient, {"id": patient_id})
+        row = await cur.fetchone()
+        cur = await conn.execute(Q.list_enrollments, {"patient_id": patient_id})
+        enrollments = await cur.fetchall()
+        await audit.record(
+            conn, actor, "read", patient_id=patient_id, object_type="patient", object_id=patient_id
+        )
+    return msgspec.convert(
+        {**row, "enrollments": enrollments, "your_relations": sorted(relations)}, PatientDetail
+    )
+
+
+async def _insert_enrollment(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
+) -> dict:
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                Q.insert_enrollment,
+                {
+                    "patient_id": patient_id,
+                    **msgspec.structs.asdict(data),
+                    "created_by": actor.user_id,
+                },
+            )
+            return await cur.fetchone()
+    except errors.UniqueViolation:
+        raise Conflict(f"the patient already has a running {data.program} enrollment") from None
+    except errors.CheckViolation:
+        raise Invalid(
+            "invalid enrollment", [FieldProblem("end_date", "must not be before start_date")]
+        ) from None
+
+
+async def enroll(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
+) -> EnrollmentOut:
+    require_role(actor, ["admin"])
+    check_stratum(data.program, data.stratum)
+    await _get(conn, patient_id)
+    async with conn.transaction():
+        row = await _insert_enrollment(conn, actor, patient_id, data)
+        await audit.record(
+            conn,
+            actor,
+            "create",
+            patient_id=patient_id,
+            object_type="enrollment",
+            object_id=row["id"],
+            detail={"program": data.program, "stratum": data.stratum},
+        )
+    return msgspec.convert(row, EnrollmentOut)
+
+
+async def end_enrollment(
+    conn: AsyncConnection,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    enrollment_id: uuid.UUID,
+    data: EnrollmentEnd,
+) -> EnrollmentOut:
+    require_role(actor, ["admin"])
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                Q.end_enrollment,
+                {"id": enrollment_id, "patient_id": patient_id, "end_date": data.end_date},
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound("no running enrollment with this id")
+            await audit.record(
+                conn,
+                actor,
+                "end",
+                patient_id=patient_id,
+                object_type="enrollment",
+                object_id=enrollment_id,
+            )
+    except errors.CheckViolation:
+        raise Invalid(
+            "invalid end date", [FieldProblem("end_date", "must not be before start_date")]
+        ) from None
+    return msgspec.convert(row, EnrollmentOut)
+
+
+async def list_enrollments(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+) -> list[EnrollmentOut]:
+    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(Q.list_enrollments, {"patient_id": patient_id})
+        rows = await cur.fetchall()
+        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="enrollment")
+    return msgspec.convert(rows, list[EnrollmentOut])
+
+
+async def hand_over(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: Handover
+) -> ResponsibilityOut:
+    """Give the baton to another organisation: a new row; the history is kept."""
+    require_role(actor, ["admin"])
+    await _get(conn, patient_id)
+    await get_organisation(conn, data.organisation_id)
+    since = None if data.since is UNSET else data.since
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                Q.responsible_at,
+                {"patient_id": patient_id, "at": since or datetime.now().astimezone()},
+            )
+            current = await cur.fetchone()
+            if current and current["organisation_id"] == data.organisation_id:
+                raise Conflict("this organisation already holds responsibility")
+            cur = await conn.execute(
+                Q.insert_responsibility,
+                {
+                    "patient_id": patient_id,
+                    "organisation_id": data.organisation_id,
+                    "since": since,
+                    "reason": data.reason,
+                    "by": actor.user_id,
+                },
+            )
+            row = await cur.fetchone()
+            await audit.record(
+                conn,
+                actor,
+                "hand_over",
+                patient_id=patient_id,
+                object_type="responsibility",
+                object_id=row["id"],
+                detail={
+                    "to": str(data.organisation_id),
+                    "from": str(current["organisation_id"]) if current else None,
+                },
+            )
+    except errors.UniqueViolation:
+        raise Conflict("a hand-over at this exact time exists") from None
+    return msgspec.convert(row, ResponsibilityOut)
+
+
+async def responsibility_history(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+) -> list[ResponsibilityOut]:
+    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(Q.responsibility_history, {"patient_id": patient_id})
+        rows = await cur.fetchall()
+        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="responsibility")
+    return msgspec.convert(rows, list[ResponsibilityOut])
+
+
+async def add_care_relation(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: CareRelationCreate
+) -> CareRelationOut:
+    require_role(actor, ["admin"])
+    await _get(conn, patient_id)
+    await get_organisation(conn, data.organisation_id)
+    async with conn.transaction():
+        cur = await conn.execute(
+            Q.insert_care_relation,
+            {
+                "patient_id": patient_id,
+                "organisation_id": data.organisation_id,
+                "relation": data.relation,
+                "by": actor.user_id,
+            },
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise Conflict("this relation exists already")
+        await audit.record(
+            conn,
+            actor,
+            "create",
+            patient_id=patient_id,
+            object_type="care_relation",
+            object_id=row["id"],
+            detail={"organisation_id": str(data.organisation_id), "relation": data.relation},
+        )
+    return msgspec.convert(row, CareRelationOut)
+
+
+async def end_care_relation(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, relation_id: int
+) -> CareRelationOut:
+    require_role(actor, ["admin"])
+    async with conn.transaction():
+        cur = await conn.execute(Q.end_care_relation, {"id": relation_id, "patient_id": patient_id})
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound("no open care relation with this id")
+        await audit.record(
+            conn,
+            actor,
+            "end",
+            patient_id=patient_id,
+            object_type="care_relation",
+            object_id=relation_id,
+        )
+    return msgspec.convert(row, CareRelationOut)
+
+
+async def list_care_relations(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+) -> list[CareRelationOut]:
+    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(Q.list_care_relations, {"patient_id": patient_id})
+        rows = await cur.fetchall()
+        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="care_relation")
+    return msgspec.convert(rows, list[CareRelationOut])
+
+
+async def access_log(
+    conn: AsyncConnection,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    *,
+    since: datetime | None = None,
+    limit: int = 500,
+) -> list[AccessLogEntry]:
+    """Who read or changed this patient's data (as patients see it on sundhed.dk)."""
+    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(
+            Q.access_log, {"patient_id": patient_id, "since": since, "limit": limit}
+        )
+        rows = await cur.fetchall()
+        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="access_log")
+    return msgspec.convert(rows, list[AccessLogEntry])
