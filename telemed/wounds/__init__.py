@@ -1,0 +1,1 @@
+"""Wound cases: photos made safe to store and show, and what nurse and specialist record."""
