@@ -206,7 +206,7 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning arrives as an exception only where warnings are errors; we do not turn
         # it into one with warnings.catch_warnings, which is process-wide and not thread-safe.
-        # Our own limit below is lower than Pillow's warning threshold, so refusal is the same.
+        # The default max_pixels is below Pillow's warning threshold: the refusal is the same.
         raise PhotoError("too_many_pixels", str(exc), 413) from exc
     except _DECODE_ERRORS as exc:
         raise PhotoError("corrupt", f"the {fmt} header cannot be read: {exc}", 422) from exc
