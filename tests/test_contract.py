@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -581,6 +583,31 @@ def test_encode_message_for_simulators() -> None:
     )
     for fmt in ("json", "msgpack"):
         assert decode(encode_message(msg, fmt)) == msg  # type: ignore[arg-type]
+
+
+# --- the protocol document -------------------------------------------------------------------
+
+PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "device-protocol.md"
+
+
+def test_examples_in_the_protocol_document_hold() -> None:
+    blocks = re.findall(r"```json\n(.*?)```", PROTOCOL_DOC.read_text(), re.DOTALL)
+    messages = [b.encode() for b in blocks if '"readings"' in b]
+    statuses = [b.encode() for b in blocks if '"state"' in b]
+    assert len(messages) == 5 and len(statuses) == 2
+    outcomes = {}
+    for data in messages:
+        parsed = parse(data)
+        outcomes[parsed.message_id] = (len(parsed.accepted), [p.seq for p in parsed.rejected])
+    assert outcomes == {
+        "kit-7:000318": (8, []),
+        "ox-19-1733040000": (1, []),
+        "inr-204:2026-11-28": (1, []),
+        "tab-3:cat:0042": (1, []),
+        "kit-7:000319": (3, [2]),
+    }
+    assert [decode_status(s).state for s in statuses] == ["online", "offline"]
+    assert statuses[1].strip() == OFFLINE_PAYLOAD.replace(b":", b": ")
 
 
 # --- properties -------------------------------------------------------------------------------
