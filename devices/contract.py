@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Literal, Protocol, TypeVar
 
@@ -257,18 +257,27 @@ def parse_message(
             f"measured_at: {msg.measured_at.isoformat()} is {_fmt_duration(ahead)} in the future"
             f" (limit {_fmt_duration(max_future)})"
         )
+    accepted, rejected = canonical_readings(msg.readings)
+    return ParsedMessage(
+        message_id=msg.message_id, measured_at=msg.measured_at, accepted=accepted, rejected=rejected
+    )
+
+
+def canonical_readings(
+    readings: Sequence[Reading],
+) -> tuple[list[CanonicalReading], list[ReadingProblem]]:
+    """Each reading either in its canonical unit or rejected with a reason naming its field;
+    used for device messages and for readings a nurse enters."""
     accepted: list[CanonicalReading] = []
     rejected: list[ReadingProblem] = []
     first_at: dict[str, int] = {}
-    for seq, reading in enumerate(msg.readings):
+    for seq, reading in enumerate(readings):
         try:
             accepted.append(_canonical(seq, reading, first_at))
         except MetricError as exc:
             reason = f"readings[{seq}].{exc.field}: {exc}"
             rejected.append(ReadingProblem(seq=seq, reading=reading, reason=reason))
-    return ParsedMessage(
-        message_id=msg.message_id, measured_at=msg.measured_at, accepted=accepted, rejected=rejected
-    )
+    return accepted, rejected
 
 
 def _canonical(seq: int, reading: Reading, first_at: dict[str, int]) -> CanonicalReading:

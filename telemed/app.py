@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from importlib.metadata import entry_points
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
+from telemed import plugins
 from telemed.api.admin import AdminController
 from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
 from telemed.api.errors import EXCEPTION_HANDLERS
 from telemed.api.health import healthz
-from telemed.api.middleware import TokenAuthMiddleware, request_id_middleware
+from telemed.api.middleware import TokenAuthMiddleware, request_id_middleware, send_request_id
 from telemed.api.patients import PatientController
+from telemed.api.readings import ReadingController
 from telemed.db import create_pool
 from telemed.settings import Settings, load_settings
 
@@ -40,10 +41,7 @@ PUBLIC = [
 def plugin_routers() -> list:
     """Routers contributed by the outer packages (ingest, alerts, devices) via entry points, so
     that the core never imports them."""
-    routers = []
-    for ep in sorted(entry_points(group="telemed.routers"), key=lambda e: e.name):
-        routers.extend(ep.load()())
-    return routers
+    return [r for _, make in plugins.load("telemed.routers") for r in make()]
 
 
 def create_app(settings: Settings | None = None, *, extra_routers: list | None = None) -> Litestar:
@@ -65,6 +63,7 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             healthz,
             AuthController,
             AdminController,
+            ReadingController,
             PatientController,
             *plugin_routers(),
             *(extra_routers or []),
@@ -72,6 +71,7 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         dependencies=DEPENDENCIES,
         middleware=[request_id_middleware, auth_mw],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[send_request_id],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="telemed",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from importlib.metadata import entry_points
 
+from telemed import plugins
 from telemed.logs import configure_logging
 from telemed.settings import load_settings
 
@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seed-demo", help="create the demo organisations, users and patients")
     p.set_defaults(func=cmd_seed_demo)
 
-    for ep in sorted(entry_points(group="telemed.commands"), key=lambda e: e.name):
-        ep.load()(sub)
+    for _, register in plugins.load("telemed.commands"):
+        register(sub)
     parser.set_defaults(commands=sorted(sub.choices))
     return parser
 

@@ -19,6 +19,7 @@ from telemed.directory import get_organisation
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 
 Q = Queries("patients")
+AQ = Queries("access")
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Program = Literal["copd", "ak"]
 COPD_STRATA = ("mild", "moderate", "severe")
@@ -464,7 +465,7 @@ async def access_log(
     await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
     async with conn.transaction():
         cur = await conn.execute(
-            Q.access_log, {"patient_id": patient_id, "since": since, "limit": limit}
+            AQ.access_log, {"patient_id": patient_id, "since": since, "limit": limit}
         )
         rows = await cur.fetchall()
         await audit.record(conn, actor, "read", patient_id=patient_id, object_type="access_log")

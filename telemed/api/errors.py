@@ -27,15 +27,18 @@ def _body(request: Request, status: int, detail: str, problems: list[dict] | Non
     return body
 
 
-def field_of(message: str, fallback: str | None = None) -> str:
-    """The field a msgspec message names: 'Expected `int`, got `str` - at `$.a[0].b`' → 'a[0].b'."""
+def field_of(message: str, key: object) -> str:
+    """The field a validation message names. Litestar gives the path in `key` ('data' for the
+    body itself); msgspec names a missing or unknown field only in the message text."""
+    base = "" if key in (None, "", "data", "body") else str(key)
     path = _PATH.search(message)
-    base = path.group(1) if path else ""
+    if path and not base:
+        base = path.group(1)
     for pattern in (_MISSING, _UNKNOWN):
         m = pattern.search(message)
         if m:
             return f"{base}.{m.group(1)}" if base else m.group(1)
-    return base or (fallback or "body")
+    return base or "body"
 
 
 def domain_error(request: Request, exc: DomainError) -> Response:
@@ -48,11 +51,8 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
     for item in exc.extra or []:
         if isinstance(item, dict):
             message = str(item.get("message", ""))
-            key = item.get("key")
             source = item.get("source")
-            field = field_of(message, None) if source in (None, "body") else str(key)
-            if field == "body" and key and source != "body":
-                field = str(key)
+            field = field_of(message, item.get("key"))
             problems.append({"field": field, "message": message, "source": source or "body"})
     detail = "the request is not valid" + (
         f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"

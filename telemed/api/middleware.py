@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 
@@ -27,22 +28,30 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)["x-request-id"] = rid
-            await send(message)
-
         try:
-            await app(scope, receive, send_with_id)
+            await app(scope, receive, send)
         finally:
             request_id_var.reset(token)
 
     return middleware
 
 
+async def send_request_id(message: Message, scope: Scope) -> None:
+    """`before_send` hook: every response, errors raised outside the handlers included, carries
+    the request id."""
+    if message["type"] == "http.response.start":
+        rid = scope.get("state", {}).get("request_id")
+        if rid:
+            MutableScopeHeaders.from_message(message)["x-request-id"] = rid
+
+
 def client_addr(connection: ASGIConnection) -> str | None:
-    return connection.client.host if connection.client else None
+    """The peer's IP address, or None when the server does not know one."""
+    host = connection.client.host if connection.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
 
 
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):

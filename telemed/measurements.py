@@ -1,0 +1,161 @@
+"""Readings a nurse enters for a patient who cannot measure alone, and readings for plots."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+from psycopg import AsyncConnection
+
+from devices.contract import Reading, canonical_readings
+from telemed import audit, readings
+from telemed.access import Actor, require_patient
+from telemed.errors import FieldProblem, Invalid
+
+MAX_FUTURE = timedelta(minutes=5)
+BUCKETS = {"1h": 3600, "6h": 6 * 3600, "1d": 86400, "1w": 7 * 86400}
+
+
+class NurseReadings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    measured_at: Annotated[datetime, Meta(tz=True)]
+    readings: Annotated[list[Reading], Meta(min_length=1, max_length=32)]
+    note: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class StoredOut(msgspec.Struct, kw_only=True):
+    message_id: str
+    stored: int
+    readings: list[dict]
+
+
+class ReadingOut(msgspec.Struct, kw_only=True):
+    measured_at: datetime
+    metric: str
+    value: float
+    unit: str
+    comparator: str | None
+    source: str
+    device_id: str | None
+    entered_by: uuid.UUID | None
+    entered_by_name: str | None
+    received_at: datetime
+    detail: dict | None = None
+
+
+class BucketOut(msgspec.Struct, kw_only=True):
+    bucket: datetime
+    metric: str
+    min: float
+    avg: float
+    max: float
+    count: int
+
+
+async def record(
+    conn: AsyncConnection,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    data: NurseReadings,
+    *,
+    now: datetime | None = None,
+) -> StoredOut:
+    """All or nothing: one bad reading refuses the request, naming the field."""
+    await require_patient(conn, actor, patient_id, roles=("nurse",))
+    now = now or datetime.now(UTC)
+    if data.measured_at - now > MAX_FUTURE:
+        raise Invalid(
+            "measured in the future",
+            [FieldProblem("measured_at", "is more than 5 minutes in the future")],
+        )
+    accepted, rejected = canonical_readings(data.readings)
+    if rejected:
+        raise Invalid(
+            "a reading is not valid",
+            [
+                FieldProblem(p.reason.partition(":")[0], p.reason.partition(":")[2].strip())
+                for p in rejected
+            ],
+        )
+    message_id = f"nurse-{uuid.uuid4().hex}"
+    rows = [
+        readings.ReadingRow(
+            measured_at=data.measured_at,
+            patient_id=patient_id,
+            metric=r.metric,
+            value=r.value,
+            unit=r.unit,
+            comparator=r.comparator,
+            source="nurse",
+            origin=f"user:{actor.user_id}",
+            entered_by=actor.user_id,
+            message_id=message_id,
+            detail=_detail(r, data.note),
+        )
+        for r in accepted
+    ]
+    async with conn.transaction():
+        stored = await readings.store(conn, rows)
+        await audit.record(
+            conn,
+            actor,
+            "create",
+            patient_id=patient_id,
+            object_type="reading",
+            object_id=message_id,
+            detail={"metrics": [r.metric for r in accepted]},
+        )
+    return StoredOut(
+        message_id=message_id,
+        stored=len(stored),
+        readings=[{"metric": r.metric, "value": r.value, "unit": r.unit} for r in accepted],
+    )
+
+
+def _detail(r, note: str | None) -> dict | None:
+    detail = {}
+    if r.items is not None:
+        detail["items"] = list(r.items)
+    if r.original_unit is not None:
+        detail["original"] = {"value": r.original_value, "unit": r.original_unit}
+    if note:
+        detail["note"] = note
+    return detail or None
+
+
+async def list_readings(
+    conn: AsyncConnection,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    *,
+    metric: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    bucket: Literal["1h", "6h", "1d", "1w"] | None,
+    limit: int = 5000,
+) -> list[ReadingOut] | list[BucketOut]:
+    await require_patient(conn, actor, patient_id)
+    end = end or datetime.now(UTC) + MAX_FUTURE
+    start = start or end - timedelta(days=30)
+    if start >= end:
+        raise Invalid("empty period", [FieldProblem("from", "must be before 'to'")])
+    async with conn.transaction():
+        if bucket:
+            rows = await readings.query_buckets(
+                conn, patient_id, metric, start, end, BUCKETS[bucket]
+            )
+            out = msgspec.convert(rows, list[BucketOut])
+        else:
+            rows = await readings.query_raw(conn, patient_id, metric, start, end, limit)
+            out = msgspec.convert(rows, list[ReadingOut])
+        await audit.record(
+            conn,
+            actor,
+            "read",
+            patient_id=patient_id,
+            object_type="reading",
+            detail={"metric": metric, "bucket": bucket},
+        )
+    return out

@@ -1,0 +1,170 @@
+"""Storing readings (from devices and nurses) and reading them back for plots.
+
+`store` is the one way readings enter the database: binary COPY into a temporary table, then
+one INSERT … ON CONFLICT DO NOTHING into the hypertable, so that a redelivered message stores
+nothing twice; the rows really inserted are handed to the hooks registered under the entry-point
+group `telemed.reading_hooks` (alert rules), inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from telemed import plugins
+from telemed.db import Queries
+
+Q = Queries("readings")
+
+COLUMNS = (
+    "measured_at",
+    "patient_id",
+    "metric",
+    "value",
+    "unit",
+    "comparator",
+    "source",
+    "origin",
+    "device_id",
+    "entered_by",
+    "message_id",
+    "detail",
+)
+_COPY_TYPES = (
+    "timestamptz",
+    "uuid",
+    "text",
+    "float8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "uuid",
+    "text",
+    "jsonb",
+)
+
+
+class ReadingRow(msgspec.Struct, frozen=True, kw_only=True):
+    measured_at: datetime
+    patient_id: uuid.UUID
+    metric: str
+    value: float
+    unit: str
+    source: str  # 'device' or 'nurse'
+    origin: str  # device id, or 'user:<uuid>'
+    message_id: str
+    comparator: str | None = None
+    device_id: str | None = None
+    entered_by: uuid.UUID | None = None
+    detail: dict[str, Any] | None = None
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.measured_at,
+            self.patient_id,
+            self.metric,
+            self.value,
+            self.unit,
+            self.comparator,
+            self.source,
+            self.origin,
+            self.device_id,
+            self.entered_by,
+            self.message_id,
+            Jsonb(self.detail) if self.detail is not None else None,
+        )
+
+
+class StoredReading(msgspec.Struct, frozen=True, kw_only=True):
+    """A reading that this transaction inserted (not a duplicate)."""
+
+    measured_at: datetime
+    received_at: datetime
+    patient_id: uuid.UUID
+    metric: str
+    value: float
+    unit: str
+    comparator: str | None
+    source: str
+    origin: str
+    message_id: str
+
+
+Hook = Callable[[AsyncConnection, list[StoredReading]], Awaitable[None]]
+
+
+@cache
+def reading_hooks() -> tuple[Hook, ...]:
+    return tuple(hook for _, hook in plugins.load("telemed.reading_hooks"))
+
+
+async def _ensure_staging(conn: AsyncConnection) -> None:
+    # One temporary table per connection, emptied at each commit.
+    await conn.execute(Q.create_staging)
+
+
+async def store(
+    conn: AsyncConnection, rows: Sequence[ReadingRow], *, run_hooks: bool = True
+) -> list[StoredReading]:
+    """Insert readings once each, inside the caller's transaction; return those inserted."""
+    if not rows:
+        return []
+    await _ensure_staging(conn)
+    async with conn.cursor() as cur:
+        async with cur.copy(Q.copy_staging) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                await copy.write_row(row.as_tuple())
+        await cur.execute(Q.insert_from_staging)
+        inserted = await cur.fetchall()
+        await cur.execute("DELETE FROM readings_staging")
+    stored = [StoredReading(**r) for r in inserted]
+    if run_hooks and stored:
+        for hook in reading_hooks():
+            await hook(conn, stored)
+    return stored
+
+
+async def query_raw(
+    conn: AsyncConnection,
+    patient_id: uuid.UUID,
+    metric: str | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[dict]:
+    cur = await conn.execute(
+        Q.raw,
+        {"patient_id": patient_id, "metric": metric, "start": start, "end": end, "limit": limit},
+    )
+    return await cur.fetchall()
+
+
+async def query_buckets(
+    conn: AsyncConnection,
+    patient_id: uuid.UUID,
+    metric: str | None,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+) -> list[dict]:
+    cur = await conn.execute(
+        Q.buckets,
+        {
+            "patient_id": patient_id,
+            "metric": metric,
+            "start": start,
+            "end": end,
+            "bucket_s": bucket_s,
+        },
+    )
+    return await cur.fetchall()

@@ -1,0 +1,92 @@
+"""Start (or reuse) the project's own PostgreSQL+TimescaleDB and Mosquitto for the tests, and
+make a fresh database per run from a migrated template."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from telemed.migrate import apply_migrations
+from telemed.settings import REPO_ROOT, Settings, load_settings
+
+TEST_STATE = REPO_ROOT / ".dev" / "test"
+TEST_ENV = {
+    "TELEMED_STATE_DIR": str(TEST_STATE),
+    "TELEMED_PG_PORT": os.environ.get("TELEMED_TEST_PG_PORT", "55442"),
+    "TELEMED_MQTT_PORT": os.environ.get("TELEMED_TEST_MQTT_PORT", "51893"),
+}
+
+
+def ensure_services() -> dict[str, str]:
+    """Run `scripts/services start` for the test instance; return its environment."""
+    env = {**os.environ, **TEST_ENV}
+    subprocess.run(
+        [str(REPO_ROOT / "scripts" / "services"), "start"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    out = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "services"), "env"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = dict(TEST_ENV)
+    for line in out.splitlines():
+        line = line.removeprefix("export ").strip()
+        if "=" in line:
+            key, value = line.split("=", 1)
+            found[key] = value.strip("'\"")
+    return found
+
+
+def _with_db(dsn: str, dbname: str) -> str:
+    base, _, _ = dsn.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+def migrations_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*.sql")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def fresh_database(server_dsn: str, migrations: Path) -> str:
+    """A new database for this run, cloned from a template migrated once per migration set."""
+    template = f"telemed_tpl_{migrations_digest(migrations)}"
+    name = f"telemed_test_{uuid.uuid4().hex[:10]}"
+    admin = _with_db(server_dsn, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(4242)")
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (template,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{template}"')
+                with psycopg.connect(_with_db(server_dsn, template)) as tconn:
+                    apply_migrations(tconn, migrations)
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(4242)")
+    return _with_db(server_dsn, name)
+
+
+def drop_database(dsn: str) -> None:
+    server, _, name = dsn.rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_settings(env: dict[str, str], dsn: str, tmp: Path) -> Settings:
+    merged = {**os.environ, **env, "TELEMED_DSN": dsn, "TELEMED_MEDIA_DIR": str(tmp / "media")}
+    return load_settings(merged)
