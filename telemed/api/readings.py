@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
 from telemed import measurements
@@ -43,8 +43,8 @@ class ReadingController(Controller):
         actor: Actor,
         patient_id: uuid.UUID,
         metric: str | None = None,
-        start: Annotated[datetime | None, Parameter(query="from")] = None,
-        end: Annotated[datetime | None, Parameter(query="to")] = None,
+        start: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        end: Annotated[datetime | None, QueryParameter(name="to")] = None,
         bucket: Literal["1h", "6h", "1d", "1w"] | None = None,
         limit: Annotated[int, Parameter(ge=1, le=20000)] = 5000,
     ) -> list[measurements.ReadingOut] | list[measurements.BucketOut]:
