@@ -1,6 +1,7 @@
 # Shared helpers for scripts/services and scripts/bootstrap. Source it; do not run it.
 # shellcheck shell=bash
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 TELEMED_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 export DEBIAN_FRONTEND=noninteractive
 
