@@ -82,4 +82,5 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         state=State({"settings": settings}),
         request_max_body_size=160 * 1024 * 1024,
         debug=False,
+        logging_config=None,
     )
