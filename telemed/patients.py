@@ -324,14 +324,22 @@ async def end_enrollment(
     return msgspec.convert(row, EnrollmentOut)
 
 
+async def _read_audited(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, query: str, object_type: str
+) -> list[dict]:
+    """Rows about one patient that the actor may see, with the audit row for reading them."""
+    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
+    async with conn.transaction():
+        cur = await conn.execute(query, {"patient_id": patient_id})
+        rows = await cur.fetchall()
+        await audit.record(conn, actor, "read", patient_id=patient_id, object_type=object_type)
+    return rows
+
+
 async def list_enrollments(
     conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
 ) -> list[EnrollmentOut]:
-    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
-    async with conn.transaction():
-        cur = await conn.execute(Q.list_enrollments, {"patient_id": patient_id})
-        rows = await cur.fetchall()
-        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="enrollment")
+    rows = await _read_audited(conn, actor, patient_id, Q.list_enrollments, "enrollment")
     return msgspec.convert(rows, list[EnrollmentOut])
 
 
@@ -383,11 +391,7 @@ async def hand_over(
 async def responsibility_history(
     conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
 ) -> list[ResponsibilityOut]:
-    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
-    async with conn.transaction():
-        cur = await conn.execute(Q.responsibility_history, {"patient_id": patient_id})
-        rows = await cur.fetchall()
-        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="responsibility")
+    rows = await _read_audited(conn, actor, patient_id, Q.responsibility_history, "responsibility")
     return msgspec.convert(rows, list[ResponsibilityOut])
 
 
@@ -445,11 +449,7 @@ async def end_care_relation(
 async def list_care_relations(
     conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
 ) -> list[CareRelationOut]:
-    await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
-    async with conn.transaction():
-        cur = await conn.execute(Q.list_care_relations, {"patient_id": patient_id})
-        rows = await cur.fetchall()
-        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="care_relation")
+    rows = await _read_audited(conn, actor, patient_id, Q.list_care_relations, "care_relation")
     return msgspec.convert(rows, list[CareRelationOut])
 
 
