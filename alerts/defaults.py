@@ -39,7 +39,12 @@ class UnknownStratum(ValueError):
 
 
 class InvalidOverride(ValueError):
-    pass
+    """An override that does not fit its rule; `rule_key` and `fields` say which, when known."""
+
+    def __init__(self, message: str, *, rule_key: str | None = None, fields: Sequence[str] = ()):
+        super().__init__(message)
+        self.rule_key = rule_key
+        self.fields = tuple(fields)
 
 
 # A second reading in the yellow band before anyone is paged: a cold finger or a loose probe
@@ -215,12 +220,13 @@ OVERRIDABLE: dict[type, tuple[str, ...]] = {
         "red_rise",
         "window_days",
         "min_readings",
+        "max_readings",
     ),
     ChangeRule: ("delta", "within_hours"),
     InrRule: ("low", "high", "urgent_low", "urgent_high"),
     MissedRule: ("every_n_days", "grace_hours"),
 }
-_INTEGER_FIELDS = {"min_readings", "every_n_days"}
+_INTEGER_FIELDS = {"min_readings", "max_readings", "every_n_days"}
 _OPTIONAL_FIELDS = {
     "red_low",
     "yellow_low",
@@ -244,17 +250,18 @@ def _holder(rule: Rule) -> msgspec.Struct:
 def _coerce(override: Override) -> OverrideValue:
     value, name = override.value, override.field
     where = f"override of {override.rule_key}.{name}"
+    at = {"rule_key": override.rule_key, "fields": (name,)}
     if isinstance(value, bool):
-        raise InvalidOverride(f"{where} needs a number, got {value}")
+        raise InvalidOverride(f"{where} needs a number, got {value}", **at)
     if value is None:
         if name not in _OPTIONAL_FIELDS:
-            raise InvalidOverride(f"{where} cannot be removed")
+            raise InvalidOverride(f"{where} cannot be removed", **at)
         return None
     if not math.isfinite(value):
-        raise InvalidOverride(f"{where} must be finite")
+        raise InvalidOverride(f"{where} must be finite", **at)
     if name in _INTEGER_FIELDS:
         if value != int(value):
-            raise InvalidOverride(f"{where} must be a whole number, got {value}")
+            raise InvalidOverride(f"{where} must be a whole number, got {value}", **at)
         return int(value)
     return float(value)
 
@@ -276,9 +283,11 @@ def effective_rules(defaults: Sequence[Rule], overrides: Sequence[Override]) -> 
     by_key = {rule.key: rule for rule in defaults}
     for key, name in latest:
         if key not in by_key:
-            raise InvalidOverride(f"override for unknown rule {key!r}")
+            raise InvalidOverride(f"override for unknown rule {key!r}", rule_key=key)
         if name != "enabled" and name not in OVERRIDABLE[type(by_key[key])]:
-            raise InvalidOverride(f"rule {key!r} has no overridable field {name!r}")
+            raise InvalidOverride(
+                f"rule {key!r} has no overridable field {name!r}", rule_key=key, fields=(name,)
+            )
     result: list[EffectiveRule] = []
     for rule in defaults:
         holder = _holder(rule)
@@ -293,7 +302,11 @@ def effective_rules(defaults: Sequence[Rule], overrides: Sequence[Override]) -> 
                 continue
             if name == "enabled":
                 if not isinstance(item.value, bool):
-                    raise InvalidOverride(f"override of {rule.key}.enabled needs true or false")
+                    raise InvalidOverride(
+                        f"override of {rule.key}.enabled needs true or false",
+                        rule_key=rule.key,
+                        fields=("enabled",),
+                    )
                 value: OverrideValue = item.value
                 enabled = item.value
             else:
@@ -317,7 +330,9 @@ def _apply(rule: Rule, holder: msgspec.Struct, changes: dict[str, OverrideValue]
             return msgspec.structs.replace(rule, schedule=changed)
         return changed  # type: ignore[return-value]
     except ValueError as exc:
-        raise InvalidOverride(f"overrides make rule {rule.key!r} invalid: {exc}") from exc
+        raise InvalidOverride(
+            f"overrides make rule {rule.key!r} invalid: {exc}", rule_key=rule.key, fields=changes
+        ) from exc
 
 
 def active_rules(effective: Sequence[EffectiveRule]) -> list[Rule]:

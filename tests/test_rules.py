@@ -6,6 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alerts.checks import (
+    check_absolute,
+    check_baseline,
+    check_change,
+    check_inr,
+    check_missed,
+    evaluate,
+)
 from alerts.defaults import (
     InvalidOverride,
     Override,
@@ -31,13 +39,7 @@ from alerts.rules import (
     Severity,
     Sustain,
     band_level,
-    check_absolute,
-    check_baseline,
-    check_change,
-    check_inr,
-    check_missed,
     classify,
-    evaluate,
     history_window,
     validate_rule_set,
 )
