@@ -17,6 +17,7 @@ from devices.sim_model import (
     Outgoing,
     Shape,
     build,
+    can_breach,
     desaturation,
     history_times,
     inr_spike,
@@ -67,10 +68,11 @@ class VirtualDevice:
         rng = self.rng
         if self.malformed_ratio and rng.random() < self.malformed_ratio:
             return malformed(rng.choice(MALFORMED_KINDS), now, rng, self.fmt)
-        breach = rng.random() < self.breach_ratio
+        breach = rng.random() < self.breach_ratio and can_breach(self.spec)
         overrides = self.scenario((now - self.started).total_seconds()) if self.scenario else {}
         self.sessions += 1
         readings = readings_for(
+            self.spec,
             self.profile,
             now,
             rng,
@@ -96,7 +98,7 @@ class VirtualDevice:
         out = []
         for at in history_times(self.spec, end, days):
             rng = seeded("history", self.spec.device_id, at.isoformat())
-            readings = readings_for(self.profile, at, rng, shape="kit", breach=False)
+            readings = readings_for(self.spec, self.profile, at, rng, shape="kit", breach=False)
             out.append(build(readings, at, self.fmt))
         return out
 
@@ -119,7 +121,7 @@ def demo_scenarios(specs: list[DeviceSpec], cycle_s: float = 300) -> dict[str, S
     """The demo's story: the first severe COPD patient desaturates to SpO2 86 %, the first AK
     patient reads INR 5.4, both within the first minute and again every `cycle_s`."""
     scenarios: dict[str, Scenario] = {}
-    copd = [s for s in specs if not s.is_inr]
+    copd = [s for s in specs if "spo2" in s.metrics]
     severe = [s for s in copd if (s.stratum or "severe") == "severe"] or copd
     if severe:
         profile = profile_for(severe[0])

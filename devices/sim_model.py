@@ -23,7 +23,16 @@ from devices.metrics import CAT_ITEM_MAX, CAT_ITEMS
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 KIT_METRICS = ("spo2", "pulse", "resp_rate", "fev1", "pef", "temperature", "weight")
-SINGLE_METRICS = (*KIT_METRICS, "cat")
+QUESTIONNAIRE = ("cat", "mrc")
+# What each kind of device (devices.provisioning.KINDS) measures; a COPD kit's hub sends all.
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "copd_kit": KIT_METRICS,
+    "pulse_oximeter": ("spo2", "pulse"),
+    "spirometer": ("fev1", "pef"),
+    "scale": ("weight",),
+    "thermometer": ("temperature",),
+    "tablet": (),
+}
 # Metrics a breach is made on: their absolute limits alert on one reading when red.
 BREACHABLE = ("spo2", "pulse", "resp_rate", "temperature")
 MALFORMED_KINDS = ("bad_json", "wrong_unit", "impossible", "naive_time")
@@ -46,13 +55,24 @@ class DeviceSpec(msgspec.Struct, frozen=True, kw_only=True):
     password: str = ""
     patient_id: str | None = None
     pseudonym: str | None = None
-    kind: str = "copd-kit"
+    kind: str = "copd_kit"
     program: str | None = None
     stratum: str | None = None
 
     @property
     def is_inr(self) -> bool:
-        return self.program == "ak" if self.program else "inr" in self.kind.lower()
+        return "inr" in self.kind.lower() or (
+            self.program == "ak" and self.kind not in KIND_METRICS
+        )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """What the device measures each time; the questionnaire comes on top, now and then."""
+        return ("inr",) if self.is_inr else KIND_METRICS.get(self.kind, KIT_METRICS)
+
+    @property
+    def questionnaire(self) -> bool:
+        return self.kind in ("copd_kit", "tablet") or self.kind not in KIND_METRICS
 
 
 class CopdProfile(msgspec.Struct, frozen=True):
@@ -247,7 +267,12 @@ def message_id(at: datetime, metric: str | None = None) -> str:
     return f"m{ms}" if metric is None else f"m{ms}-{metric}"
 
 
+def can_breach(spec: DeviceSpec) -> bool:
+    return spec.is_inr or any(m in BREACHABLE for m in spec.metrics)
+
+
 def readings_for(
+    spec: DeviceSpec,
     p: Profile,
     at: datetime,
     rng: random.Random,
@@ -257,18 +282,21 @@ def readings_for(
     questionnaire: bool = False,
     overrides: dict[str, float | str] | None = None,
 ) -> list[Reading]:
+    """One measuring moment of the device: its metrics (one of them in the `single` shape),
+    one past a red limit if `breach` (ignored by a device that measures nothing with one)."""
     if isinstance(p, InrProfile):
         reading = inr_breach(p, rng) if breach else inr_reading(p, rng)
         if overrides and "inr" in overrides:
             reading = Reading("inr", overrides["inr"], "{INR}")
         return [reading]
-    if shape == "single":
-        metrics: tuple[str, ...] = (rng.choice(BREACHABLE if breach else SINGLE_METRICS),)
-    else:
-        metrics = (*KIT_METRICS, "cat", "mrc") if questionnaire else KIT_METRICS
+    metrics = spec.metrics + (QUESTIONNAIRE if questionnaire and spec.questionnaire else ())
+    breachable = [m for m in metrics if m in BREACHABLE] if breach else []
+    if shape == "single" or not metrics:
+        metrics = (rng.choice(breachable or metrics or QUESTIONNAIRE),)
+        breachable = [m for m in breachable if m in metrics]
     readings = [copd_reading(p, m, at, rng) for m in metrics]
-    if breach:
-        i = rng.choice([i for i, m in enumerate(metrics) if m in BREACHABLE])
+    if breachable:
+        i = metrics.index(rng.choice(breachable))
         readings[i] = copd_breach(p, metrics[i], rng)
     for i, r in enumerate(readings):
         if overrides and r.type in overrides:

@@ -35,14 +35,18 @@ except ImportError:  # the rule checks lived in alerts.rules before
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 COPD = [
-    DeviceSpec(device_id=f"kit-{s}", kind="copd-kit", program="copd", stratum=s)
+    DeviceSpec(device_id=f"kit-{s}", kind="copd_kit", program="copd", stratum=s)
     for s in ("mild", "moderate", "severe")
 ]
 AK = [
-    DeviceSpec(device_id=f"inr-{s}", kind="inr-meter", program="ak", stratum=s)
+    DeviceSpec(device_id=f"inr-{s}", kind="inr_meter", program="ak", stratum=s)
     for s in ("2.0-3.0", "2.5-3.5", "3.0-4.0")
 ]
-SPECS = COPD + AK
+PARTS = [
+    DeviceSpec(device_id=f"{kind}-1", kind=kind, program="copd", stratum="moderate")
+    for kind in ("pulse_oximeter", "spirometer", "scale", "thermometer", "tablet")
+]
+SPECS = COPD + AK + PARTS
 
 moments = st.datetimes(
     min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
@@ -81,13 +85,16 @@ def crosses_threshold(spec: DeviceSpec, obs: Obs) -> bool:
 def test_every_reading_is_plausible_and_parses(spec, at, seed, breach, shape, fmt) -> None:
     rng = random.Random(seed)
     readings = readings_for(
-        profile_for(spec), at, rng, shape=shape, breach=breach, questionnaire=True
+        spec, profile_for(spec), at, rng, shape=shape, breach=breach, questionnaire=True
     )
     out = build(readings, at, fmt, breach=breach)
     parsed = parse_message(out.payload, now=at, content_type=out.content_type)
     assert parsed.rejected == []
     assert parsed.measured_at == at
     assert len(parsed.accepted) == len(readings) == out.readings
+    expected = (*spec.metrics, "cat", "mrc") if spec.questionnaire else spec.metrics
+    assert {r.metric for r in parsed.accepted} <= set(expected)
+    assert shape == "kit" or len(readings) == 1
     for r in parsed.accepted:
         metric = METRICS[r.metric]
         assert metric.low <= r.value <= metric.high
@@ -118,8 +125,9 @@ def test_breach_ratio_is_respected(ratio: float, shape: str) -> None:
     n = 1500
     rng = random.Random(int(ratio * 100) + len(shape))
     breaching = 0
+    specs = [s for s in SPECS if s.kind not in ("spirometer", "scale", "tablet")]
     for i in range(n):
-        spec = SPECS[i % len(SPECS)]
+        spec = specs[i % len(specs)]
         device = VirtualDevice(spec, rng=rng, started=NOW, shape=shape, breach_ratio=ratio)
         out = device.measure(NOW + timedelta(seconds=i))
         hit = any(crosses_threshold(spec, o) for o in observations(out))
@@ -131,8 +139,12 @@ def test_breach_ratio_is_respected(ratio: float, shape: str) -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.device_id)
 def test_a_breach_alerts_on_one_reading(spec: DeviceSpec) -> None:
-    """Breaches go past the red limit, so they alert without waiting for a second reading."""
+    """Breaches go past the red limit, so they alert without waiting for a second reading;
+    a device that measures nothing with such a limit (a scale) sends no breach."""
     device = VirtualDevice(spec, rng=random.Random(3), started=NOW, breach_ratio=1.0)
+    if spec.kind in ("spirometer", "scale", "tablet"):
+        assert not any(device.measure(NOW + timedelta(minutes=i)).breach for i in range(50))
+        return
     for i in range(50):
         fired = [
             b
@@ -210,6 +222,7 @@ def test_history_is_repeatable_and_clean() -> None:
         b = VirtualDevice(spec, rng=random.Random(2), started=NOW).history(NOW, 28)
         assert [o.payload for o in a] == [o.payload for o in b]
         assert len(a) == (4 if spec.is_inr else 28)
+        assert all(o.readings == len(spec.metrics) for o in a if spec.kind != "tablet")
         assert all(o.measured_at < NOW for o in a)
         assert len({o.message_id for o in a}) == len(a)
 
@@ -246,12 +259,12 @@ def test_devices_file_and_command(tmp_path) -> None:
                     "password": "x",
                     "patient_id": "p",
                     "pseudonym": "P-1",
-                    "kind": "copd-kit",
+                    "kind": "copd_kit",
                     "program": "copd",
                     "stratum": "moderate",
                     "extra": 1,
                 },
-                {"device_id": "inr-b2", "password": "y", "kind": "inr-meter"},
+                {"device_id": "inr-b2", "password": "y", "kind": "inr_meter"},
             ]
         )
     )
