@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from alerts.defaults import default_rules
@@ -73,7 +75,7 @@ def crosses_threshold(spec: DeviceSpec, obs: Obs) -> bool:
     return False
 
 
-@settings(max_examples=150, deadline=None)
+@hypothesis_settings(max_examples=150, deadline=None)
 @given(
     spec=st.sampled_from(SPECS),
     at=moments,
@@ -291,3 +293,64 @@ def test_devices_file_and_command(tmp_path) -> None:
     assert sum(bool(d.offline) for d in fleet) == 1
     assert simulator.intervals(fleet, args) == [0.5, 0.5]
     assert args.func is simulator.cmd_simulate
+
+
+def test_a_provisioned_device_publishes_through_the_broker(db, settings, factory) -> None:
+    """With its own credentials a simulated device gets PUBACKs for its readings and its
+    status, which a reader with the ingest account receives; a wrong password is refused."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from devices.contract import readings_topic, status_topic
+    from devices.sim_mqtt import DeviceLink
+
+    provisioning = pytest.importorskip("devices.provisioning")
+    broker = pytest.importorskip("devices.broker")
+    patient = factory.patient(factory.org(), program="copd", stratum="severe")
+    device = provisioning.provision(db, patient_id=patient, kind="copd_kit")
+    broker.sync_broker(db, settings)
+
+    received: dict[str, list[bytes]] = {"readings": [], "status": []}
+    subscribed = threading.Event()
+    reader = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    reader.username_pw_set(settings.ingest_username, settings.ingest_password)
+    reader.on_connect = lambda c, *_: c.subscribe(
+        [(readings_topic(device.device_id), 1), (status_topic(device.device_id), 1)]
+    )
+    reader.on_subscribe = lambda *_: subscribed.set()
+    reader.on_message = lambda _c, _u, m: received[m.topic.rsplit("/", 1)[1]].append(m.payload)
+    reader.connect(settings.mqtt_host, settings.mqtt_port)
+    reader.loop_start()
+    spec = DeviceSpec(device_id=device.device_id, password=device.password, kind="copd_kit")
+    link = DeviceLink(spec, settings.mqtt_host, settings.mqtt_port)
+    wrong = DeviceLink(
+        msgspec.structs.replace(spec, password="not-" + device.password),
+        settings.mqtt_host,
+        settings.mqtt_port,
+    )
+    try:
+        assert subscribed.wait(10)
+        wrong.start()
+        link.start()
+        assert link.connected.wait(10), "the device could not log in"
+        assert wrong.settled.wait(10) and wrong.refused
+        now = datetime.now(UTC)
+        sim = VirtualDevice(spec, rng=random.Random(1), started=now, shape="kit")
+        outs = [sim.measure(now - timedelta(seconds=10 - i)) for i in range(3)]
+        for out in outs:
+            link.publish(out)
+        deadline = time.monotonic() + 10
+        while (link.acked < 3 or len(received["readings"]) < 3) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert link.acked == link.sent == 3 and link.pending == 0
+        assert received["readings"] == [o.payload for o in outs]
+        assert b'"state":"online"' in received["status"][0]
+    finally:
+        link.stop()
+        wrong.stop()
+        provisioning.revoke(db, device.device_id)
+        broker.sync_broker(db, settings)
+        reader.loop_stop()
+        reader.disconnect()
