@@ -1,0 +1,236 @@
+"""Rule evaluation on the ingest path, inside the transaction that stores the readings.
+
+`after_readings` is the reading hook (entry point `telemed.reading_hooks: alerts`). Per batch it
+makes a fixed number of round trips, however many readings and patients: one for the patients'
+enrollments and overrides, one for the bounded history the rules need (alerts.rules
+HistoryNeed, computed per reading in SQL, the baseline median included), and the few of
+`alerts.lifecycle.upsert_breaches`. The decisions are the pure functions' of alerts.checks.
+
+The readings of the batch are already in the table when the hook runs, so readings of one
+patient and metric evaluated together see each other by measured time, and a late reading is
+judged against what was measured before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
+
+import msgspec
+from psycopg import AsyncConnection
+
+from alerts.checks import Baseline, evaluate
+from alerts.defaults import (
+    InvalidOverride,
+    Override,
+    UnknownProgram,
+    UnknownStratum,
+    active_rules,
+    default_rules,
+    effective_rules,
+)
+from alerts.lifecycle import BreachItem, upsert_breaches
+from alerts.rules import BaselineRule, HistoryNeed, MissedRule, Obs, Rule, history_needs
+from alerts.schedule import LOCAL_TZ
+from telemed.db import Queries
+from telemed.readings import StoredReading
+
+log = logging.getLogger("alerts.hooks")
+Q = Queries("hooks", folder=Path(__file__).parent / "sql")
+
+
+class Enrollment(msgspec.Struct, frozen=True):
+    program: str
+    stratum: str
+    start_date: date
+    end_date: date | None = None
+
+    def covers(self, day: date) -> bool:
+        return self.start_date <= day and (self.end_date is None or day <= self.end_date)
+
+
+class RuleSet(msgspec.Struct, frozen=True):
+    """One program's active per-reading rules for a patient, by metric, and what history they
+    need."""
+
+    program: str
+    by_metric: dict[str, tuple[Rule, ...]]
+    needs: dict[str, HistoryNeed]
+
+
+_ENROLLMENTS = msgspec.json.Decoder(list[Enrollment])
+_OVERRIDES = msgspec.json.Decoder(list[Override])
+
+
+@cache
+def program_defaults(program: str, stratum: str) -> tuple[Rule, ...] | None:
+    """The default rules of a program and stratum, or None (logged once) when there are none."""
+    try:
+        return tuple(default_rules(program, stratum))
+    except (UnknownProgram, UnknownStratum) as exc:
+        log.warning("no alert rules for %s stratum %r: %s", program, stratum, exc)
+        return None
+
+
+def rule_set(program: str, rules: Sequence[Rule]) -> RuleSet:
+    per_reading = [rule for rule in rules if not isinstance(rule, MissedRule)]
+    by_metric: dict[str, list[Rule]] = {}
+    for rule in per_reading:
+        by_metric.setdefault(rule.metric, []).append(rule)
+    return RuleSet(program, {m: tuple(r) for m, r in by_metric.items()}, history_needs(per_reading))
+
+
+@cache
+def _default_set(program: str, stratum: str) -> RuleSet | None:
+    defaults = program_defaults(program, stratum)
+    return None if defaults is None else rule_set(program, defaults)
+
+
+def patient_rules(
+    defaults: Sequence[Rule], overrides: Sequence[Override], patient_id: uuid.UUID
+) -> list[Rule]:
+    """The defaults with the patient's overrides, rule by rule: an override that no longer fits
+    (the stratum changed since it was set, say) leaves that one rule at its default, logged."""
+    keys = {rule.key for rule in defaults}
+    mine: dict[str, list[Override]] = {}
+    for item in overrides:
+        if item.rule_key in keys:
+            mine.setdefault(item.rule_key, []).append(item)
+    rules: list[Rule] = []
+    for rule in defaults:
+        if rule.key not in mine:
+            rules.append(rule)
+            continue
+        try:
+            rules.extend(active_rules(effective_rules([rule], mine[rule.key])))
+        except InvalidOverride as exc:
+            log.warning("patient %s: override ignored, rule at default: %s", patient_id, exc)
+            rules.append(rule)
+    return rules
+
+
+def rule_sets(
+    patient_id: uuid.UUID, enrollments: Sequence[Enrollment], overrides: Sequence[Override]
+) -> list[tuple[Enrollment, RuleSet]]:
+    found: list[tuple[Enrollment, RuleSet]] = []
+    for enrollment in enrollments:
+        if not overrides:
+            cached = _default_set(enrollment.program, enrollment.stratum)
+            if cached is not None:
+                found.append((enrollment, cached))
+            continue
+        defaults = program_defaults(enrollment.program, enrollment.stratum)
+        if defaults is not None:
+            rules = patient_rules(defaults, overrides, patient_id)
+            found.append((enrollment, rule_set(enrollment.program, rules)))
+    return found
+
+
+async def _contexts(
+    conn: AsyncConnection, patient_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[Enrollment, RuleSet]]]:
+    cur = await conn.execute(Q.context, {"patient_ids": patient_ids})
+    contexts = {}
+    for row in await cur.fetchall():
+        enrollments = _ENROLLMENTS.decode(row["enrollments"])
+        overrides = _OVERRIDES.decode(row["overrides"])
+        contexts[row["patient_id"]] = rule_sets(row["patient_id"], enrollments, overrides)
+    return contexts
+
+
+class _Job(msgspec.Struct):
+    reading: StoredReading
+    obs: Obs
+    sets: list[RuleSet]
+    need: HistoryNeed
+    history: list[Obs] = []
+    baseline: Baseline | None = None
+
+
+def _jobs(
+    stored: Sequence[StoredReading], contexts: dict[uuid.UUID, list[tuple[Enrollment, RuleSet]]]
+) -> list[_Job]:
+    jobs: list[_Job] = []
+    for reading in stored:
+        day = reading.measured_at.astimezone(LOCAL_TZ).date()
+        sets = [
+            rs
+            for enrollment, rs in contexts.get(reading.patient_id, ())
+            if reading.metric in rs.by_metric and enrollment.covers(day)
+        ]
+        if not sets:
+            continue
+        need = HistoryNeed()
+        for rs in sets:
+            if reading.metric in rs.needs:
+                need = need.merge(rs.needs[reading.metric])
+        obs = Obs(reading.metric, reading.value, reading.measured_at, reading.comparator)  # type: ignore[arg-type]
+        jobs.append(_Job(reading, obs, sets, need))
+    return jobs
+
+
+async def _load_history(conn: AsyncConnection, jobs: Sequence[_Job]) -> None:
+    wanted = [(i, job) for i, job in enumerate(jobs) if not job.need.empty]
+    if not wanted:
+        return
+    needs = [job.need for _, job in wanted]
+    cur = await conn.execute(
+        Q.history,
+        {
+            "idx": [i for i, _ in wanted],
+            "patient_ids": [job.reading.patient_id for _, job in wanted],
+            "metrics": [job.reading.metric for _, job in wanted],
+            "ats": [job.reading.measured_at for _, job in wanted],
+            "origins": [job.reading.origin for _, job in wanted],
+            "message_ids": [job.reading.message_id for _, job in wanted],
+            "latest": [n.latest for n in needs],
+            "latest_s": [n.latest_hours * 3600 for n in needs],
+            "span_s": [n.span_minutes * 60 for n in needs],
+            "before_s": [n.span_hours * 3600 for n in needs],
+            "extremes_s": [n.extremes_hours * 3600 for n in needs],
+            "baseline_s": [n.baseline_days * 86400 for n in needs],
+            "baseline_max": [n.baseline_max for n in needs],
+        },
+    )
+    for row in await cur.fetchall():
+        job = jobs[row["idx"]]
+        if row["vals"]:
+            metric = job.reading.metric
+            job.history = [
+                Obs(metric, value, at, comparator)
+                for value, at, comparator in zip(
+                    row["vals"], row["ats"], row["comparators"], strict=True
+                )
+            ]
+        if row["n"]:
+            job.baseline = Baseline(row["median"], row["n"])
+
+
+def _breaches(jobs: Sequence[_Job]) -> list[BreachItem]:
+    items: list[BreachItem] = []
+    for job in jobs:
+        for rs in job.sets:
+            rules = rs.by_metric[job.reading.metric]
+            baselines = {r.key: job.baseline for r in rules if isinstance(r, BaselineRule)}
+            for breach in evaluate(job.obs, job.history, rules, baselines):
+                items.append((job.reading.patient_id, rs.program, breach))
+    return items
+
+
+async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> None:
+    """Evaluate every stored reading and add its breaches to the alerts, in `conn`'s
+    transaction."""
+    if not stored:
+        return
+    patient_ids = list(dict.fromkeys(r.patient_id for r in stored))
+    jobs = _jobs(stored, await _contexts(conn, patient_ids))
+    if not jobs:
+        return
+    await _load_history(conn, jobs)
+    items = _breaches(jobs)
+    if items:
+        await upsert_breaches(conn, items, now=datetime.now(UTC))

@@ -1,0 +1,87 @@
+-- name: lock_open
+-- The not-resolved alerts of these (patient, rule) pairs, locked in id order so that two writers
+-- never wait on each other in a circle.
+SELECT a.id, a.patient_id, a.rule_key, a.severity, a.first_measured_at, a.last_measured_at,
+       a.last_value, a.count, a.message, a.detail
+FROM alerts a
+JOIN unnest(%(patient_ids)s::uuid[], %(rule_keys)s::text[]) AS k (patient_id, rule_key)
+  ON a.patient_id = k.patient_id AND a.rule_key = k.rule_key
+WHERE a.state <> 'resolved'
+ORDER BY a.id
+FOR UPDATE OF a;
+
+-- name: update_open
+WITH u AS (
+    SELECT *
+    FROM unnest(%(ids)s::bigint[], %(severities)s::text[], %(messages)s::text[],
+                %(details)s::text[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[],
+                %(last_values)s::float8[], %(counts)s::int[], %(upgraded)s::bool[])
+         AS u (id, severity, message, detail, first_measured_at, last_measured_at, last_value,
+               count, upgraded)
+), changed AS (
+    UPDATE alerts a
+    SET severity = u.severity,
+        message = u.message,
+        detail = u.detail::jsonb,
+        first_measured_at = u.first_measured_at,
+        last_measured_at = u.last_measured_at,
+        last_value = u.last_value,
+        count = u.count,
+        updated_at = %(now)s,
+        severity_changed_at = CASE WHEN u.upgraded THEN %(now)s ELSE a.severity_changed_at END
+    FROM u
+    WHERE a.id = u.id
+    RETURNING a.*
+)
+SELECT c.*, p.pseudonym, h.organisation_id AS holder_id
+FROM changed c
+JOIN patients p ON p.id = c.patient_id
+LEFT JOIN LATERAL (
+    SELECT r.organisation_id FROM responsibility r
+    WHERE r.patient_id = c.patient_id AND r.since <= %(now)s
+    ORDER BY r.since DESC LIMIT 1
+) h ON true;
+
+-- name: insert_new
+-- Routed to the holder at the measured time of the first reading; a reading measured before the
+-- patient's first hand-over row goes to that first holder. A conflict means another writer
+-- opened the alert meanwhile: the caller locks it and merges into it.
+WITH n AS (
+    SELECT *
+    FROM unnest(%(patient_ids)s::uuid[], %(rule_keys)s::text[], %(metrics)s::text[],
+                %(programs)s::text[], %(severities)s::text[], %(messages)s::text[],
+                %(details)s::text[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[],
+                %(last_values)s::float8[], %(counts)s::int[])
+         AS n (patient_id, rule_key, metric, program, severity, message, detail,
+               first_measured_at, last_measured_at, last_value, count)
+), ins AS (
+    INSERT INTO alerts (patient_id, rule_key, metric, program, severity, message, detail,
+                        first_measured_at, last_measured_at, last_value, count, organisation_id,
+                        created_at, updated_at)
+    SELECT n.patient_id, n.rule_key, n.metric, n.program, n.severity, n.message, n.detail::jsonb,
+           n.first_measured_at, n.last_measured_at, n.last_value, n.count, routed.organisation_id,
+           %(now)s, %(now)s
+    FROM n
+    LEFT JOIN LATERAL (
+        SELECT r.organisation_id FROM responsibility r
+        WHERE r.patient_id = n.patient_id
+        ORDER BY r.since <= n.first_measured_at DESC,
+                 CASE WHEN r.since <= n.first_measured_at THEN r.since END DESC,
+                 r.since
+        LIMIT 1
+    ) routed ON true
+    ON CONFLICT (patient_id, rule_key) WHERE state <> 'resolved' DO NOTHING
+    RETURNING *
+)
+SELECT i.*, p.pseudonym, h.organisation_id AS holder_id
+FROM ins i
+JOIN patients p ON p.id = i.patient_id
+LEFT JOIN LATERAL (
+    SELECT r.organisation_id FROM responsibility r
+    WHERE r.patient_id = i.patient_id AND r.since <= %(now)s
+    ORDER BY r.since DESC LIMIT 1
+) h ON true;
+
+-- name: insert_outbox
+INSERT INTO outbox (event, patient_id, organisation_ids, payload)
+VALUES (%(event)s, %(patient_id)s, %(organisation_ids)s, %(payload)s);
