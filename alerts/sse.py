@@ -1,0 +1,248 @@
+"""The event stream: outbox events pushed to signed-in clinicians as server-sent events.
+
+One LISTEN connection per process (the hub) is shared by every open stream. A NOTIFY carries an
+outbox id and arrives only once its transaction committed, so the hub fetches exactly the rows
+named, never "everything after the last id" — a lower id that commits late is not skipped.
+A stream sees an event when the event's `organisation_ids` contain the user's organisation.
+
+On reconnect a client sends `Last-Event-ID` (the outbox id of the last event it got) and the
+stream first replays the organisation's newer events, at most REPLAY_WINDOW old. Streams end
+after MAX_STREAM_S so that a server can shut down and a revoked sign-in stops receiving; the
+`retry` field makes the browser reconnect at once, with its Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from alerts import notify
+from telemed import audit, auth
+from telemed.access import Actor
+from telemed.outbox import CHANNEL
+
+log = logging.getLogger("telemed.events")
+
+HEARTBEAT_S = float(os.environ.get("TELEMED_SSE_HEARTBEAT_S", "15"))
+MAX_STREAM_S = float(os.environ.get("TELEMED_SSE_MAX_S", "300"))
+REPLAY_WINDOW = timedelta(hours=float(os.environ.get("TELEMED_SSE_REPLAY_H", "24")))
+RETRY_MS = 2000
+QUEUE_MAX = 1000
+REPLAY_PAGE = 500
+
+_ROWS = "SELECT id, created_at, event, patient_id, organisation_ids, payload FROM outbox"
+
+
+class Resync:
+    """Put in a stream's queue when it may have missed events (a slow reader, a lost LISTEN)."""
+
+
+RESYNC = Resync()
+
+
+class Subscription:
+    def __init__(self, organisation_id: uuid.UUID) -> None:
+        self.organisation_id = organisation_id
+        self.queue: asyncio.Queue[list[dict[str, Any]] | Resync] = asyncio.Queue(QUEUE_MAX)
+
+    def offer(self, item: list[dict[str, Any]] | Resync) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+
+
+class OutboxHub:
+    """LISTENs while any stream is open; reconnects after a lost connection and tells every
+    stream to catch up from the database."""
+
+    def __init__(self, dsn: str, *, reconnect_s: float = 1.0) -> None:
+        self.dsn = dsn
+        self.reconnect_s = reconnect_s
+        self.subs: set[Subscription] = set()
+        self.listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, organisation_id: uuid.UUID, *, wait_s: float = 10.0) -> Subscription:
+        sub = Subscription(organisation_id)
+        self.subs.add(sub)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="outbox-hub")
+        try:
+            await asyncio.wait_for(self.listening.wait(), wait_s)
+        except TimeoutError:
+            self.subs.discard(sub)
+            raise
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subs.discard(sub)
+
+    async def _run(self) -> None:
+        connected_before = False
+        while self.subs:
+            try:
+                async with await AsyncConnection.connect(
+                    self.dsn, autocommit=True, row_factory=dict_row
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    if connected_before:
+                        for sub in list(self.subs):
+                            sub.offer(RESYNC)
+                    connected_before = True
+                    self.listening.set()
+                    await self._listen(conn)
+            except (psycopg.OperationalError, OSError) as exc:
+                log.warning("event stream lost its database connection: %s", exc)
+                await asyncio.sleep(self.reconnect_s)
+            finally:
+                self.listening.clear()
+
+    async def _listen(self, conn: AsyncConnection) -> None:
+        while self.subs:
+            ids = [int(n.payload) async for n in conn.notifies(timeout=1.0, stop_after=1)]
+            if not ids:
+                continue
+            ids += [int(n.payload) async for n in conn.notifies(timeout=0.02)]
+            cur = await conn.execute(f"{_ROWS} WHERE id = ANY(%s) ORDER BY id", (ids,))
+            rows = await cur.fetchall()
+            for sub in list(self.subs):
+                mine = [r for r in rows if sub.organisation_id in r["organisation_ids"]]
+                if mine:
+                    sub.offer(mine)
+
+
+def hub_for(state: Any, dsn: str) -> OutboxHub:
+    """The process's hub, kept in the application state."""
+    hub = getattr(state, "events_hub", None)
+    if hub is None:
+        hub = OutboxHub(dsn)
+        state.events_hub = hub
+    return hub
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def message(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the fields of one server-sent event; the data is the JSON envelope."""
+    data = msgspec.json.encode(notify.envelope(row)).decode()
+    return {"id": row["id"], "event": row["event"], "data": data}
+
+
+async def replay(
+    conn: AsyncConnection, organisation_id: uuid.UUID, after: int, *, now: datetime
+) -> list[dict[str, Any]]:
+    async with conn.transaction():
+        cur = await conn.execute(
+            f"{_ROWS} WHERE id > %s AND organisation_ids @> ARRAY[%s]::uuid[] "
+            "AND created_at >= %s ORDER BY id LIMIT %s",
+            (after, organisation_id, now - REPLAY_WINDOW, REPLAY_PAGE),
+        )
+        return await cur.fetchall()
+
+
+async def _audit(pool: AsyncConnectionPool, actor: Actor, rows: list[dict[str, Any]]) -> None:
+    """Every event naming a patient is a read of that patient's data."""
+    named = [r for r in rows if r["patient_id"] is not None]
+    if not named:
+        return
+    async with pool.connection() as conn, conn.transaction():
+        for row in named:
+            await audit.record(
+                conn,
+                actor,
+                "read",
+                patient_id=row["patient_id"],
+                object_type="event",
+                object_id=row["id"],
+                detail={"event": row["event"]},
+            )
+
+
+async def _still_signed_in(pool: AsyncConnectionPool, actor: Actor, token: str) -> bool:
+    async with pool.connection() as conn:
+        now = await auth.resolve(conn, token, client_addr=None, request_id=None)
+        await conn.rollback()
+    return now is not None and now.organisation_id == actor.organisation_id
+
+
+async def stream(
+    pool: AsyncConnectionPool,
+    hub: OutboxHub,
+    actor: Actor,
+    token: str,
+    last_event_id: int | None,
+    *,
+    heartbeat_s: float | None = None,
+    max_s: float | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """The events of `actor`'s organisation, as dicts of SSE fields, until `max_s` passed."""
+    assert actor.organisation_id is not None
+    heartbeat_s = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
+    max_s = MAX_STREAM_S if max_s is None else max_s
+    org = actor.organisation_id
+    sub = await hub.subscribe(org)
+    ends = time.monotonic() + max_s
+    replayed: set[int] = set()
+    try:
+        pending: list[dict[str, Any]] | Resync | None = RESYNC
+        last = last_event_id
+        if last is None:
+            pending = None
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute("SELECT coalesce(max(id), 0) AS id FROM outbox")
+                last = (await cur.fetchone())["id"]
+        yield {"comment": "connected", "retry": RETRY_MS, "data": None}
+        while time.monotonic() < ends:
+            if isinstance(pending, Resync):
+                async with pool.connection() as conn:
+                    rows = await replay(conn, org, last, now=datetime.now(UTC))
+                replayed.update(r["id"] for r in rows)
+                pending = RESYNC if len(rows) == REPLAY_PAGE else None
+            elif pending is not None:
+                rows = [r for r in pending if r["id"] not in replayed]
+                pending = None
+            else:
+                wait = min(heartbeat_s, ends - time.monotonic())
+                try:
+                    pending = await asyncio.wait_for(sub.queue.get(), max(wait, 0.01))
+                except TimeoutError:
+                    if not await _still_signed_in(pool, actor, token):
+                        return
+                    yield {"comment": "keep-alive", "data": None}
+                continue
+            if rows:
+                await _audit(pool, actor, rows)
+                for row in rows:
+                    yield message(row)
+                    last = max(last, row["id"])
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def close_hub(state: Any) -> None:
+    hub: OutboxHub | None = getattr(state, "events_hub", None)
+    if hub is not None and hub._task is not None:
+        hub.subs.clear()
+        hub._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hub._task
