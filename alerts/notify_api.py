@@ -1,0 +1,179 @@
+"""HTTP side of notifications: the event stream, webhook administration and escalation
+settings. `notify_routers()` lists the controllers for the application."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from litestar import Controller, Request, get, patch, post, put
+from litestar.params import Parameter, QueryParameter
+from litestar.response import ServerSentEvent
+from psycopg import AsyncConnection
+
+from alerts import escalation, sse, webhooks
+from telemed.access import Actor, require_role
+
+
+class EventController(Controller):
+    path = "/api/v1/events"
+    tags = ["events"]
+
+    @get(
+        "/",
+        operation_id="streamEvents",
+        summary="Server-sent events for the user's organisation; resume with Last-Event-ID",
+    )
+    async def stream(
+        self,
+        request: Request,
+        actor: Actor,
+        last_event_id: int | None = Parameter(default=None, ge=0),
+    ) -> ServerSentEvent:
+        require_role(actor, ["nurse", "specialist"])
+        state = request.app.state
+        header = sse.parse_last_event_id(request.headers.get("last-event-id"))
+        resume = header if header is not None else last_event_id
+        hub = sse.hub_for(state, state.settings.dsn)
+        return ServerSentEvent(sse.stream(state.pool, hub, actor, request.auth, resume))
+
+
+class WebhookController(Controller):
+    path = "/api/v1/admin"
+    tags = ["webhooks"]
+
+    @post(
+        "/organisations/{organisation_id:uuid}/webhooks",
+        operation_id="createWebhook",
+        summary="Register a webhook for an organisation; the signing secret is shown once",
+    )
+    async def create(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        organisation_id: uuid.UUID,
+        data: webhooks.WebhookCreate,
+    ) -> webhooks.WebhookSecret:
+        return await webhooks.create_webhook(conn, actor, organisation_id, data)
+
+    @get(
+        "/organisations/{organisation_id:uuid}/webhooks",
+        operation_id="listWebhooks",
+        summary="List an organisation's webhooks",
+    )
+    async def list_hooks(
+        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+    ) -> list[webhooks.WebhookOut]:
+        return await webhooks.list_webhooks(conn, actor, organisation_id)
+
+    @patch(
+        "/webhooks/{webhook_id:uuid}",
+        operation_id="updateWebhook",
+        summary="Change a webhook's URL, event filter, description or active flag",
+    )
+    async def update(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        webhook_id: uuid.UUID,
+        data: webhooks.WebhookUpdate,
+    ) -> webhooks.WebhookOut:
+        return await webhooks.update_webhook(conn, actor, webhook_id, data)
+
+    @post(
+        "/webhooks/{webhook_id:uuid}/rotate-secret",
+        operation_id="rotateWebhookSecret",
+        summary="Replace a webhook's signing secret; the new one is shown once",
+        status_code=200,
+    )
+    async def rotate(
+        self, conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID
+    ) -> webhooks.WebhookSecret:
+        return await webhooks.rotate_secret(conn, actor, webhook_id)
+
+    @get(
+        "/webhooks/{webhook_id:uuid}/deliveries",
+        operation_id="listWebhookDeliveries",
+        summary="Delivery log of a webhook, newest first, with every attempt",
+    )
+    async def deliveries(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        webhook_id: uuid.UUID,
+        limit: int = Parameter(default=50, ge=1, le=500),
+        before: int | None = Parameter(default=None, ge=1),
+        delivery_state: Literal["pending", "delivered", "failed"] | None = QueryParameter(
+            name="state", default=None
+        ),
+    ) -> list[webhooks.DeliveryOut]:
+        return await webhooks.delivery_log(
+            conn, actor, webhook_id, limit=limit, before=before, state=delivery_state
+        )
+
+    @post(
+        "/webhooks/{webhook_id:uuid}/deliveries/{outbox_id:int}/retry",
+        operation_id="retryWebhookDelivery",
+        summary="Try an undelivered event again now, also one given up on",
+        status_code=200,
+    )
+    async def retry(
+        self, conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID, outbox_id: int
+    ) -> webhooks.DeliveryOut:
+        return await webhooks.retry_delivery(conn, actor, webhook_id, outbox_id)
+
+
+class EscalationController(Controller):
+    path = "/api/v1/admin"
+    tags = ["escalation"]
+
+    @get(
+        "/alert-deadlines",
+        operation_id="listAlertDeadlines",
+        summary="Acknowledgement deadlines and escalation repeats per program and severity",
+    )
+    async def deadlines(self, conn: AsyncConnection, actor: Actor) -> list[escalation.DeadlineOut]:
+        return await escalation.list_deadlines(conn, actor)
+
+    @put(
+        "/alert-deadlines/{program:str}/{severity:str}",
+        operation_id="setAlertDeadline",
+        summary="Set the acknowledgement deadline of a program and severity",
+    )
+    async def set_deadline(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        program: escalation.Program,
+        severity: escalation.SeverityName,
+        data: escalation.DeadlineUpdate,
+    ) -> escalation.DeadlineOut:
+        return await escalation.set_deadline(conn, actor, program, severity, data)
+
+    @get(
+        "/organisations/{organisation_id:uuid}/escalation",
+        operation_id="getEscalationTarget",
+        summary="Where an organisation's unacknowledged alerts escalate to",
+    )
+    async def get_target(
+        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+    ) -> escalation.EscalationSettingOut:
+        return await escalation.get_escalation_setting(conn, actor, organisation_id)
+
+    @put(
+        "/organisations/{organisation_id:uuid}/escalation",
+        operation_id="setEscalationTarget",
+        summary="Set (or clear) where an organisation's unacknowledged alerts escalate to",
+    )
+    async def set_target(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        organisation_id: uuid.UUID,
+        data: escalation.EscalationSettingUpdate,
+    ) -> escalation.EscalationSettingOut:
+        return await escalation.set_escalation_setting(conn, actor, organisation_id, data)
+
+
+def notify_routers() -> list:
+    return [EventController, WebhookController, EscalationController]

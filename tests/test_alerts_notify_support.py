@@ -1,0 +1,143 @@
+"""Fixtures shared by the notification, escalation and scheduler tests (no tests here).
+
+Sweeps and deliverers act on the whole database, so these tests get a database of their own:
+jobs never touch other tests' patients, and other tests' rows never show up in the counts here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from telemed.settings import REPO_ROOT, Settings
+from tests import services
+from tests.conftest import Factory, free_port
+
+
+@pytest.fixture(scope="module")
+def own_dsn(service_env: dict[str, str]) -> Iterator[str]:
+    dsn = services.fresh_database(service_env["TELEMED_DSN"], REPO_ROOT / "migrations")
+    yield dsn
+    services.drop_database(dsn)
+
+
+@pytest.fixture
+def own_db(own_dsn: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(own_dsn, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def own_factory(own_db: psycopg.Connection) -> Factory:
+    return Factory(own_db)
+
+
+@pytest.fixture(scope="module")
+def own_settings(service_env: dict[str, str], own_dsn: str, tmp_path_factory) -> Settings:
+    return services.test_settings(service_env, own_dsn, tmp_path_factory.mktemp("own"))
+
+
+def _with_notify_routers() -> list:
+    """The notification controllers, unless the application already mounts them."""
+    from alerts.notify_api import notify_routers
+    from telemed.app import plugin_routers
+
+    mounted = set(plugin_routers())
+    return [r for r in notify_routers() if r not in mounted]
+
+
+@pytest.fixture(scope="module")
+def events_server(own_settings: Settings) -> Iterator[str]:
+    import uvicorn
+
+    from telemed.app import create_app
+
+    port = free_port()
+    app = create_app(own_settings, extra_routers=_with_notify_routers())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    server.force_exit = True
+    thread.join(timeout=10)
+
+
+def enqueue(
+    conn: psycopg.Connection,
+    event: str,
+    payload: dict,
+    orgs: list[uuid.UUID],
+    patient_id: uuid.UUID | None = None,
+) -> int:
+    row = conn.execute(
+        "INSERT INTO outbox (event, patient_id, organisation_ids, payload) "
+        "VALUES (%s, %s, %s, %s) RETURNING id",
+        (event, patient_id, orgs, Jsonb(payload)),
+    ).fetchone()
+    return row["id"]
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP receiver on a loopback port answering with scripted statuses (then 200)."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self) -> int:
+        return self.statuses.pop(0) if self.statuses else 200
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status = state.answer()
+            state.received.append(Received({k: v for k, v in self.headers.items()}, body))
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
