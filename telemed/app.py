@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from telemed import plugins
+from telemed import plugins, web
 from telemed.api.admin import AdminController
 from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
@@ -35,6 +35,7 @@ PUBLIC = [
     "^/$",
     "^/login",
     "^/favicon",
+    *web.PUBLIC,
 ]
 
 
@@ -66,10 +67,12 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             ReadingController,
             PatientController,
             *plugin_routers(),
+            *web.routers(),
             *(extra_routers or []),
         ],
         dependencies=DEPENDENCIES,
-        middleware=[request_id_middleware, auth_mw],
+        middleware=[request_id_middleware, web.csrf(settings), auth_mw],
+        template_config=web.template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[send_request_id],
         lifespan=[lifespan],

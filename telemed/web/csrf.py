@@ -1,0 +1,112 @@
+"""Cross-site request forgery protection for the pages and for the API called from them.
+
+The browser sends the session cookie with every request to the app, including one that a page
+on another site makes it send. So every state-changing request that the session cookie
+authenticates must also carry a CSRF token, which another site cannot read:
+
+- pages and their form posts: Litestar's CSRF middleware (a signed token in a cookie, repeated
+  in the form field `_csrf_token` or the `x-csrftoken` header);
+- fetch/XHR to /api/ with the session cookie: the same double-submit check, the token sent in
+  the `x-csrftoken` header (the pages read it from a <meta> tag);
+- /api/ with `Authorization: Bearer ...`: no check. The token in the header is the credential,
+  a browser never adds it on its own, and the auth middleware then ignores the cookie. The rule
+  below mirrors the auth middleware's, so a request the cookie authenticates is always checked.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from litestar.config.csrf import CSRFConfig
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from telemed.api.middleware import SESSION_COOKIE
+from telemed.settings import REPO_ROOT
+
+HEADER = "x-csrftoken"
+COOKIE = "telemed_csrf"
+# Nothing here changes state or is a page; no cookie needs setting on them.
+UNCHECKED = ("/healthz", "/schema", "/static/", "/favicon")
+
+
+def uses_bearer(headers: Mapping[str, str]) -> bool:
+    """True when the auth middleware will take the Authorization header and not the cookie."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token)
+
+
+def needs_check(path: str, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
+    """Whether a request goes through the CSRF check (which passes safe methods through)."""
+    if path.startswith(UNCHECKED):
+        return False
+    if path.startswith("/api/"):
+        return SESSION_COOKIE in cookies and not uses_bearer(headers)
+    return True
+
+
+def web_secret(env: Mapping[str, str] | None = None) -> str:
+    """The key that signs CSRF tokens: TELEMED_WEB_SECRET, else one kept in the state folder,
+    so that every replica and restart of a local instance agrees."""
+    e = os.environ if env is None else env
+    if e.get("TELEMED_WEB_SECRET"):
+        return e["TELEMED_WEB_SECRET"]
+    path = Path(e.get("TELEMED_STATE_DIR", REPO_ROOT / ".dev")) / "secrets" / "web"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
+
+
+def csrf_config(*, secret: str, secure: bool) -> CSRFConfig:
+    return CSRFConfig(
+        secret=secret,
+        cookie_name=COOKIE,
+        header_name=HEADER,
+        cookie_secure=secure,
+        cookie_httponly=True,
+        cookie_samesite="lax",
+    )
+
+
+def csrf_middleware(config: CSRFConfig) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware factory: Litestar's CSRF check, for the requests `needs_check` names."""
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        checked = CSRFMiddleware(app=app, config=config)
+
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and needs_check(
+                scope["path"], _headers(scope), _cookies(scope)
+            ):
+                await checked(scope, receive, send)
+            else:
+                await app(scope, receive, send)
+
+        return middleware
+
+    return factory
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    cookies = {}
+    for part in _headers(scope).get("cookie", "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name:
+            cookies[name] = value
+    return cookies

@@ -1,0 +1,104 @@
+// A patient in the console: plots of each metric over 7/30/90 days with the patient's threshold
+// bands and alert markers, the TTR of an AK patient, the alerts, and the thresholds form.
+(function () {
+  "use strict";
+  const T = window.Telemed;
+  const { t, api, el, num, when, say, problemText } = T;
+  const view = JSON.parse(document.getElementById("patient-view").textContent);
+  const base = "/api/v1/patients/" + view.id;
+  const plotsBox = document.getElementById("plots");
+  const empty = document.getElementById("plots-empty");
+  const state = { days: 30, thresholds: null, alerts: [] };
+
+  // 7 days: every reading; longer: min/avg/max per bucket, so a plot stays readable.
+  const BUCKET = { 7: null, 30: "6h", 90: "1d" };
+
+  async function readings(days) {
+    const to = new Date();
+    const from = new Date(to.getTime() - days * 86400e3);
+    const query = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
+    if (BUCKET[days]) query.set("bucket", BUCKET[days]);
+    else query.set("limit", "20000");
+    const rows = await api("GET", base + "/readings?" + query.toString());
+    const byMetric = {};
+    for (const row of rows) {
+      const s = (byMetric[row.metric] = byMetric[row.metric] || { x: [], y: [], min: [], max: [], at: [] });
+      const at = row.bucket || row.measured_at;
+      s.x.push(Date.parse(at) / 1000);
+      s.y.push(row.avg !== undefined ? row.avg : row.value);
+      s.min.push(row.min !== undefined ? row.min : null);
+      s.max.push(row.max !== undefined ? row.max : null);
+      s.at.push(at);
+    }
+    for (const s of Object.values(byMetric)) {
+      if (s.min.every((v) => v === null)) { delete s.min; delete s.max; }
+    }
+    return { byMetric, range: [from.getTime() / 1000, to.getTime() / 1000] };
+  }
+
+  function bandsFor(metric) {
+    const found = (state.thresholds || []).find((b) => b.metric === metric);
+    return found || null;
+  }
+
+  function markersFor(metric, range) {
+    const x = [], y = [];
+    for (const a of state.alerts) {
+      if (a.metric !== metric || a.value === null || a.value === undefined) continue;
+      const at = Date.parse(a.measured_at || a.first_at || a.opened_at) / 1000;
+      if (at >= range[0] && at <= range[1]) { x.push(at); y.push(a.value); }
+    }
+    return { x, y };
+  }
+
+  async function draw() {
+    plotsBox.setAttribute("aria-busy", "true");
+    let data;
+    try {
+      data = await readings(state.days);
+    } catch (error) {
+      say(t("app.error", { detail: problemText(error) }), "error");
+      return;
+    }
+    plotsBox.replaceChildren();
+    let shown = 0;
+    for (const metric of view.metrics) {
+      const series = data.byMetric[metric.code];
+      if (!series) continue;
+      shown += 1;
+      const title = t("metric." + metric.code) + (metric.label ? " (" + metric.label + ")" : "");
+      const latest = series.y[series.y.length - 1];
+      const summary = t("patient.plot_label", {
+        metric: t("metric." + metric.code), n: state.days, count: series.x.length, value: num(latest),
+      });
+      const { fig, box } = T.figure(title, summary);
+      fig.dataset.metric = metric.code;
+      plotsBox.append(fig);
+      const therapeutic = metric.code === "inr" ? view.inr_range : null;
+      T.plot(box, {
+        series: series,
+        unit: metric.label,
+        zones: T.zonesFrom(bandsFor(metric.code), therapeutic),
+        markers: markersFor(metric.code, data.range),
+        xRange: data.range,
+      });
+    }
+    empty.hidden = shown > 0;
+    plotsBox.removeAttribute("aria-busy");
+  }
+
+  for (const button of document.querySelectorAll(".period button")) {
+    button.addEventListener("click", () => {
+      state.days = Number(button.dataset.days);
+      for (const b of document.querySelectorAll(".period button")) {
+        b.setAttribute("aria-pressed", String(b === button));
+      }
+      draw();
+    });
+  }
+
+  // Filled in by the alert and threshold APIs when they answer; plots work without them.
+  T.patientPage = { view, state, draw, base };
+  const extras = T.patientExtras || [];
+  Promise.all(extras.map((load) => load(T.patientPage).catch(() => null))).then(draw);
+})();

@@ -1,0 +1,85 @@
+"""What the pages show of a patient, worked out from the service's answers. Pure functions."""
+
+from __future__ import annotations
+
+import msgspec
+
+from devices.metrics import METRICS
+from telemed.patients import PatientDetail
+
+# What a program's patient measures, in the order the console shows the plots.
+PROGRAM_METRICS = {
+    "copd": ("spo2", "pulse", "resp_rate", "temperature", "fev1", "pef", "weight", "cat"),
+    "ak": ("inr",),
+}
+# UCUM codes as a clinician writes them.
+UNIT_LABEL = {"Cel": "°C", "{INR}": "", "{score}": "", "/min": "/min"}
+# What a nurse may type in for a patient, by program.
+NURSE_METRICS = {
+    "copd": ("spo2", "pulse", "resp_rate", "temperature", "weight", "fev1", "pef"),
+    "ak": ("inr",),
+}
+
+
+class MetricView(msgspec.Struct, frozen=True):
+    code: str
+    unit: str
+    label: str
+    low: float
+    high: float
+    step: float
+
+
+class PatientView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    programs: list[str]
+    metrics: list[MetricView]
+    inr_range: tuple[float, float] | None = None
+
+
+def unit_label(unit: str) -> str:
+    return UNIT_LABEL.get(unit, unit)
+
+
+def metric_view(code: str) -> MetricView:
+    m = METRICS[code]
+    step = 1.0 if m.whole_numbers else (0.1 if code in ("inr", "temperature", "weight") else 1.0)
+    if code == "fev1":
+        step = 0.01
+    return MetricView(code, m.unit, unit_label(m.unit), m.low, m.high, step)
+
+
+def inr_range(stratum: str) -> tuple[float, float] | None:
+    try:
+        low, high = (float(x) for x in stratum.split("-"))
+    except ValueError:
+        return None
+    return (low, high) if low < high else None
+
+
+def running(detail: PatientDetail) -> list:
+    return [e for e in detail.enrollments if e.end_date is None]
+
+
+def patient_view(detail: PatientDetail, table: dict = PROGRAM_METRICS) -> PatientView:
+    programs = [e.program for e in running(detail)]
+    codes: list[str] = []
+    for program in programs:
+        codes += [c for c in table.get(program, ()) if c not in codes]
+    ak = next((e for e in running(detail) if e.program == "ak"), None)
+    return PatientView(
+        id=str(detail.id),
+        programs=programs,
+        metrics=[metric_view(c) for c in codes],
+        inr_range=inr_range(ak.stratum) if ak else None,
+    )
+
+
+def nurse_view(detail: PatientDetail) -> PatientView:
+    view = patient_view(detail, NURSE_METRICS)
+    if not view.metrics:
+        # A patient in no program can still have any vital sign taken.
+        return msgspec.structs.replace(
+            view, metrics=[metric_view(c) for c in NURSE_METRICS["copd"]]
+        )
+    return view
