@@ -245,8 +245,8 @@ async def set_deadline(
     async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO alert_deadlines (program, severity, ack_within, repeat_every, max_level,"
-            " updated_by) VALUES (%(program)s, %(severity)s, make_interval(mins => %(ack)s),"
-            " make_interval(mins => %(repeat)s), %(max_level)s, %(by)s)"
+            " updated_by) VALUES (%(program)s, %(severity)s, make_interval(secs => %(ack)s * 60),"
+            " make_interval(secs => %(repeat)s * 60), %(max_level)s, %(by)s)"
             " ON CONFLICT (program, severity) DO UPDATE SET ack_within = EXCLUDED.ack_within,"
             " repeat_every = EXCLUDED.repeat_every, max_level = EXCLUDED.max_level,"
             f" updated_by = EXCLUDED.updated_by, updated_at = now() RETURNING {_DEADLINE_COLUMNS}",
