@@ -1,0 +1,153 @@
+"""Photo files under the media folder, written so that a crash or a failed request leaves nothing
+that counts as stored.
+
+    <media>/originals/ab/cd/<sha256>      the uploaded bytes, content-addressed, write-once
+    <media>/photos/<id[:2]>/<id>/         display.jpg, thumb-240.jpg, thumb-100.jpg
+    <media>/tmp/                          files being written; renamed into place when complete
+
+A file counts as stored only when a wound_photos row refers to it, and that row is committed
+after the files are durable (fsync of the file and of its directory). A request that fails after
+writing removes its photo folders (their names are fresh ids, so nobody else uses them) and the
+originals it created that no committed row refers to. An original that already existed is never
+removed: another case refers to the same bytes.
+
+Blocking I/O; callers run these methods in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+_SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
+FILE_MODE: Final = 0o440
+DIR_MODE: Final = 0o750
+
+
+class PhotoFiles(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sanitised photo puts on disk."""
+
+    photo_id: uuid.UUID
+    sha256: str
+    original: bytes
+    display: bytes
+    thumbnails: dict[int, bytes]
+
+
+class Staged(msgspec.Struct, kw_only=True):
+    """Files one request wrote, for cleaning up if its transaction does not commit."""
+
+    photo_dirs: list[Path] = msgspec.field(default_factory=list)
+    created_originals: list[str] = msgspec.field(default_factory=list)
+
+
+class MediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+
+    def original_path(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):
+            raise ValueError("not a SHA-256 hex digest")
+        return self.root / "originals" / sha256[:2] / sha256[2:4] / sha256
+
+    def photo_dir(self, photo_id: uuid.UUID) -> Path:
+        name = str(photo_id)
+        return self.root / "photos" / name[:2] / name
+
+    def display_path(self, photo_id: uuid.UUID) -> Path:
+        return self.photo_dir(photo_id) / "display.jpg"
+
+    def thumb_path(self, photo_id: uuid.UUID, size: int) -> Path:
+        return self.photo_dir(photo_id) / f"thumb-{int(size)}.jpg"
+
+    def stage(self, photos: list[PhotoFiles], staged: Staged) -> None:
+        """Write every photo's original and derivatives durably, noting each in `staged` as soon
+        as it exists, so that the caller can clean up after an error here or later."""
+        for photo in photos:
+            if self.put_original(photo.sha256, photo.original):
+                staged.created_originals.append(photo.sha256)
+            staged.photo_dirs.append(self.photo_dir(photo.photo_id))
+            self.put_derivatives(photo)
+
+    def put_original(self, sha256: str, data: bytes) -> bool:
+        """Store the bytes under their digest; False if they were there already."""
+        final = self.original_path(sha256)
+        if final.exists():
+            return False
+        _mkdirs(final.parent)
+        tmp = self._tmp_name()
+        _write_durably(tmp, data)
+        try:
+            # link() fails if the name exists, where rename() would replace: write-once even
+            # when two requests store the same bytes at the same time.
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+        _fsync_dir(final.parent)
+        return True
+
+    def put_derivatives(self, photo: PhotoFiles) -> Path:
+        """The display copy and thumbnails, written in a fresh folder renamed into place whole."""
+        final = self.photo_dir(photo.photo_id)
+        work = self._tmp_name()
+        work.mkdir(mode=DIR_MODE)
+        try:
+            _write_durably(work / "display.jpg", photo.display)
+            for size, data in photo.thumbnails.items():
+                _write_durably(work / f"thumb-{int(size)}.jpg", data)
+            _fsync_dir(work)
+            _mkdirs(final.parent)
+            work.rename(final)  # the id is fresh: the name cannot exist
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        _fsync_dir(final.parent)
+        return final
+
+    def discard(self, staged: Staged, *, unreferenced: set[str]) -> None:
+        """Remove what a failed request wrote; `unreferenced` are the digests of originals it
+        created that no committed row refers to."""
+        for folder in staged.photo_dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        for sha256 in staged.created_originals:
+            if sha256 in unreferenced:
+                self.original_path(sha256).unlink(missing_ok=True)
+
+    def read(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+    def _tmp_name(self) -> Path:
+        _mkdirs(self.tmp)
+        return self.tmp / uuid.uuid4().hex
+
+
+def _mkdirs(folder: Path) -> None:
+    folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
