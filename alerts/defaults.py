@@ -338,3 +338,25 @@ def _apply(rule: Rule, holder: msgspec.Struct, changes: dict[str, OverrideValue]
 def active_rules(effective: Sequence[EffectiveRule]) -> list[Rule]:
     """The rules to evaluate: the effective ones not switched off."""
     return [item.rule for item in effective if item.enabled]
+
+
+def effective_per_rule(
+    defaults: Sequence[Rule], overrides: Sequence[Override]
+) -> tuple[list[EffectiveRule], list[InvalidOverride]]:
+    """Like `effective_rules`, but rule by rule and forgiving: overrides of keys not in
+    `defaults` (another program's rules) are left out, and a rule whose overrides no longer fit
+    (the stratum changed since they were set, say) stays at its default, its error returned."""
+    by_key: dict[str, list[Override]] = {}
+    keys = {rule.key for rule in defaults}
+    for item in overrides:
+        if item.rule_key in keys:
+            by_key.setdefault(item.rule_key, []).append(item)
+    result: list[EffectiveRule] = []
+    problems: list[InvalidOverride] = []
+    for rule in defaults:
+        try:
+            result.extend(effective_rules([rule], by_key.get(rule.key, [])))
+        except InvalidOverride as exc:
+            problems.append(exc)
+            result.extend(effective_rules([rule], []))
+    return result, problems

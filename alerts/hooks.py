@@ -25,13 +25,12 @@ from psycopg import AsyncConnection
 
 from alerts.checks import Baseline, evaluate
 from alerts.defaults import (
-    InvalidOverride,
     Override,
     UnknownProgram,
     UnknownStratum,
     active_rules,
     default_rules,
-    effective_rules,
+    effective_per_rule,
 )
 from alerts.lifecycle import BreachItem, upsert_breaches
 from alerts.rules import BaselineRule, HistoryNeed, MissedRule, Obs, Rule, history_needs
@@ -93,24 +92,12 @@ def _default_set(program: str, stratum: str) -> RuleSet | None:
 def patient_rules(
     defaults: Sequence[Rule], overrides: Sequence[Override], patient_id: uuid.UUID
 ) -> list[Rule]:
-    """The defaults with the patient's overrides, rule by rule: an override that no longer fits
-    (the stratum changed since it was set, say) leaves that one rule at its default, logged."""
-    keys = {rule.key for rule in defaults}
-    mine: dict[str, list[Override]] = {}
-    for item in overrides:
-        if item.rule_key in keys:
-            mine.setdefault(item.rule_key, []).append(item)
-    rules: list[Rule] = []
-    for rule in defaults:
-        if rule.key not in mine:
-            rules.append(rule)
-            continue
-        try:
-            rules.extend(active_rules(effective_rules([rule], mine[rule.key])))
-        except InvalidOverride as exc:
-            log.warning("patient %s: override ignored, rule at default: %s", patient_id, exc)
-            rules.append(rule)
-    return rules
+    """The defaults with the patient's overrides; an override that no longer fits leaves its
+    rule at the default, logged."""
+    effective, problems = effective_per_rule(defaults, overrides)
+    for problem in problems:
+        log.warning("patient %s: override ignored, rule at default: %s", patient_id, problem)
+    return active_rules(effective)
 
 
 def rule_sets(

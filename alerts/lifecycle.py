@@ -26,12 +26,19 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from alerts.rules import Breach, Severity
+from telemed import outbox
 from telemed.db import Queries
+from telemed.errors import Conflict
 
 Q = Queries("lifecycle", folder=Path(__file__).parent / "sql")
 State = Literal["open", "acknowledged", "resolved"]
 BreachItem = tuple[uuid.UUID, str, Breach]
 _ATTEMPTS = 5
+# Which states an alert may leave for each target state; anything else is a conflict.
+TRANSITIONS: dict[str, tuple[State, ...]] = {
+    "acknowledged": ("open",),
+    "resolved": ("open", "acknowledged"),
+}
 
 
 class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -327,3 +334,34 @@ async def _upsert(
         raise RuntimeError(f"alerts kept changing under {len(pending)} breaches; gave up")
     await write_events(conn, events)
     return changes
+
+
+async def change_state(
+    conn: AsyncConnection,
+    alert_id: int,
+    to: Literal["acknowledged", "resolved"],
+    *,
+    user_id: uuid.UUID | None,
+    note: str | None,
+) -> dict[str, Any]:
+    """Move an alert on (open → acknowledged → resolved, or open → resolved) and write the
+    `alert.acknowledged` / `alert.resolved` event; Conflict when the alert is not in a state it
+    may leave for `to`. Guarded in the UPDATE, so of two clinicians acting at once one wins."""
+    cur = await conn.execute(
+        Q.transition,
+        {"id": alert_id, "to": to, "from": list(TRANSITIONS[to]), "user_id": user_id, "note": note},
+    )
+    changed = await cur.fetchone()
+    if changed is None:
+        cur = await conn.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,))
+        found = await cur.fetchone()
+        state = found["state"] if found else "gone"
+        raise Conflict(f"the alert is {state} and cannot become {to}")
+    await outbox.enqueue(
+        conn,
+        f"alert.{to}",
+        {**event_payload(changed), "by": str(user_id) if user_id else None},
+        organisation_ids=addressees(changed),
+        patient_id=changed["patient_id"],
+    )
+    return changed

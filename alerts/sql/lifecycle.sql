@@ -85,3 +85,28 @@ LEFT JOIN LATERAL (
 -- name: insert_outbox
 INSERT INTO outbox (event, patient_id, organisation_ids, payload)
 VALUES (%(event)s, %(patient_id)s, %(organisation_ids)s, %(payload)s);
+
+-- name: transition
+-- Guarded by the states it may leave, so two clinicians acting at once cannot both succeed.
+WITH changed AS (
+    UPDATE alerts SET
+        state = %(to)s,
+        updated_at = now(),
+        acknowledged_at = CASE WHEN %(to)s = 'acknowledged' THEN now() ELSE acknowledged_at END,
+        acknowledged_by = CASE WHEN %(to)s = 'acknowledged' THEN %(user_id)s::uuid
+                               ELSE acknowledged_by END,
+        acknowledgement_note = CASE WHEN %(to)s = 'acknowledged' THEN %(note)s
+                                    ELSE acknowledgement_note END,
+        resolved_at = CASE WHEN %(to)s = 'resolved' THEN now() ELSE resolved_at END,
+        resolved_by = CASE WHEN %(to)s = 'resolved' THEN %(user_id)s::uuid ELSE resolved_by END,
+        resolution_note = CASE WHEN %(to)s = 'resolved' THEN %(note)s ELSE resolution_note END
+    WHERE id = %(id)s AND state = ANY(%(from)s)
+    RETURNING *
+)
+SELECT c.*, p.pseudonym, h.organisation_id AS holder_id
+FROM changed c
+JOIN patients p ON p.id = c.patient_id
+LEFT JOIN LATERAL (
+    SELECT organisation_id FROM responsibility r
+    WHERE r.patient_id = c.patient_id AND r.since <= now() ORDER BY r.since DESC LIMIT 1
+) h ON true;

@@ -1,0 +1,180 @@
+"""HTTP controllers for alerts, thresholds, instructions and TTR: parse, call the service,
+return its Struct (entry point `telemed.routers: alerts`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated, Literal
+
+from litestar import Controller, get, post, put
+from litestar.params import Parameter, QueryParameter
+from psycopg import AsyncConnection
+
+from alerts import service, thresholds
+from telemed.access import Actor
+
+Limit = Annotated[int, Parameter(ge=1, le=1000)]
+
+
+class AlertController(Controller):
+    path = "/api/v1/alerts"
+    tags = ["alerts"]
+
+    @get("/", operation_id="listAlerts", summary="The triage queue: red first, then newest")
+    async def list_alerts(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        states: Annotated[service.StateFilter, QueryParameter(name="state")] = "unresolved",
+        severity: Literal["yellow", "red"] | None = None,
+        program: Literal["copd", "ak"] | None = None,
+        limit: Limit = 200,
+    ) -> list[service.AlertOut]:
+        return await service.list_alerts(
+            conn, actor, state=states, severity=severity, program=program, limit=limit
+        )
+
+    @get(
+        "/{alert_id:int}",
+        operation_id="getAlert",
+        summary="One alert with the readings around it, its instructions and a dose suggestion",
+    )
+    async def get_alert(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        alert_id: int,
+        current_weekly_mg: Annotated[float | None, Parameter(gt=0, le=200)] = None,
+    ) -> service.AlertDetail:
+        return await service.get_alert(conn, actor, alert_id, current_weekly_mg=current_weekly_mg)
+
+    @post(
+        "/{alert_id:int}/acknowledge",
+        operation_id="acknowledgeAlert",
+        summary="Say the alert is being looked at",
+        status_code=200,
+    )
+    async def acknowledge(
+        self, conn: AsyncConnection, actor: Actor, alert_id: int, data: service.AlertAck
+    ) -> service.AlertOut:
+        return await service.acknowledge(conn, actor, alert_id, data)
+
+    @post(
+        "/{alert_id:int}/resolve",
+        operation_id="resolveAlert",
+        summary="Close the alert with a note",
+        status_code=200,
+    )
+    async def resolve(
+        self, conn: AsyncConnection, actor: Actor, alert_id: int, data: service.AlertResolve
+    ) -> service.AlertOut:
+        return await service.resolve(conn, actor, alert_id, data)
+
+    @post(
+        "/{alert_id:int}/instructions",
+        operation_id="instructOnAlert",
+        summary="A specialist answers the alert with an instruction",
+    )
+    async def instruct(
+        self, conn: AsyncConnection, actor: Actor, alert_id: int, data: service.InstructionCreate
+    ) -> service.InstructionOut:
+        return await service.add_instruction(conn, actor, alert_id, data)
+
+
+class InstructionController(Controller):
+    path = "/api/v1/instructions"
+    tags = ["instructions"]
+
+    @post(
+        "/{instruction_id:uuid}/confirmations",
+        operation_id="confirmInstruction",
+        summary="Confirm an instruction was read or carried out",
+    )
+    async def confirm(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        instruction_id: uuid.UUID,
+        data: service.ConfirmationCreate,
+    ) -> service.InstructionOut:
+        return await service.confirm_instruction(conn, actor, instruction_id, data)
+
+
+class PatientAlertController(Controller):
+    path = "/api/v1/patients/{patient_id:uuid}"
+    tags = ["alerts"]
+
+    @get("/alerts", operation_id="listPatientAlerts", summary="The patient's alerts, newest first")
+    async def alerts(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        patient_id: uuid.UUID,
+        states: Annotated[service.StateFilter, QueryParameter(name="state")] = "all",
+        limit: Limit = 200,
+    ) -> list[service.AlertOut]:
+        return await service.patient_alerts(conn, actor, patient_id, state=states, limit=limit)
+
+    @get(
+        "/instructions",
+        operation_id="listPatientInstructions",
+        summary="Instructions for the patient, with their confirmations",
+    )
+    async def instructions(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, limit: Limit = 200
+    ) -> list[service.InstructionOut]:
+        return await service.patient_instructions(conn, actor, patient_id, limit=limit)
+
+    @get(
+        "/thresholds",
+        operation_id="getThresholds",
+        summary="The rules in force and where each value comes from",
+    )
+    async def get_thresholds(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    ) -> thresholds.ThresholdsOut:
+        return await thresholds.get_thresholds(conn, actor, patient_id)
+
+    @put(
+        "/thresholds",
+        operation_id="setThresholds",
+        summary="A specialist overrides thresholds for the patient, with a reason",
+    )
+    async def set_thresholds(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        patient_id: uuid.UUID,
+        data: thresholds.ThresholdsUpdate,
+    ) -> thresholds.ThresholdsOut:
+        return await thresholds.set_thresholds(conn, actor, patient_id, data)
+
+    @get(
+        "/thresholds/history",
+        operation_id="thresholdHistory",
+        summary="Every threshold change for the patient, newest first",
+    )
+    async def threshold_history(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, limit: Limit = 500
+    ) -> list[thresholds.OverrideRecord]:
+        return await thresholds.threshold_history(conn, actor, patient_id, limit=limit)
+
+    @get(
+        "/ttr",
+        operation_id="patientTtr",
+        summary="Time in therapeutic INR range (Rosendaal), or null with the reason",
+    )
+    async def ttr(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        patient_id: uuid.UUID,
+        start: Annotated[date | None, QueryParameter(name="from")] = None,
+        end: Annotated[date | None, QueryParameter(name="to")] = None,
+    ) -> thresholds.TtrOut:
+        return await thresholds.patient_ttr(conn, actor, patient_id, start=start, end=end)
+
+
+def routers() -> list[type[Controller]]:
+    return [AlertController, InstructionController, PatientAlertController]

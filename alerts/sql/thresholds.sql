@@ -1,0 +1,60 @@
+-- name: lock_patient
+-- Serialises threshold changes of one patient, so each is validated against the one before.
+SELECT id FROM patients WHERE id = %(patient_id)s FOR NO KEY UPDATE;
+
+-- name: running_enrollments
+SELECT program, stratum, start_date, end_date
+FROM enrollments
+WHERE patient_id = %(patient_id)s AND end_date IS NULL
+ORDER BY program;
+
+-- name: latest_ak_enrollment
+SELECT program, stratum, start_date, end_date
+FROM enrollments
+WHERE patient_id = %(patient_id)s AND program = 'ak'
+ORDER BY end_date IS NULL DESC, start_date DESC
+LIMIT 1;
+
+-- name: current_overrides
+-- The override in force per rule and field: the latest row, unless that row is a reset.
+SELECT o.rule_key, o.field, o.value, o.set_by, u.full_name AS set_by_name, o.set_at, o.reason
+FROM (
+    SELECT DISTINCT ON (rule_key, field) *
+    FROM threshold_overrides
+    WHERE patient_id = %(patient_id)s
+    ORDER BY rule_key, field, set_at DESC, id DESC
+) o
+JOIN users u ON u.id = o.set_by
+WHERE NOT o.reset
+ORDER BY o.rule_key, o.field;
+
+-- name: override_history
+SELECT o.id, o.rule_key, o.field, o.value, o.reset, o.set_by, u.full_name AS set_by_name,
+       o.set_at, o.reason
+FROM threshold_overrides o
+JOIN users u ON u.id = o.set_by
+WHERE o.patient_id = %(patient_id)s
+ORDER BY o.set_at DESC, o.id DESC
+LIMIT %(limit)s;
+
+-- name: insert_override
+INSERT INTO threshold_overrides (patient_id, rule_key, field, value, reset, set_by, set_at, reason)
+VALUES (%(patient_id)s, %(rule_key)s, %(field)s, %(value)s, %(reset)s, %(set_by)s, %(set_at)s,
+        %(reason)s);
+
+-- name: inr_results
+SELECT measured_at, value, comparator
+FROM readings
+WHERE patient_id = %(patient_id)s AND metric = 'inr'
+  AND (%(start)s::timestamptz IS NULL OR measured_at >= %(start)s)
+  AND (%(end)s::timestamptz IS NULL OR measured_at < %(end)s)
+ORDER BY measured_at;
+
+-- name: latest_weekly_dose
+-- The weekly warfarin dose of the patient's latest AK instruction that set one.
+SELECT (fields ->> 'weekly_dose_mg')::float8 AS weekly_dose_mg, created_at
+FROM instructions
+WHERE patient_id = %(patient_id)s AND fields ->> 'program' = 'ak'
+  AND fields ? 'weekly_dose_mg' AND fields ->> 'weekly_dose_mg' IS NOT NULL
+ORDER BY created_at DESC
+LIMIT 1;
