@@ -16,7 +16,7 @@ from telemed.web import i18n
 WEB = Path(i18n.__file__).parent
 TEMPLATE_KEY = re.compile(r"""\bt\(\s*["']([a-z0-9_.]+)["']""")
 # t("a." ~ x) in a template, or t("a." + x) in a script: a family of keys.
-TEMPLATE_FAMILY = re.compile(r"""\bt\(\s*["']([a-z0-9_.]+\.)["']\s*[~+]""")
+TEMPLATE_FAMILY = re.compile(r"""\bt\(\s*["']([a-z0-9_.]+[._])["']\s*[~+]""")
 SCRIPT_KEY = re.compile(r"""\bt\(\s*["']([a-z0-9_.]+)["']""")
 
 

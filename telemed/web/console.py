@@ -12,11 +12,23 @@ from psycopg import AsyncConnection
 
 from telemed import patients
 from telemed.access import Actor
-from telemed.web import queue, session
+from telemed.web import session
 from telemed.web.render import page
-from telemed.web.views import patient_view
+from telemed.web.views import patient_view, wound_choices
+from telemed.wounds import service as wounds
 
-SCRIPT_TEXTS = ("queue.", "alert.", "severity.", "state.", "patient.", "metric.", "wound.")
+SCRIPT_TEXTS = (
+    "queue.",
+    "alert.",
+    "severity.",
+    "state.",
+    "patient.",
+    "metric.",
+    "wound.",
+    "enum.",
+    "rule.",
+    "instr.",
+)
 
 
 class ConsoleController(Controller):
@@ -25,22 +37,16 @@ class ConsoleController(Controller):
 
     @get("/", name="console:home")
     async def home(self, request: Request, conn: AsyncConnection, me: Actor) -> Template:
-        items = await queue.triage(conn, me)
+        # The queue itself is drawn by the page from the alert and wound-case APIs, so that
+        # the core never imports the alerts package.
         listed = await patients.list_patients(conn, me)
         return page(
             request,
             "console/home.html",
             me=me,
-            items=items,
             patients=listed,
             script_texts=SCRIPT_TEXTS,
         )
-
-    @get("/queue", name="console:queue")
-    async def queue_fragment(self, request: Request, conn: AsyncConnection, me: Actor) -> Template:
-        """The queue alone, for the page to swap in when the event stream says it changed."""
-        items = await queue.triage(conn, me)
-        return page(request, "console/_queue.html", me=me, items=items)
 
     @get("/patients/{patient_id:uuid}", name="console:patient")
     async def patient(
@@ -53,5 +59,24 @@ class ConsoleController(Controller):
             me=me,
             patient=detail,
             view=msgspec.to_builtins(patient_view(detail)),
+            script_texts=SCRIPT_TEXTS,
+        )
+
+    @get("/wounds/{case_id:uuid}", name="console:wound")
+    async def wound(
+        self, request: Request, conn: AsyncConnection, me: Actor, case_id: uuid.UUID
+    ) -> Template:
+        found = await wounds.get_case(conn, me, case_id)
+        sizes = [
+            {"at": p.at.isoformat(), "area": p.area_cm2, "length": p.length_cm, "width": p.width_cm}
+            for p in found.size_over_time
+        ]
+        return page(
+            request,
+            "console/wound.html",
+            me=me,
+            case=found,
+            sizes=sizes,
+            choices=wound_choices(),
             script_texts=SCRIPT_TEXTS,
         )

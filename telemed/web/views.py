@@ -83,3 +83,38 @@ def nurse_view(detail: PatientDetail) -> PatientView:
             view, metrics=[metric_view(c) for c in NURSE_METRICS["copd"]]
         )
     return view
+
+
+def _values(enum: type) -> list[str]:
+    return [member.value for member in enum]
+
+
+def wound_choices() -> dict[str, list[str]]:
+    """The options of the wound forms, by the name of their vocabulary (texts: enum.<name>.*)."""
+    from telemed.wounds import observations as o
+
+    return {
+        "wound_type": _values(o.WoundType),
+        "body_location": _values(o.BodyLocation),
+        "laterality": _values(o.Laterality),
+        "exudate_amount": _values(o.ExudateAmount),
+        "exudate_type": _values(o.ExudateType),
+        "infection_sign": _values(o.InfectionSign),
+        "odour": _values(o.Odour),
+        "pressure_category": _values(o.PressureCategory),
+        "change_frequency": _values(o.ChangeFrequency),
+        "hospital_visit": _values(o.HospitalVisit),
+    }
+
+
+# Wound cases waiting for the specialist team; the others wait for the nurse or are done.
+FOR_SPECIALIST = ("submitted", "awaiting_specialist")
+
+
+def wounds_of(cases: list, patient_id: object) -> list:
+    """The patient's distinct wounds among queue items, newest case first."""
+    seen: dict = {}
+    for case in sorted(cases, key=lambda c: c.submitted_at, reverse=True):
+        if case.patient_id == patient_id and case.wound_id not in seen:
+            seen[case.wound_id] = case
+    return list(seen.values())

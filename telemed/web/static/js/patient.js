@@ -97,8 +97,125 @@
     });
   }
 
-  // Filled in by the alert and threshold APIs when they answer; plots work without them.
+  // --- thresholds: the bands behind the plots, and the form to change them -------------
+  const BAND_FIELDS = ["red_low", "yellow_low", "yellow_high", "red_high"];
+  const INR_FIELDS = ["urgent_low", "low", "high", "urgent_high"];
+  const thresholdsBox = document.getElementById("thresholds");
+
+  function bandsOf(rule) {
+    if (rule.kind === "absolute") return Object.assign({ metric: rule.metric }, rule.rule.bands);
+    if (rule.kind === "inr") {
+      const r = rule.rule;
+      return { metric: "inr", red_low: r.urgent_low, yellow_low: r.low, yellow_high: r.high, red_high: r.urgent_high };
+    }
+    return null;
+  }
+
+  function thresholdForm(rules) {
+    const editable = rules.filter((r) => r.kind === "absolute" || r.kind === "inr");
+    if (!editable.length) return el("p", { class: "empty" }, t("patient.no_thresholds"));
+    const columns = editable.some((r) => r.kind === "absolute") ? BAND_FIELDS : INR_FIELDS;
+    const head = el("tr", {}, el("th", { scope: "col" }, t("patient.threshold_metric")),
+      ...columns.map((f) => el("th", { scope: "col" }, t("patient.threshold_" + f))));
+    const rows = editable.map((rule) => {
+      const fields = rule.kind === "inr" ? INR_FIELDS : BAND_FIELDS;
+      const byName = Object.fromEntries(rule.fields.map((f) => [f.field, f]));
+      const metric = t("metric." + rule.metric);
+      return el("tr", {}, el("th", { scope: "row" }, metric),
+        ...fields.map((name) => {
+          const f = byName[name];
+          if (!f) return el("td", {});
+          const input = el("input", {
+            type: "number", step: "any", inputmode: "decimal", name: rule.key + "|" + name,
+            value: f.value === null ? "" : String(f.value), "data-initial": f.value === null ? "" : String(f.value),
+            "aria-label": metric + ": " + t("patient.threshold_" + name),
+          });
+          const note = f.source === "override" && f.set_by_name
+            ? el("span", { class: "muted" }, " " + t("patient.threshold_overridden", { name: f.set_by_name })) : null;
+          return el("td", {}, input, note);
+        }));
+    });
+    return el("form", { class: "threshold-form", id: "threshold-form" },
+      el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)),
+      el("label", { for: "threshold-reason" }, t("patient.threshold_reason")),
+      el("input", { id: "threshold-reason", name: "reason", maxlength: "1000" }),
+      el("p", {}, el("button", { type: "submit", class: "button primary" }, t("app.save"))));
+  }
+
+  async function loadThresholds() {
+    try {
+      const out = await api("GET", base + "/thresholds");
+      const rules = out.programs.flatMap((p) => p.rules);
+      state.thresholds = rules.map(bandsOf).filter(Boolean);
+      const inr = rules.find((r) => r.kind === "inr");
+      if (inr) view.inr_range = [inr.rule.low, inr.rule.high];
+      thresholdsBox.replaceChildren(thresholdForm(rules));
+    } catch (error) {
+      thresholdsBox.replaceChildren(el("p", { class: "empty" }, t("patient.no_thresholds")));
+    }
+  }
+
+  thresholdsBox.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const changes = [];
+    for (const input of form.querySelectorAll("input[data-initial]")) {
+      if (input.value.trim() === input.dataset.initial) continue;
+      const [rule_key, field] = input.name.split("|");
+      const value = T.parseNumber(input.value);
+      changes.push({ rule_key, field, value });
+    }
+    if (!changes.length) {
+      say(t("patient.threshold_unchanged"), "info");
+      return;
+    }
+    try {
+      await api("PUT", base + "/thresholds", { reason: form.elements.reason.value.trim(), changes });
+      say(t("patient.threshold_saved"), "ok");
+      await loadThresholds();
+      await Promise.all([loadTtr()]);
+      draw();
+    } catch (error) {
+      say(t("app.error", { detail: problemText(error) }), "error");
+    }
+  });
+
+  // --- alerts: markers on the plots and the list -------------------------------------
+  const alertsBox = document.getElementById("patient-alerts");
+
+  async function loadAlerts() {
+    let alerts = [];
+    try {
+      alerts = await api("GET", base + "/alerts?state=all&limit=200");
+    } catch (error) {
+      alerts = [];
+    }
+    state.alerts = alerts.map((a) => ({ metric: a.metric, value: a.last_value, measured_at: a.last_measured_at }));
+    if (!alerts.length) {
+      alertsBox.replaceChildren(el("p", { class: "empty" }, t("patient.no_alerts")));
+      return;
+    }
+    alertsBox.replaceChildren(el("ul", { class: "plain" }, ...alerts.map((a) => el("li", { class: "card sev-" + a.severity },
+      el("span", { class: "badge sev-" + a.severity }, t("severity." + a.severity)), " ",
+      t("metric." + a.metric) + (a.last_value === null ? "" : " " + num(a.last_value)), " · ",
+      t("rule." + a.rule_key.split(":")[0]), " · ", t("state." + a.state), " · ", when(a.last_measured_at)))));
+  }
+
+  // --- TTR of an AK patient ----------------------------------------------------------
+  async function loadTtr() {
+    const box = document.getElementById("ttr-value");
+    if (!box) return;
+    try {
+      const out = await api("GET", base + "/ttr");
+      box.textContent = out.percent === null
+        ? t("patient.ttr_none", { reason: out.reason || "" })
+        : t("patient.ttr_value", { value: num(out.percent), days: num(out.days_total) });
+    } catch (error) {
+      box.textContent = t("patient.ttr_none", { reason: problemText(error) });
+    }
+  }
+
   T.patientPage = { view, state, draw, base };
-  const extras = T.patientExtras || [];
-  Promise.all(extras.map((load) => load(T.patientPage).catch(() => null))).then(draw);
+  Promise.all([loadThresholds(), loadAlerts(), loadTtr()]).then(draw);
+  if (T.live) T.live.on(() => loadAlerts().then(draw));
 })();
