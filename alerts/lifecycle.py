@@ -187,6 +187,10 @@ def addressees(row: dict[str, Any], *more: Iterable[uuid.UUID | None]) -> list[u
     return list(dict.fromkeys(org for org in found if org is not None))
 
 
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _texts(details: Iterable[dict[str, Any]]) -> list[str]:
     return [msgspec.json.encode(d).decode() for d in details]
 
@@ -215,7 +219,7 @@ async def _update(conn: AsyncConnection, merged: Sequence[Merged], now: datetime
             "details": _texts(m.detail for m in merged),
             "firsts": [m.first_measured_at for m in merged],
             "lasts": [m.last_measured_at for m in merged],
-            "last_values": [m.last_value for m in merged],
+            "last_values": [_float(m.last_value) for m in merged],
             "counts": [m.count for m in merged],
             "upgraded": [m.upgraded for m in merged],
             "now": now,
@@ -239,7 +243,7 @@ async def _insert(conn: AsyncConnection, new: Sequence[Incoming], now: datetime)
             "details": _texts(n.detail for n in new),
             "firsts": [n.first_measured_at for n in new],
             "lasts": [n.last_measured_at for n in new],
-            "last_values": [n.last_value for n in new],
+            "last_values": [_float(n.last_value) for n in new],
             "counts": [n.count for n in new],
             "now": now,
         },
