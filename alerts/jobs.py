@@ -149,8 +149,7 @@ async def escalations(conn: AsyncConnection, *, now: datetime) -> dict[str, int]
     result = {"alerts": len(done)}
     overdue = wound_escalation()
     if overdue is not None:
-        async with conn.transaction():
-            result["wound_cases"] = await overdue(conn, now=now)
+        result["wound_cases"] = await overdue(conn, now=now)
     return result
 
 

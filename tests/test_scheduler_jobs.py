@@ -272,3 +272,35 @@ def test_record_run_keeps_failures_and_skips_empty_results(
     assert kept == {"attempted": 0}
     rows = own_db.execute("SELECT ok, error FROM job_runs WHERE job = %s", (name,)).fetchall()
     assert rows == [{"ok": False, "error": "RuntimeError: no such luck"}]
+
+
+def test_escalation_sweep_escalates_overdue_wound_cases_once(
+    own_dsn: str, own_db: psycopg.Connection, own_factory
+) -> None:
+    if jobs.wound_escalation() is None:
+        pytest.skip("this installation has no wound cases")
+    clinic, nursing = own_factory.org(), own_factory.org("home_nursing")
+    nurse = own_factory.user("nurse", nursing)
+    patient = own_factory.patient(clinic, serving=[nursing])
+    wound = own_db.execute(
+        "INSERT INTO wounds (patient_id, wound_type, body_location, laterality, created_by, "
+        " created_by_org) VALUES (%s, 'venous', 'lower_leg', 'left', %s, %s) RETURNING id",
+        (patient, nurse.id, nursing),
+    ).fetchone()["id"]
+    now = datetime.now(UTC)
+    case = own_db.execute(
+        "INSERT INTO wound_cases (wound_id, patient_id, state, urgent, wound_type, observation, "
+        " submitted_by, submitted_by_org, routed_org_id, due_at) "
+        "VALUES (%s, %s, 'submitted', false, 'venous', '{}', %s, %s, %s, %s) RETURNING id",
+        (wound, patient, nurse.id, nursing, clinic, now - timedelta(hours=1)),
+    ).fetchone()["id"]
+    assert run(own_dsn, jobs.escalations, now=now)["wound_cases"] == 1
+    assert run(own_dsn, jobs.escalations, now=now + timedelta(days=1))["wound_cases"] == 0
+    event = own_db.execute(
+        "SELECT organisation_ids FROM outbox WHERE event = 'wound_case.escalated' "
+        "AND patient_id = %s",
+        (patient,),
+    ).fetchone()
+    assert set(event["organisation_ids"]) == {clinic, nursing}
+    escalated = own_db.execute("SELECT escalated_at FROM wound_cases WHERE id = %s", (case,))
+    assert escalated.fetchone()["escalated_at"] == now

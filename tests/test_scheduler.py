@@ -1,0 +1,174 @@
+"""The scheduler: of two replicas only the leader runs the jobs, each once; the other takes over
+when the leader stops; an outbox event wakes webhook delivery at once; the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import msgspec
+import psycopg
+import pytest
+
+from alerts.cli import JOB_NAMES
+from alerts.scheduler import JOBS, WEBHOOKS, Intervals, Scheduler
+from tests import test_alerts_notify_support as support
+from tests.test_alerts_notify_support import Receiver
+
+own_db = support.own_db
+own_dsn = support.own_dsn
+own_factory = support.own_factory
+receiver = support.receiver
+
+# Every job runs when a replica becomes leader, then not again within the test.
+SLOW = Intervals(
+    missed_measurements_s=3600,
+    escalations_s=3600,
+    daily_rollups_s=3600,
+    retention_s=3600,
+    webhook_poll_s=3600,
+    lock_retry_s=0.1,
+    reconnect_s=0.1,
+)
+
+
+def runs(db: psycopg.Connection, instances: list[str]) -> dict[tuple[str, str], int]:
+    rows = db.execute(
+        "SELECT job, instance, count(*) AS n FROM job_runs WHERE instance = ANY(%s) "
+        "GROUP BY job, instance",
+        (instances,),
+    ).fetchall()
+    return {(r["job"], r["instance"]): r["n"] for r in rows}
+
+
+async def until(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(0.05)
+
+
+def test_command_names_match_the_scheduler() -> None:
+    assert (*JOBS, WEBHOOKS) == JOB_NAMES
+
+
+def test_two_schedulers_run_each_job_once_and_the_other_takes_over(
+    own_dsn: str, own_db: psycopg.Connection
+) -> None:
+    names = ["replica-a", "replica-b"]
+
+    async def go() -> None:
+        replicas = [Scheduler(own_dsn, instance=n, intervals=SLOW) for n in names]
+        stops = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(r.run(s)) for r, s in zip(replicas, stops, strict=True)]
+        await until(lambda: len(runs(own_db, names)) == len(JOBS))
+        await asyncio.sleep(1.0)  # time for a second leader to misbehave
+        first = runs(own_db, names)
+        assert sorted(job for job, _ in first) == sorted(JOBS)
+        assert set(first.values()) == {1}
+        (leader_name,) = {instance for _, instance in first}
+        leader = names.index(leader_name)
+        assert replicas[leader].leading and not replicas[1 - leader].leading
+
+        stops[leader].set()
+        await tasks[leader]
+        follower = names[1 - leader]
+        await until(lambda: sum(1 for _, i in runs(own_db, names) if i == follower) == len(JOBS))
+        assert replicas[1 - leader].leading
+        await asyncio.sleep(0.5)
+        after = runs(own_db, names)
+        assert set(after.values()) == {1} and len(after) == 2 * len(JOBS)
+        stops[1 - leader].set()
+        await tasks[1 - leader]
+
+    asyncio.run(go())
+
+
+def test_an_outbox_event_wakes_webhook_delivery(
+    own_dsn: str,
+    own_db: psycopg.Connection,
+    own_factory,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TELEMED_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+    org = own_factory.org()
+    own_db.execute(
+        "INSERT INTO webhooks (organisation_id, url, secret, start_after) "
+        "VALUES (%s, %s, %s, (SELECT coalesce(max(id), 0) FROM outbox))",
+        (org, receiver.url, "k" * 40),
+    )
+
+    async def go() -> None:
+        scheduler = Scheduler(own_dsn, instance="wake", intervals=SLOW)
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(stop))
+        await until(lambda: scheduler.leading)
+        await until(lambda: ("retention", "wake") in runs(own_db, ["wake"]))
+        await asyncio.sleep(0.3)
+        assert receiver.received == []
+        sent = time.monotonic()
+        event = support.enqueue(own_db, "alert.raised", {"alert_id": 1}, [org])
+        await until(lambda: len(receiver.received) == 1, timeout=5)
+        assert time.monotonic() - sent < 3  # the poll is an hour: only the NOTIFY woke it
+        assert receiver.received[0].json["id"] == event
+        stop.set()
+        await task
+
+    asyncio.run(go())
+
+
+def _command(dsn: str, *args: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TELEMED_DSN": dsn,
+        **{
+            f"TELEMED_SCHEDULER_{name.upper()}": str(v)
+            for name, v in msgspec.structs.asdict(SLOW).items()
+        },
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "telemed.cli", "--log-level", "WARNING", "scheduler", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_scheduler_processes_run_each_job_once(
+    own_dsn: str, own_db: psycopg.Connection
+) -> None:
+    names = ["process-1", "process-2"]
+    procs = [_command(own_dsn, "--instance", name) for name in names]
+    try:
+        deadline = time.monotonic() + 30
+        while len(runs(own_db, names)) < len(JOBS) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        counts = runs(own_db, names)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        outputs = [p.communicate(timeout=30) for p in procs]
+    assert sorted(job for job, _ in counts) == sorted(JOBS), outputs
+    assert set(counts.values()) == {1} and len({i for _, i in counts}) == 1
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert all("stopped:" in out for out, _ in outputs)
+
+
+def test_once_runs_the_named_jobs_and_reports_them(own_dsn: str) -> None:
+    p = _command(own_dsn, "--once", "retention", "webhooks", "--instance", "ops")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    reports = [json.loads(line) for line in out.strip().splitlines()]
+    assert [r["job"] for r in reports] == ["retention", WEBHOOKS]
+    assert all(r["ok"] for r in reports)
+    assert reports[0]["result"]["keep_years"] == 10
