@@ -81,9 +81,10 @@ def escalation_target(
 _CANDIDATES = """
 SELECT a.id, a.patient_id, a.program, a.severity, a.state, a.rule_key, a.metric, a.message,
        a.organisation_id, a.created_at, a.severity_changed_at, a.escalated_at,
-       a.escalation_level, d.ack_within, d.repeat_every, d.max_level
+       a.escalation_level, d.ack_within, d.repeat_every, d.max_level, p.pseudonym
 FROM alerts a
 JOIN alert_deadlines d ON d.program = a.program AND d.severity = a.severity
+JOIN patients p ON p.id = a.patient_id
 WHERE a.state = 'open'
   AND a.escalation_level < d.max_level
   AND coalesce(a.severity_changed_at, a.created_at) + d.ack_within <= %(now)s
@@ -150,6 +151,7 @@ async def _announce(
     payload = {
         "alert_id": row["id"],
         "patient_id": str(row["patient_id"]),
+        "pseudonym": row["pseudonym"],
         "program": row["program"],
         "rule_key": row["rule_key"],
         "metric": row["metric"],

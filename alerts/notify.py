@@ -106,7 +106,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Exponential backoff: base, 2·base, 4·base, ... capped; give up after max_attempts.
 
     With the defaults (10 s doubling to a 1 h cap, 50 attempts) a receiver may be down for about
-    two days and still get every event.
+    41 hours and still get every event.
     """
 
     base_s: float = 10.0

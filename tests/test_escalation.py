@@ -156,6 +156,8 @@ def test_red_alert_escalates_along_the_chain_until_acknowledged(
     assert events[0]["organisation_ids"] == [on_call, routed]
     assert events[1]["payload"]["level"] == 2
     assert events[1]["payload"]["alert_id"] == alert
+    pseudonym = own_db.execute("SELECT pseudonym FROM patients WHERE id = %s", (patient,))
+    assert events[1]["payload"]["pseudonym"] == pseudonym.fetchone()["pseudonym"]
     row = own_db.execute("SELECT * FROM alerts WHERE id = %s", (alert,)).fetchone()
     assert row["escalation_level"] == 2 and row["escalated_at"] == t0 + timedelta(minutes=60)
 
