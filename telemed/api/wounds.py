@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 
 from telemed.access import Actor, require_role
 from telemed.wounds import service
-from telemed.wounds.multipart import Form, UploadLimits, read_form
+from telemed.wounds.multipart import MIB, Form, UploadLimits, read_form
 from telemed.wounds.observations import WoundInstructions
 from telemed.wounds.storage import MediaStore
 
@@ -32,6 +32,7 @@ UPLOAD_DESCRIPTION = (
 REPLY_DESCRIPTION = (
     "multipart/form-data: one part `reply` (JSON, NurseReply) and 0-10 parts `photos`."
 )
+BODY_LIMIT = UploadLimits.from_env().max_request_bytes + MIB
 QueueState = Literal[
     "open", "all", "submitted", "awaiting_specialist", "awaiting_nurse", "answered", "closed"
 ]
@@ -64,31 +65,32 @@ class WoundCaseController(Controller):
     path = "/api/v1/wound-cases"
     tags = ["wound cases"]
 
-    # The body limit is enforced by read_form, per photo, per part and for the whole request,
-    # while the bytes arrive and with an answer that names the photo; Litestar's single limit
-    # for the whole body would only say "413" after reading it.
+    # read_form enforces the limits per photo, per part and for the request as the bytes arrive,
+    # with an answer that names the photo. Litestar's limit (a little above ours, so ours
+    # answers first) still bounds anything else that reads the body, such as the CSRF
+    # middleware looking for a form field. The upload handlers take their database connection
+    # only once the body is in: a phone on a slow line must not hold one meanwhile.
     @post(
         "/",
         operation_id="submitWoundCase",
         summary="A nurse submits a wound case: observations and photos",
         description=UPLOAD_DESCRIPTION,
-        request_max_body_size=None,
+        request_max_body_size=BODY_LIMIT,
         status_code=201,
     )
-    async def submit(
-        self, request: Request, state: State, conn: AsyncConnection, actor: Actor
-    ) -> service.CaseCreated:
+    async def submit(self, request: Request, state: State, actor: Actor) -> service.CaseCreated:
         require_role(actor, ["nurse"])
         limits = upload_limits(state)
         form = await _form(request, limits, "case")
-        return await service.submit_case(
-            conn,
-            actor,
-            media_store(state),
-            case_part=form.fields.get("case"),
-            photos=form.photos,
-            max_photo_bytes=limits.max_photo_bytes,
-        )
+        async with state.pool.connection() as conn:
+            return await service.submit_case(
+                conn,
+                actor,
+                media_store(state),
+                case_part=form.fields.get("case"),
+                photos=form.photos,
+                max_photo_bytes=limits.max_photo_bytes,
+            )
 
     @get(
         "/",
@@ -145,29 +147,25 @@ class WoundCaseController(Controller):
         operation_id="replyToWoundCase",
         summary="The nurse replies (or asks about the instructions), optionally with new photos",
         description=REPLY_DESCRIPTION,
-        request_max_body_size=None,
+        request_max_body_size=BODY_LIMIT,
         status_code=201,
     )
     async def reply(
-        self,
-        request: Request,
-        state: State,
-        conn: AsyncConnection,
-        actor: Actor,
-        case_id: uuid.UUID,
+        self, request: Request, state: State, actor: Actor, case_id: uuid.UUID
     ) -> service.CaseStep:
         require_role(actor, ["nurse"])
         limits = upload_limits(state)
         form = await _form(request, limits, "reply")
-        return await service.reply(
-            conn,
-            actor,
-            media_store(state),
-            case_id,
-            reply_part=form.fields.get("reply"),
-            photos=form.photos,
-            max_photo_bytes=limits.max_photo_bytes,
-        )
+        async with state.pool.connection() as conn:
+            return await service.reply(
+                conn,
+                actor,
+                media_store(state),
+                case_id,
+                reply_part=form.fields.get("reply"),
+                photos=form.photos,
+                max_photo_bytes=limits.max_photo_bytes,
+            )
 
     @post(
         "/{case_id:uuid}/read",
