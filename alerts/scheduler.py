@@ -98,7 +98,10 @@ class Scheduler:
         while not stop.is_set():
             try:
                 async with await AsyncConnection.connect(
-                    self.dsn, autocommit=True, application_name="telemed-scheduler", **_KEEPALIVE
+                    self.dsn,
+                    autocommit=True,
+                    application_name="telemed-scheduler-lock",
+                    **_KEEPALIVE,
                 ) as lock_conn:
                     if await self._acquire(lock_conn, stop):
                         await self._lead(lock_conn, stop)

@@ -41,6 +41,12 @@ MAX_STREAM_S = float(os.environ.get("TELEMED_SSE_MAX_S", "300"))
 REPLAY_WINDOW = timedelta(hours=float(os.environ.get("TELEMED_SSE_REPLAY_H", "24")))
 RETRY_MS = 2000
 QUEUE_MAX = 1000
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 REPLAY_PAGE = 500
 
 _ROWS = "SELECT id, created_at, event, patient_id, organisation_ids, payload FROM outbox"
@@ -98,7 +104,11 @@ class OutboxHub:
         while self.subs:
             try:
                 async with await AsyncConnection.connect(
-                    self.dsn, autocommit=True, row_factory=dict_row
+                    self.dsn,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    application_name="telemed-events",
+                    **KEEPALIVE,
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     if connected_before:

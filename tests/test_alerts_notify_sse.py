@@ -180,3 +180,23 @@ def test_streams_end_after_their_maximum_age(
     s = open_stream(own_factory.user("specialist", own_factory.org()).headers)
     _connected(s)
     assert s.ended.wait(5)
+
+
+def test_stream_catches_up_after_the_listen_connection_is_lost(
+    open_stream, own_db: psycopg.Connection, own_factory
+) -> None:
+    org = own_factory.org()
+    s = open_stream(own_factory.user("specialist", org).headers)
+    _connected(s)
+    before = enqueue(own_db, "alert.raised", {"n": 1}, [org])
+    assert s.next_event()["id"] == str(before)
+    killed = own_db.execute(
+        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+        "WHERE application_name = 'telemed-events' AND datname = current_database()"
+    ).fetchone()
+    assert killed["n"] == 1
+    during = enqueue(own_db, "alert.raised", {"n": 2}, [org])  # nobody listens now
+    assert s.next_event(timeout=10)["id"] == str(during)
+    after = enqueue(own_db, "alert.raised", {"n": 3}, [org])
+    assert s.next_event()["id"] == str(after)
+    assert s.events_within(0.3) == []

@@ -172,3 +172,24 @@ def test_once_runs_the_named_jobs_and_reports_them(own_dsn: str) -> None:
     assert [r["job"] for r in reports] == ["retention", WEBHOOKS]
     assert all(r["ok"] for r in reports)
     assert reports[0]["result"]["keep_years"] == 10
+
+
+def test_the_leader_takes_the_lock_again_after_losing_its_connection(
+    own_dsn: str, own_db: psycopg.Connection
+) -> None:
+    async def go() -> None:
+        scheduler = Scheduler(own_dsn, instance="phoenix", intervals=SLOW)
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(stop))
+        await until(lambda: len(runs(own_db, ["phoenix"])) == len(JOBS))
+        killed = own_db.execute(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+            "WHERE application_name = 'telemed-scheduler-lock' AND datname = current_database()"
+        ).fetchone()
+        assert killed["n"] == 1
+        await until(lambda: set(runs(own_db, ["phoenix"]).values()) == {2})
+        assert scheduler.leading
+        stop.set()
+        await task
+
+    asyncio.run(go())
