@@ -677,3 +677,17 @@ def test_clean_filename() -> None:
     assert clean_filename("a\x00b\u202ec.jpg") == "abc.jpg"
     assert clean_filename(None) == ""
     assert len(clean_filename("x" * 1000)) == 255
+
+
+def test_openapi_documents_every_wound_operation(api) -> None:
+    paths = api.get("/schema/openapi.json").json()["paths"]
+    operations = {
+        op["operationId"] for p, ops in paths.items() if "wound" in p for op in ops.values()
+    }
+    assert operations >= {
+        "submitWoundCase", "listWoundCases", "getWoundCase", "answerWoundCase",
+        "askAboutWoundCase", "replyToWoundCase", "confirmWoundInstructionsRead",
+        "getWoundPhotoDisplay", "getWoundPhotoThumb", "getWoundPhotoOriginal",
+        "listWoundRoutingRules", "createWoundRoutingRule", "deleteWoundRoutingRule",
+        "listWoundServiceLevels", "setWoundServiceLevel",
+    }  # fmt: skip

@@ -574,25 +574,54 @@ def next_state(state: str, step: str) -> str:
     return to
 
 
-async def _set_state(
+# step -> the outbox event, and which organisation of the case hears of it
+STEP_EVENTS: Final = {
+    "question": ("wound_case.question", "submitted_by_org"),
+    "answered": ("wound_case.answered", "submitted_by_org"),
+    "reply": ("wound_case.replied", "routed_org_id"),
+    "read": ("wound_case.read", "routed_org_id"),
+}
+
+
+async def _take_step(
     conn: AsyncConnection,
-    case_id: uuid.UUID,
-    state: str,
+    actor: Actor,
+    case: dict[str, Any],
+    step: str,
     now: datetime,
     *,
     due_at: datetime | None = None,
-    reset_escalation: bool = False,
-) -> None:
+    text: str | None = None,
+    instruction_id: uuid.UUID | None = None,
+    detail: dict | None = None,
+) -> tuple[str, int]:
+    """Move a locked case on: new state, history event, outbox event and audit row."""
+    to = next_state(case["state"], step)
     await conn.execute(
         Q.set_state,
-        {
-            "id": case_id,
-            "state": state,
-            "due_at": due_at,
-            "now": now,
-            "reset_escalation": reset_escalation,
-        },
+        {"id": case["id"], "state": to, "due_at": due_at, "now": now,
+         "reset_escalation": step == "reply"},
+    )  # fmt: skip
+    event_id = await _event(
+        conn, actor, case["id"], step, now=now, from_state=case["state"], to_state=to,
+        text=text, instruction_id=instruction_id, detail=detail,
+    )  # fmt: skip
+    event, recipient = STEP_EVENTS[step]
+    extra: dict[str, Any] = {"event_id": event_id}
+    if instruction_id is not None:
+        extra["instruction_id"] = str(instruction_id)
+    await outbox.enqueue(
+        conn,
+        event,
+        event_payload({**case, "due_at": due_at}, to, **extra),
+        organisation_ids=[case[recipient]],
+        patient_id=case["patient_id"],
     )
+    await audit.record(
+        conn, actor, "update", patient_id=case["patient_id"], object_type="wound_case",
+        object_id=case["id"], detail={"step": step},
+    )  # fmt: skip
+    return to, event_id
 
 
 async def answer(
@@ -608,49 +637,23 @@ async def answer(
     now = now or datetime.now(UTC)
     async with conn.transaction():
         case = await _locked_case(conn, actor, case_id, "specialist")
-        to = next_state(case["state"], "answered")
+        next_state(case["state"], "answered")
         fields = msgspec.to_builtins(data)
         text = fields.pop("free_text", "")
         cur = await conn.execute(
             Q.insert_instruction,
-            {
-                "patient_id": case["patient_id"],
-                "case_id": case_id,
-                "author_id": actor.user_id,
-                "author_org_id": actor.organisation_id,
-                "at": now,
-                "text": text,
-                "fields": Jsonb(fields),
-            },
-        )
+            {"patient_id": case["patient_id"], "case_id": case_id, "author_id": actor.user_id,
+             "author_org_id": actor.organisation_id, "at": now, "text": text,
+             "fields": Jsonb(fields)},
+        )  # fmt: skip
         instruction_id = (await cur.fetchone())["id"]
-        await _set_state(conn, case_id, to, now)
-        event_id = await _event(
-            conn,
-            actor,
-            case_id,
-            "answered",
-            now=now,
-            from_state=case["state"],
-            to_state=to,
-            instruction_id=instruction_id,
-        )
-        await outbox.enqueue(
-            conn,
-            "wound_case.answered",
-            event_payload({**case, "due_at": None}, to, instruction_id=str(instruction_id)),
-            organisation_ids=[case["submitted_by_org"]],
-            patient_id=case["patient_id"],
+        to, event_id = await _take_step(
+            conn, actor, case, "answered", now, instruction_id=instruction_id
         )
         await audit.record(
-            conn,
-            actor,
-            "create",
-            patient_id=case["patient_id"],
-            object_type="instruction",
-            object_id=instruction_id,
-            detail={"wound_case_id": str(case_id)},
-        )
+            conn, actor, "create", patient_id=case["patient_id"], object_type="instruction",
+            object_id=instruction_id, detail={"wound_case_id": str(case_id)},
+        )  # fmt: skip
     return CaseStep(
         id=case_id, state=to, due_at=None, event_id=event_id, instruction_id=instruction_id
     )
@@ -669,39 +672,8 @@ async def ask(
     now = now or datetime.now(UTC)
     async with conn.transaction():
         case = await _locked_case(conn, actor, case_id, "specialist")
-        to = next_state(case["state"], "question")
-        await _set_state(conn, case_id, to, now)
-        event_id = await _event(
-            conn,
-            actor,
-            case_id,
-            "question",
-            now=now,
-            from_state=case["state"],
-            to_state=to,
-            text=data.question,
-        )
-        await outbox.enqueue(
-            conn,
-            "wound_case.question",
-            event_payload({**case, "due_at": None}, to, event_id=event_id),
-            organisation_ids=[case["submitted_by_org"]],
-            patient_id=case["patient_id"],
-        )
-        await _audit_step(conn, actor, case, "question")
+        to, event_id = await _take_step(conn, actor, case, "question", now, text=data.question)
     return CaseStep(id=case_id, state=to, due_at=None, event_id=event_id)
-
-
-async def _audit_step(conn: AsyncConnection, actor: Actor, case: dict, step: str) -> None:
-    await audit.record(
-        conn,
-        actor,
-        "update",
-        patient_id=case["patient_id"],
-        object_type="wound_case",
-        object_id=case["id"],
-        detail={"step": step},
-    )
 
 
 async def reply(
@@ -728,31 +700,14 @@ async def reply(
         photo_ids = await _store_photos(store, photos, clean, staged)
         async with conn.transaction():
             case = await _locked_case(conn, actor, case_id, "nurse")
-            to = next_state(case["state"], "reply")
             due = await due_time(conn, case["routed_org_id"], case["urgent"], now)
-            await _set_state(conn, case_id, to, now, due_at=due, reset_escalation=True)
-            event_id = await _event(
-                conn,
-                actor,
-                case_id,
-                "reply",
-                now=now,
-                from_state=case["state"],
-                to_state=to,
-                text=data.text,
+            to, event_id = await _take_step(
+                conn, actor, case, "reply", now, due_at=due, text=data.text,
                 detail={"photos": len(photo_ids)},
-            )
+            )  # fmt: skip
             rows = await _insert_photos(
                 conn, actor, case_id, event_id, photo_ids, photos, clean, now
             )
-            await outbox.enqueue(
-                conn,
-                "wound_case.replied",
-                event_payload({**case, "due_at": due}, to, event_id=event_id),
-                organisation_ids=[case["routed_org_id"]],
-                patient_id=case["patient_id"],
-            )
-            await _audit_step(conn, actor, case, "reply")
     except BaseException:
         await _discard(conn, store, staged)
         raise
@@ -769,39 +724,19 @@ async def confirm_read(
     now = now or datetime.now(UTC)
     async with conn.transaction():
         case = await _locked_case(conn, actor, case_id, "nurse")
-        to = next_state(case["state"], "read")
+        next_state(case["state"], "read")
         cur = await conn.execute(Q.latest_instruction, {"case_id": case_id})
         instruction_id = (await cur.fetchone())["id"]
         await conn.execute(
             Q.confirm_read, {"instruction_id": instruction_id, "user_id": actor.user_id, "at": now}
         )
-        await _set_state(conn, case_id, to, now)
-        event_id = await _event(
-            conn,
-            actor,
-            case_id,
-            "read",
-            now=now,
-            from_state=case["state"],
-            to_state=to,
-            instruction_id=instruction_id,
-        )
-        await outbox.enqueue(
-            conn,
-            "wound_case.read",
-            event_payload({**case, "due_at": None}, to, instruction_id=str(instruction_id)),
-            organisation_ids=[case["routed_org_id"]],
-            patient_id=case["patient_id"],
+        to, event_id = await _take_step(
+            conn, actor, case, "read", now, instruction_id=instruction_id
         )
         await audit.record(
-            conn,
-            actor,
-            "confirm",
-            patient_id=case["patient_id"],
-            object_type="instruction",
-            object_id=instruction_id,
-            detail={"kind": "read", "wound_case_id": str(case_id)},
-        )
+            conn, actor, "confirm", patient_id=case["patient_id"], object_type="instruction",
+            object_id=instruction_id, detail={"kind": "read", "wound_case_id": str(case_id)},
+        )  # fmt: skip
     return CaseStep(
         id=case_id, state=to, due_at=None, event_id=event_id, instruction_id=instruction_id
     )
