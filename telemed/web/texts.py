@@ -51,6 +51,9 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "patients.responsible": ("Ansvarlig", "Responsible"),
     "program.copd": ("KOL", "COPD"),
     "program.ak": ("AK-behandling", "Anticoagulation"),
+    "stratum.mild": ("let", "mild"),
+    "stratum.moderate": ("moderat", "moderate"),
+    "stratum.severe": ("svær", "severe"),
     # metrics
     "metric.spo2": ("Iltmætning (SpO2)", "Oxygen saturation (SpO2)"),
     "metric.pulse": ("Puls", "Pulse"),
@@ -73,6 +76,11 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "{metric} over the last {n} days: {count} readings, latest {value}",
     ),
     "patient.avg": ("gennemsnit", "average"),
+    "patient.time": ("Tid", "Time"),
+    "patient.size_summary": (
+        "Areal ved {count} vurderinger, seneste {value} cm²",
+        "Area at {count} assessments, latest {value} cm²",
+    ),
     "patient.range": ("min–maks", "min–max"),
     "patient.value": ("måling", "reading"),
     "patient.alert_marker": ("alarm", "alert"),

@@ -115,15 +115,64 @@ def _console(tab: Tab, msg) -> None:
         tab.errors.append(f"console: {msg.text}")
 
 
+def web_app(settings):
+    """The app as deployed, with the wound-case API and the event stream added where the app
+    does not serve them (yet)."""
+    from telemed.app import create_app
+
+    app = create_app(settings)
+    paths = {route.path for route in app.routes}
+    extra = []
+    if "/api/v1/wound-cases" not in paths:
+        from telemed.api.wounds import routers
+
+        extra += routers()
+    if "/api/v1/events" not in paths:
+        from alerts.notify_api import EventController
+
+        extra.append(EventController)
+    return create_app(settings, extra_routers=extra) if extra else app
+
+
+@pytest.fixture(scope="session")
+def web_server(settings) -> Iterator[str]:
+    """The app on a real uvicorn on a loopback port, in a thread of the test process."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            web_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    # Open event streams would keep the server waiting for them until they time out.
+    server.force_exit = True
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
 @pytest.fixture
-def open_tab(chromium, live_server) -> Iterator:
+def open_tab(chromium, web_server) -> Iterator:
     tabs: list[Tab] = []
 
     def make(viewport: dict = DESKTOP, *, locale: str = "da-DK") -> Tab:
         context = chromium.new_context(viewport=viewport, locale=locale)
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
-        tab = Tab(context, page, live_server)
+        tab = Tab(context, page, web_server)
         page.on("pageerror", lambda exc: tab.errors.append(f"pageerror: {exc}"))
         page.on("console", lambda msg: _console(tab, msg))
         tabs.append(tab)

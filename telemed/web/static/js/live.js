@@ -63,16 +63,32 @@
     indicator.textContent = T.t(online ? "app.live" : "app.offline");
   }
 
-  const stream = new EventSource("/api/v1/events");
-  stream.onmessage = refresh;
-  for (const name of EVENTS) stream.addEventListener(name, refresh);
-  stream.onopen = () => {
-    show(true);
-    // After a reconnect the stream replays from Last-Event-ID, but a fresh look costs little.
-    if (opened++ > 0) refresh();
-  };
-  stream.onerror = () => show(false);
-  window.addEventListener("pagehide", () => stream.close());
+  let stream = null;
+  let backoff = 2000;
 
-  T.live = { refresh: refresh, stream: stream, on: (listener) => listeners.push(listener) };
+  function connect() {
+    stream = new EventSource("/api/v1/events");
+    stream.onmessage = refresh;
+    for (const name of EVENTS) stream.addEventListener(name, refresh);
+    stream.onopen = () => {
+      show(true);
+      backoff = 2000;
+      // After a reconnect the stream replays from Last-Event-ID; a fresh look costs little.
+      if (opened++ > 0) refresh();
+    };
+    stream.onerror = () => {
+      show(false);
+      // The browser retries by itself unless the server refused the stream (a 4xx/5xx answer
+      // closes it for good); then try again later, slower each time.
+      if (stream.readyState === EventSource.CLOSED) {
+        setTimeout(connect, backoff);
+        backoff = Math.min(backoff * 2, 60000);
+      }
+    };
+    T.live.stream = stream;
+  }
+
+  T.live = { refresh: refresh, stream: null, on: (listener) => listeners.push(listener) };
+  connect();
+  window.addEventListener("pagehide", () => stream && stream.close());
 })();

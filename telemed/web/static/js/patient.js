@@ -111,23 +111,20 @@
     return null;
   }
 
-  function thresholdForm(rules) {
-    const editable = rules.filter((r) => r.kind === "absolute" || r.kind === "inr");
-    if (!editable.length) return el("p", { class: "empty" }, t("patient.no_thresholds"));
-    const columns = editable.some((r) => r.kind === "absolute") ? BAND_FIELDS : INR_FIELDS;
+  function thresholdTable(rules, fields) {
     const head = el("tr", {}, el("th", { scope: "col" }, t("patient.threshold_metric")),
-      ...columns.map((f) => el("th", { scope: "col" }, t("patient.threshold_" + f))));
-    const rows = editable.map((rule) => {
-      const fields = rule.kind === "inr" ? INR_FIELDS : BAND_FIELDS;
+      ...fields.map((f) => el("th", { scope: "col" }, t("patient.threshold_" + f))));
+    const rows = rules.map((rule) => {
       const byName = Object.fromEntries(rule.fields.map((f) => [f.field, f]));
       const metric = t("metric." + rule.metric);
       return el("tr", {}, el("th", { scope: "row" }, metric),
         ...fields.map((name) => {
           const f = byName[name];
           if (!f) return el("td", {});
+          const initial = f.value === null ? "" : String(f.value);
           const input = el("input", {
-            type: "number", step: "any", inputmode: "decimal", name: rule.key + "|" + name,
-            value: f.value === null ? "" : String(f.value), "data-initial": f.value === null ? "" : String(f.value),
+            type: "text", inputmode: "decimal", autocomplete: "off", name: rule.key + "|" + name,
+            value: initial, "data-initial": initial,
             "aria-label": metric + ": " + t("patient.threshold_" + name),
           });
           const note = f.source === "override" && f.set_by_name
@@ -135,8 +132,16 @@
           return el("td", {}, input, note);
         }));
     });
+    return el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows));
+  }
+
+  function thresholdForm(rules) {
+    const bands = rules.filter((r) => r.kind === "absolute");
+    const inr = rules.filter((r) => r.kind === "inr");
+    if (!bands.length && !inr.length) return el("p", { class: "empty" }, t("patient.no_thresholds"));
     return el("form", { class: "threshold-form", id: "threshold-form" },
-      el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)),
+      bands.length ? thresholdTable(bands, BAND_FIELDS) : null,
+      inr.length ? thresholdTable(inr, INR_FIELDS) : null,
       el("label", { for: "threshold-reason" }, t("patient.threshold_reason")),
       el("input", { id: "threshold-reason", name: "reason", maxlength: "1000" }),
       el("p", {}, el("button", { type: "submit", class: "button primary" }, t("app.save"))));

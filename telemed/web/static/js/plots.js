@@ -2,7 +2,20 @@
 // threshold bands drawn behind it, and alert markers as points.
 (function () {
   "use strict";
-  const { t, el, num } = window.Telemed;
+  const { t, el, num, locale } = window.Telemed;
+
+  // Month and day names in the page's language, for uPlot's axis and legend dates.
+  const names = (function () {
+    const month = (style) => [...Array(12).keys()].map((m) =>
+      new Intl.DateTimeFormat(locale, { month: style, timeZone: "UTC" }).format(Date.UTC(2024, m, 15)));
+    // 2024-09-01 was a Sunday: uPlot counts weekdays from Sunday.
+    const day = (style) => [...Array(7).keys()].map((d) =>
+      new Intl.DateTimeFormat(locale, { weekday: style, timeZone: "UTC" }).format(Date.UTC(2024, 8, 1 + d)));
+    return { MMMM: month("long"), MMM: month("short"), WWWW: day("long"), WWW: day("short") };
+  })();
+  const DAY_S = 86400;
+  const tickDay = new Intl.DateTimeFormat(locale, { day: "numeric", month: "short", timeZone: "Europe/Copenhagen" });
+  const tickTime = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", timeZone: "Europe/Copenhagen" });
 
   const BAND_FILL = {
     red: "rgba(200, 30, 30, 0.13)",
@@ -53,6 +66,14 @@
     return zones;
   }
 
+  // The period shown: the one asked for, else the data's, at least a week around one point.
+  function xRange(spec) {
+    if (spec.xRange) return spec.xRange;
+    const xs = spec.series.x;
+    const lo = Math.min(...xs), hi = Math.max(...xs);
+    return hi - lo < 7 * DAY_S ? [lo - 7 * DAY_S, hi + 7 * DAY_S] : [lo, hi];
+  }
+
   // series: {x: [unix s], y: [..]} or with min/max arrays too; markers: {x: [..], y: [..]}.
   function plot(container, spec) {
     const limits = [];
@@ -66,7 +87,7 @@
     const data = tables.length > 1 ? uPlot.join(tables) : tables[0];
 
     const series = [
-      {},
+      { label: t("patient.time") },
       {
         label: spec.series.min ? t("patient.avg") : t("patient.value"),
         stroke: "#1d4f91",
@@ -100,8 +121,9 @@
       width: width,
       height: spec.height || 220,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Europe/Copenhagen"),
+      fmtDate: (template) => uPlot.fmtDate(template, names),
       scales: {
-        x: { time: true, range: spec.xRange ? () => spec.xRange : undefined },
+        x: { time: true, range: () => xRange(spec) },
         y: {
           range: (u, min, max) => {
             const all = limits.concat([min, max]).filter((v) => v !== null && Number.isFinite(v));
@@ -111,7 +133,14 @@
           },
         },
       },
-      axes: [{}, { label: spec.unit || "", size: 60 }],
+      axes: [
+        {
+          // Ticks as a Danish or English reader writes dates, not uPlot's month/day.
+          values: (u, splits, axisIdx, space, incr) => splits.map((v) =>
+            incr < DAY_S ? tickTime.format(new Date(v * 1e3)) : tickDay.format(new Date(v * 1e3))),
+        },
+        { label: spec.unit || "", size: 60 },
+      ],
       series: series,
       bands: bands,
       plugins: [zonesPlugin(spec.zones || [])],

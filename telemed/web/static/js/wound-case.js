@@ -30,7 +30,7 @@
   const measured = sizes.filter((s) => s.area !== null);
   const plotBox = document.getElementById("size-plot");
   if (measured.length) {
-    const summary = t("wound.area") + ": " + measured.map((s) => num(s.area)).join(", ");
+    const summary = t("patient.size_summary", { count: measured.length, value: num(measured[measured.length - 1].area) });
     const { fig, box } = T.figure(t("wound.area"), summary);
     plotBox.append(fig);
     T.plot(box, {

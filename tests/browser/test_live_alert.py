@@ -1,0 +1,138 @@
+"""A reading from a home device, published over MQTT, becomes an alert that the open console
+shows without a reload; the specialist acknowledges and resolves it there with a note."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from telemed.settings import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ingest_worker(service_env, db_dsn, settings) -> Iterator[subprocess.Popen]:
+    """`telemed ingest` on the test database, in a shared-subscription group and with a client
+    id of its own, whose broker session expires soon after it stops, so that it never holds
+    back messages meant for another test's workers."""
+    pytest.importorskip("ingest.worker")
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        **service_env,
+        "TELEMED_DSN": db_dsn,
+        "TELEMED_MEDIA_DIR": str(settings.media_dir),
+        "TELEMED_INGEST_GROUP": f"web-{tag}",
+        "TELEMED_INGEST_CLIENT_PREFIX": f"web-{tag}",
+        "TELEMED_INGEST_SESSION_EXPIRY_S": "5",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telemed.cli", "ingest", "--slot", "0", "--batch-ms", "20"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(1.5)  # connect and subscribe
+    if proc.poll() is not None:
+        pytest.fail(f"telemed ingest exited: {proc.stdout.read()}")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def publish(settings, device, payload: dict) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from devices.contract import readings_topic
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{device.device_id}-test",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.username_pw_set(device.mqtt_username, device.password)
+    client.connect(settings.mqtt_host, settings.mqtt_port)
+    client.loop_start()
+    try:
+        info = client.publish(readings_topic(device.device_id), json.dumps(payload), qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published(), "the broker did not acknowledge the reading"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_an_alert_from_an_mqtt_reading_appears_in_the_console_without_a_reload(
+    open_tab, care, db, settings, ingest_worker
+):
+    provisioning = pytest.importorskip("devices.provisioning")
+    broker = pytest.importorskip("devices.broker")
+    device = provisioning.provision(db, patient_id=care.patient, kind="copd_kit")
+    broker.sync_broker(db, settings)
+    try:
+        console = open_tab()
+        console.sign_in(care.specialist.username, care.specialist.password)
+        console.page.locator("#queue[aria-busy]").wait_for(state="detached")
+        console.page.evaluate("window.__notReloaded = true")
+
+        publish(
+            settings,
+            device,
+            {
+                "message_id": uuid.uuid4().hex,
+                "measured_at": datetime.now(UTC).isoformat(),
+                "readings": [{"type": "spo2", "value": 82, "unit": "%"}],
+            },
+        )
+        card = console.page.locator('#queue li[data-kind="alert"]').first
+        card.wait_for(timeout=20_000)
+        assert "Test Patient: Iltmætning (SpO2) 82" in card.inner_text()
+        assert "Rød" in card.inner_text()
+        assert console.page.evaluate("window.__notReloaded") is True
+        console.assert_accessible()
+        console.screenshot("console-alert")
+
+        alert_id = card.get_attribute("data-id")
+        card.get_by_label("Note").fill("Ringet op, har det godt")
+        card.get_by_role("button", name="Kvittér").click()
+        console.page.locator(f'#queue li[data-id="{alert_id}"] .state').filter(
+            has_text="Kvitteret"
+        ).wait_for()
+        row = db.execute(
+            "SELECT state, acknowledgement_note FROM alerts WHERE id = %s", (int(alert_id),)
+        ).fetchone()
+        assert row == {"state": "acknowledged", "acknowledgement_note": "Ringet op, har det godt"}
+
+        card = console.page.locator(f'#queue li[data-id="{alert_id}"]')
+        card.get_by_label("Note").fill("Målt igen: 95 %")
+        card.get_by_role("button", name="Afslut").click()
+        card.wait_for(state="detached")
+        row = db.execute("SELECT state FROM alerts WHERE id = %s", (int(alert_id),)).fetchone()
+        assert row["state"] == "resolved"
+
+        # The patient page marks the alert on the SpO2 plot.
+        console.go(f"/console/patients/{care.patient}")
+        console.page.locator("figure[data-metric=spo2] canvas").first.wait_for()
+        legend = console.page.locator("figure[data-metric=spo2] .u-legend").inner_text()
+        assert "alarm" in legend
+        console.assert_accessible()
+        console.screenshot("console-patient", full_page=True)
+        console.assert_no_script_errors()
+    finally:
+        provisioning.revoke(db, device.device_id)
+        broker.sync_broker(db, settings)
