@@ -14,6 +14,18 @@ from tests.browser.conftest import PHONE
 pytestmark = pytest.mark.slow
 
 
+PROGRESS_PROBE = """
+document.addEventListener("DOMContentLoaded", () => {
+  const bar = document.getElementById("upload-progress");
+  if (!bar) return;
+  new MutationObserver(() => {
+    const seen = Number(sessionStorage.getItem("progress-max") || 0);
+    sessionStorage.setItem("progress-max", String(Math.max(seen, Number(bar.value))));
+  }).observe(bar, { attributes: true, attributeFilter: ["value"] });
+});
+"""
+
+
 def fill_wound_form(page, *, photo: dict) -> None:
     page.get_by_label("Sårtype").select_option("venous_leg_ulcer")
     page.get_by_label("Placering", exact=True).select_option("lower_leg")
@@ -35,6 +47,8 @@ def test_nurse_sends_a_wound_case_and_the_specialist_answers_it_live(open_tab, c
     console.page.evaluate("window.__notReloaded = true")
 
     nurse = open_tab(PHONE)
+    # Record how far the upload progress bar got, across the page change that follows it.
+    nurse.page.add_init_script(PROGRESS_PROBE)
     nurse.sign_in(care.nurse.username, care.nurse.password)
     nurse.go(f"/nurse/patients/{care.patient}")
 
@@ -45,10 +59,13 @@ def test_nurse_sends_a_wound_case_and_the_specialist_answers_it_live(open_tab, c
     refused = nurse.page.locator("#wound-result.error")
     refused.wait_for()
     assert "Sårsagen blev afvist" in refused.inner_text()
-    assert "photo 1 (IMG_0001.jpg)" in refused.inner_text()
-    assert db.execute(
-        "SELECT count(*) AS n FROM wound_cases WHERE patient_id = %s", (care.patient,)
-    ).fetchone()["n"] == 0
+    assert "Foto 1 (IMG_0001.jpg): filen er ikke et JPEG-" in refused.inner_text()
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM wound_cases WHERE patient_id = %s", (care.patient,)
+        ).fetchone()["n"]
+        == 0
+    )
 
     real = {"name": "IMG_0002.jpg", "mimeType": "image/jpeg", "buffer": photos.jpeg_with_gps()}
     nurse.page.get_by_label("Tag fotos").set_input_files(files=[real])
@@ -58,6 +75,7 @@ def test_nurse_sends_a_wound_case_and_the_specialist_answers_it_live(open_tab, c
     nurse.page.get_by_role("button", name="Send sårsag").click()
     nurse.page.wait_for_url(re.compile(r"/nurse/cases/[0-9a-f-]{36}$"))
     case_id = nurse.page.url.rsplit("/", 1)[1]
+    assert nurse.page.evaluate("sessionStorage.getItem('progress-max')") == "100"
     case = db.execute(
         "SELECT state, length_cm, width_cm, observation FROM wound_cases WHERE id = %s", (case_id,)
     ).fetchone()

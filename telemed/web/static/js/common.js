@@ -15,6 +15,10 @@
     return text;
   }
 
+  function has(key) {
+    return Object.prototype.hasOwnProperty.call(texts, key);
+  }
+
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
@@ -106,6 +110,6 @@
   }
 
   window.Telemed = {
-    t, api, ApiError, problemText, el, when, num, parseNumber, say, csrfToken, lang, locale, zone,
+    t, has, api, ApiError, problemText, el, when, num, parseNumber, say, csrfToken, lang, locale, zone,
   };
 })();

@@ -2,7 +2,8 @@
 // upload with its progress (XMLHttpRequest reports upload progress; fetch does not).
 (function () {
   "use strict";
-  const { t, el, parseNumber, csrfToken, problemText } = window.Telemed;
+  const T = window.Telemed;
+  const { t, el, parseNumber, csrfToken, problemText } = T;
   const form = document.getElementById("wound-form");
   if (!form) return;
   const photos = form.elements.photos;
@@ -31,6 +32,8 @@
   sync();
 
   photos.addEventListener("change", () => {
+    result.textContent = "";
+    result.className = "result";
     urls.forEach((u) => URL.revokeObjectURL(u));
     urls = [];
     previews.replaceChildren();
@@ -92,6 +95,23 @@
     return body;
   }
 
+  // Why a photo was refused, in the page's language where the API gives a known code
+  // ("photos[0]", "unsupported_format: ..."); anything else as the API says it.
+  function refusal(error) {
+    const body = error.body || {};
+    const lines = [];
+    for (const p of body.problems || []) {
+      const index = /^photos\[(\d+)\]$/.exec(p.field || "");
+      const code = String(p.message || "").split(":")[0];
+      const key = "photo_error." + code;
+      if (index && T.has(key)) {
+        const file = photos.files[Number(index[1])];
+        lines.push(t("wound.photo_n", { n: Number(index[1]) + 1, name: file ? file.name : "" }) + ": " + t(key));
+      }
+    }
+    return lines.length ? lines.join(" · ") : problemText(error);
+  }
+
   function report(text, kind) {
     result.textContent = text;
     result.className = "result " + kind;
@@ -140,7 +160,7 @@
       location.assign("/nurse/cases/" + created.id);
     } catch (error) {
       if (error.status === 401) location.assign("/login?next=" + encodeURIComponent(location.pathname));
-      report(t("wound.refused", { detail: problemText(error) }), "error");
+      report(t("wound.refused", { detail: refusal(error) }), "error");
       progress.hidden = true;
     } finally {
       button.disabled = false;
