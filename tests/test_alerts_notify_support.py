@@ -6,13 +6,16 @@ jobs never touch other tests' patients, and other tests' rows never show up in t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -23,10 +26,32 @@ from telemed.settings import REPO_ROOT, Settings
 from tests import services
 from tests.conftest import Factory, free_port
 
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[object, object, T]) -> T:
+    """asyncio.run, in a thread of its own when this thread already runs a loop (Playwright's
+    sync API leaves one running for the browser tests of the same session)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 @pytest.fixture(scope="module")
 def own_dsn(service_env: dict[str, str]) -> Iterator[str]:
-    dsn = services.fresh_database(service_env["TELEMED_DSN"], REPO_ROOT / "migrations")
+    for attempt in range(20):
+        try:
+            dsn = services.fresh_database(service_env["TELEMED_DSN"], REPO_ROOT / "migrations")
+            break
+        except psycopg.errors.ObjectInUse:
+            # TimescaleDB's background-worker scheduler visits the template now and then, and
+            # CREATE DATABASE ... TEMPLATE refuses while it is connected.
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
     yield dsn
     services.drop_database(dsn)
 

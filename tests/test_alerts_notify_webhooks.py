@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from alerts import notify, webhooks
 from tests import test_alerts_notify_support as support
-from tests.test_alerts_notify_support import Receiver, enqueue
+from tests.test_alerts_notify_support import Receiver, enqueue, run_async
 
 # Fixtures of the notification tests' own database and server.
 events_server = support.events_server
@@ -123,13 +123,13 @@ def test_receiver_down_then_up_gets_each_event_once_signed(
     retry = notify.RetryPolicy(base_s=10, cap_s=60, max_attempts=5)
     t0 = datetime.now(UTC)
 
-    first = asyncio.run(_deliver(own_dsn, t0, retry))
+    first = run_async(_deliver(own_dsn, t0, retry))
     assert (first.attempted, first.delivered, first.failed) == (1, 0, 1)
-    early = asyncio.run(_deliver(own_dsn, t0 + timedelta(seconds=9), retry))
+    early = run_async(_deliver(own_dsn, t0 + timedelta(seconds=9), retry))
     assert early.attempted == 0
-    second = asyncio.run(_deliver(own_dsn, t0 + timedelta(seconds=11), retry))
+    second = run_async(_deliver(own_dsn, t0 + timedelta(seconds=11), retry))
     assert (second.attempted, second.delivered) == (1, 1)
-    again = asyncio.run(_deliver(own_dsn, t0 + timedelta(hours=1), retry))
+    again = run_async(_deliver(own_dsn, t0 + timedelta(hours=1), retry))
     assert again.attempted == 0
 
     assert len(receiver.received) == 2
@@ -178,17 +178,17 @@ def test_gives_up_after_max_attempts_and_admin_retry_delivers(
     receiver.statuses = [503, 503]
     retry = notify.RetryPolicy(base_s=1, cap_s=1, max_attempts=2)
     t0 = datetime.now(UTC)
-    asyncio.run(_deliver(own_dsn, t0, retry))
-    stats = asyncio.run(_deliver(own_dsn, t0 + timedelta(seconds=5), retry))
+    run_async(_deliver(own_dsn, t0, retry))
+    stats = run_async(_deliver(own_dsn, t0 + timedelta(seconds=5), retry))
     assert stats.gave_up == 1
-    assert asyncio.run(_deliver(own_dsn, t0 + timedelta(days=1), retry)).attempted == 0
+    assert run_async(_deliver(own_dsn, t0 + timedelta(days=1), retry)).attempted == 0
     base = f"{events_server}/api/v1/admin/webhooks/{hook['id']}"
     failed = httpx.get(f"{base}/deliveries?state=failed", headers=admin.headers).json()
     assert [d["outbox_id"] for d in failed] == [event]
 
     r = httpx.post(f"{base}/deliveries/{event}/retry", headers=admin.headers)
     assert r.status_code == 200 and r.json()["state"] == "pending", r.text
-    stats = asyncio.run(_deliver(own_dsn, datetime.now(UTC) + timedelta(seconds=1), retry))
+    stats = run_async(_deliver(own_dsn, datetime.now(UTC) + timedelta(seconds=1), retry))
     assert stats.delivered == 1
     assert [r.headers[notify.ATTEMPT_HEADER] for r in receiver.received] == ["1", "2", "3"]
     r = httpx.post(f"{base}/deliveries/{event}/retry", headers=admin.headers)
@@ -214,7 +214,7 @@ def test_unreachable_receiver_is_retried_and_concurrent_deliverers_send_once(
     async def twice() -> list[webhooks.DeliveryStats]:
         return await asyncio.gather(_deliver(own_dsn, now, retry), _deliver(own_dsn, now, retry))
 
-    stats = asyncio.run(twice())
+    stats = run_async(twice())
     assert sum(s.delivered for s in stats) == 5
     assert sum(s.failed for s in stats) == 5
     assert sorted(int(r.headers[notify.EVENT_ID_HEADER]) for r in receiver.received) == events

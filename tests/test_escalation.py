@@ -3,7 +3,6 @@ severity, repeats up to the cap, the chain of escalation targets, nothing once a
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from alerts.escalation import (
 from alerts.lifecycle import upsert_breaches
 from alerts.rules import Breach, Severity
 from tests import test_alerts_notify_support as support
+from tests.test_alerts_notify_support import run_async
 
 events_server = support.events_server
 own_db = support.own_db
@@ -110,7 +110,7 @@ def _raise(dsn: str, patient: uuid.UUID, severity: Severity, now: datetime, key:
             (change,) = await upsert_breaches(conn, [(patient, "copd", breach)], now=now)
             return change.alert_id
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def _sweep(dsn: str, now: datetime) -> list:
@@ -118,7 +118,7 @@ def _sweep(dsn: str, now: datetime) -> list:
         async with await AsyncConnection.connect(dsn, row_factory=dict_row) as conn:
             return await escalate_due(conn, now=now)
 
-    return [e for e in asyncio.run(go()) if e.alert_id in _mine]
+    return [e for e in run_async(go()) if e.alert_id in _mine]
 
 
 _mine: set[int] = set()
@@ -215,7 +215,7 @@ def test_deadlines_are_data_an_admin_sets(
             (change,) = await upsert_breaches(conn, [(patient, "ak", breach)], now=t0)
             return change.alert_id
 
-    _mine.add(asyncio.run(raise_ak()))
+    _mine.add(run_async(raise_ak()))
     assert [e.level for e in _sweep(own_dsn, t0 + timedelta(minutes=10))] == [1]
     assert _sweep(own_dsn, t0 + timedelta(minutes=29)) == []
     assert [e.level for e in _sweep(own_dsn, t0 + timedelta(minutes=30))] == [2]

@@ -19,7 +19,7 @@ import pytest
 from alerts.cli import JOB_NAMES
 from alerts.scheduler import JOBS, WEBHOOKS, Intervals, Scheduler
 from tests import test_alerts_notify_support as support
-from tests.test_alerts_notify_support import Receiver
+from tests.test_alerts_notify_support import Receiver, run_async
 
 own_db = support.own_db
 own_dsn = support.own_dsn
@@ -88,7 +88,7 @@ def test_two_schedulers_run_each_job_once_and_the_other_takes_over(
         stops[1 - leader].set()
         await tasks[1 - leader]
 
-    asyncio.run(go())
+    run_async(go())
 
 
 def test_an_outbox_event_wakes_webhook_delivery(
@@ -122,7 +122,7 @@ def test_an_outbox_event_wakes_webhook_delivery(
         stop.set()
         await task
 
-    asyncio.run(go())
+    run_async(go())
 
 
 def _command(dsn: str, *args: str) -> subprocess.Popen:
@@ -192,4 +192,4 @@ def test_the_leader_takes_the_lock_again_after_losing_its_connection(
         stop.set()
         await task
 
-    asyncio.run(go())
+    run_async(go())

@@ -4,7 +4,6 @@ below the floor), daily rollups per local day, and the record of every run."""
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import uuid
 from collections import defaultdict
@@ -19,6 +18,7 @@ from psycopg.rows import dict_row
 from alerts import jobs
 from alerts.schedule import LOCAL_TZ
 from tests import test_alerts_notify_support as support
+from tests.test_alerts_notify_support import run_async
 
 own_db = support.own_db
 own_dsn = support.own_dsn
@@ -30,7 +30,7 @@ def run(dsn: str, fn, **kw: Any) -> Any:
         async with await AsyncConnection.connect(dsn, row_factory=dict_row) as conn:
             return await fn(conn, **kw)
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def local(day: date, hh: int, mm: int = 0) -> datetime:
