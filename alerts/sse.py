@@ -14,7 +14,6 @@ after MAX_STREAM_S so that a server can shut down and a revoked sign-in stops re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -247,12 +246,3 @@ async def stream(
                     last = max(last, row["id"])
     finally:
         hub.unsubscribe(sub)
-
-
-async def close_hub(state: Any) -> None:
-    hub: OutboxHub | None = getattr(state, "events_hub", None)
-    if hub is not None and hub._task is not None:
-        hub.subs.clear()
-        hub._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await hub._task
