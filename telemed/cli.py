@@ -35,6 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        # Open event streams would otherwise hold a shutdown until they end.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

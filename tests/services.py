@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -75,10 +76,31 @@ def fresh_database(server_dsn: str, migrations: Path) -> str:
                 conn.execute(f'CREATE DATABASE "{template}"')
                 with psycopg.connect(_with_db(server_dsn, template)) as tconn:
                     apply_migrations(tconn, migrations)
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                # TimescaleDB's background workers connect to every database with the extension;
+                # a template nobody may connect to can always be copied.
+                conn.execute(
+                    f'ALTER DATABASE "{template}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false'
+                )
+            _copy_template(conn, template, name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(4242)")
     return _with_db(server_dsn, name)
+
+
+def _copy_template(conn: psycopg.Connection, template: str, name: str) -> None:
+    for attempt in range(50):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (template,),
+        )
+        try:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
 
 
 def drop_database(dsn: str) -> None:
