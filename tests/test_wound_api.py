@@ -563,6 +563,25 @@ def test_reply_only_when_the_nurse_is_asked_or_answered(api, wc) -> None:
     assert "awaiting_nurse or answered" in r.json()["detail"]
 
 
+def test_a_reply_with_a_bad_photo_changes_nothing(api, wc, db) -> None:
+    case_id = submit(api, wc)["id"]
+    r = api.post(
+        f"{CASES}/{case_id}/questions",
+        json={"question": "Mere lys?"},
+        headers=wc.specialist.headers,
+    )
+    assert r.status_code == 201
+    reply = form(
+        {"text": "Nyt foto."}, [jpeg(), jpeg("cut.jpg", photos.truncated_jpeg())], part="reply"
+    )
+    r = api.post(f"{CASES}/{case_id}/replies", files=reply, headers=wc.nurse.headers)
+    assert r.status_code == 422 and "photo 2 (cut.jpg)" in r.json()["detail"]
+    view = get(api, wc.nurse, f"{CASES}/{case_id}").json()
+    assert view["state"] == "awaiting_nurse"
+    assert [e["kind"] for e in view["history"]] == ["submitted", "question"]
+    assert len(view["photos"]) == 1
+
+
 # --- admin: routing rules and service levels ------------------------------------------------
 
 
