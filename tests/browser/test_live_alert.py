@@ -43,9 +43,6 @@ def ingest_worker(service_env, db_dsn, settings) -> Iterator[subprocess.Popen]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(1.5)  # connect and subscribe
-    if proc.poll() is not None:
-        pytest.fail(f"telemed ingest exited: {proc.stdout.read()}")
     yield proc
     proc.terminate()
     try:
@@ -77,6 +74,31 @@ def publish(settings, device, payload: dict) -> None:
         client.disconnect()
 
 
+def reading(metric: str, value: float, unit: str) -> dict:
+    return {
+        "message_id": uuid.uuid4().hex,
+        "measured_at": datetime.now(UTC).isoformat(),
+        "readings": [{"type": metric, "value": value, "unit": unit}],
+    }
+
+
+def wait_until_ingesting(db, settings, device, proc, timeout_s: float = 30) -> None:
+    """Publish an unremarkable reading until one is stored: the worker is then subscribed (a
+    shared-subscription group only receives what is published after it subscribed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"telemed ingest exited: {proc.stdout.read()}")
+        publish(settings, device, reading("pulse", 72, "/min"))
+        time.sleep(0.5)
+        stored = db.execute(
+            "SELECT count(*) AS n FROM readings WHERE device_id = %s", (device.device_id,)
+        ).fetchone()["n"]
+        if stored:
+            return
+    pytest.fail("telemed ingest stored no reading within 30 s")
+
+
 def test_an_alert_from_an_mqtt_reading_appears_in_the_console_without_a_reload(
     open_tab, care, db, settings, ingest_worker
 ):
@@ -85,20 +107,13 @@ def test_an_alert_from_an_mqtt_reading_appears_in_the_console_without_a_reload(
     device = provisioning.provision(db, patient_id=care.patient, kind="copd_kit")
     broker.sync_broker(db, settings)
     try:
+        wait_until_ingesting(db, settings, device, ingest_worker)
         console = open_tab()
         console.sign_in(care.specialist.username, care.specialist.password)
         console.page.locator("#queue[aria-busy]").wait_for(state="detached")
         console.page.evaluate("window.__notReloaded = true")
 
-        publish(
-            settings,
-            device,
-            {
-                "message_id": uuid.uuid4().hex,
-                "measured_at": datetime.now(UTC).isoformat(),
-                "readings": [{"type": "spo2", "value": 82, "unit": "%"}],
-            },
-        )
+        publish(settings, device, reading("spo2", 82, "%"))
         card = console.page.locator('#queue li[data-kind="alert"]').first
         card.wait_for(timeout=20_000)
         assert "Test Patient: Iltmætning (SpO2) 82" in card.inner_text()

@@ -107,3 +107,48 @@ def test_the_console_can_be_used_with_the_keyboard(open_tab, care):
     tab.page.keyboard.press("Tab")
     tab.page.keyboard.press("Enter")  # follows the skip link
     assert tab.page.evaluate("document.activeElement.id") == "main"
+
+
+# A text/plain form can send a body that parses as JSON: name={"...": "=" ...}.
+FORGED_JSON = (
+    '{{"measured_at": "2026-01-01T00:00:00+00:00", '
+    '"readings": [{{"type": "pulse", "value": 70, "unit": "/min", "x": "'
+)
+ATTACKER = (
+    "<!doctype html><html><body>"
+    '<form id="out" method="post" action="{base}/logout"></form>'
+    '<form id="reading" method="post" enctype="text/plain"'
+    ' action="{base}/api/v1/patients/{patient}/readings">'
+    "<input name='" + FORGED_JSON + "' value='\"}}]}}'></form>"
+    "</body></html>"
+)
+
+
+def test_a_cross_site_form_post_with_the_cookie_is_refused(open_tab, care, db):
+    tab = open_tab()
+    tab.sign_in(care.nurse.username, care.nurse.password)
+    sessions = "SELECT count(*) AS n FROM auth_tokens WHERE user_id = %s AND kind = 'session'"
+    live = sessions + " AND revoked_at IS NULL"
+    before = db.execute(live, (care.nurse.id,)).fetchone()["n"]
+    assert before >= 1
+    page = ATTACKER.format(base=tab.base, patient=care.patient)
+    tab.page.route(
+        "http://attacker.example/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=page),
+    )
+    statuses = []
+    tab.page.on(
+        "response", lambda r: statuses.append(r.status) if r.request.method == "POST" else None
+    )
+    for form in ("out", "reading"):
+        tab.page.goto("http://attacker.example/")
+        with tab.page.expect_navigation():
+            tab.page.evaluate(f"document.getElementById('{form}').submit()")
+    assert statuses and all(s in (401, 403) for s in statuses), statuses
+    assert db.execute(live, (care.nurse.id,)).fetchone()["n"] == before
+    count = db.execute(
+        "SELECT count(*) AS n FROM readings WHERE patient_id = %s", (care.patient,)
+    ).fetchone()["n"]
+    assert count == 0
+    tab.go("/nurse")
+    assert tab.page.url.endswith("/nurse")  # still signed in
