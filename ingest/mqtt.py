@@ -1,0 +1,192 @@
+"""The worker's MQTT side: one paho 2.x client (MQTT v5) on its own network thread.
+
+A persistent session (clean start off, a Session Expiry Interval) under a stable client id per
+slot, so that the broker keeps the messages of a worker that is down for its return; manual
+acknowledgement, so that a message is acknowledged only after its readings are committed;
+a Receive Maximum above the batch size, so that one batch is received while the previous one
+is written. Callbacks only hand over; a refused login or subscription is fatal and says so,
+network errors are retried by paho with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ingest.batch import Incoming
+from telemed.settings import Settings
+
+log = logging.getLogger("ingest.mqtt")
+
+# CONNACK reason codes that retrying cannot fix: bad user name or password, not authorised,
+# banned, bad authentication method.
+_REFUSED_LOGIN = {0x86, 0x87, 0x8A, 0x8C}
+
+
+class Subscriber:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_id: str,
+        subscriptions: Sequence[str],
+        receive_maximum: int,
+        session_expiry_s: int,
+        deliver: Callable[[Incoming], None],
+        on_subscribed: Callable[[], None],
+        on_fatal: Callable[[str], None],
+    ) -> None:
+        self._settings = settings
+        self.client_id = client_id
+        self._subscriptions = list(subscriptions)
+        self._deliver = deliver
+        self._on_subscribed = on_subscribed
+        self._on_fatal = on_fatal
+        self.generation = 0
+        self.fatal: str | None = None
+        self._stopping = False
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(settings.ingest_username, settings.ingest_password)
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._connected
+        client.on_subscribe = self._subscribed
+        client.on_disconnect = self._disconnected
+        client.on_message = self._message
+        self._client = client
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry_s
+        props.ReceiveMaximum = receive_maximum
+        self._connect_props = props
+
+    def start(self) -> None:
+        self._client.connect_async(
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=self._connect_props,
+        )
+        self._client.loop_start()
+
+    # --- paho's thread ----------------------------------------------------------------------
+
+    def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            content_type = getattr(msg.properties, "ContentType", None)
+            if content_type is not None:
+                # Goes to a text column: no NUL, and a sane length.
+                content_type = content_type.replace("\x00", "")[:200]
+            self._deliver(
+                Incoming(msg.mid, msg.qos, msg.topic, msg.payload, content_type, self.generation)
+            )
+        except Exception:
+            # Unacknowledged, so the broker redelivers it after a reconnect: nothing is lost.
+            log.exception("could not take a message: %r", bytes(msg.payload[:200]))
+
+    def _connected(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            if reason.value in _REFUSED_LOGIN:
+                self._fail(
+                    f"the broker refused the login of {self._settings.ingest_username!r}: "
+                    f"{reason} (check TELEMED_INGEST_USERNAME/TELEMED_INGEST_PASSWORD and run "
+                    "`telemed devices sync` to write the broker's password file)"
+                )
+            else:
+                log.warning("connection refused by the broker: %s; retrying", reason)
+            return
+        self.generation += 1
+        log.info(
+            "connected as %s (session %s)",
+            self.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._subscriptions])
+
+    def _subscribed(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        pairs = zip(self._subscriptions, reasons, strict=False)
+        refused = [(t, r) for t, r in pairs if r.is_failure]
+        if refused:
+            text = ", ".join(f"{t} ({r})" for t, r in refused)
+            self._fail(
+                f"the broker refused the subscription {text}: the ACL must let "
+                f"{self._settings.ingest_username!r} read the device topics"
+            )
+            return
+        log.info("subscribed to %s", ", ".join(self._subscriptions))
+        self._on_subscribed()
+
+    def _disconnected(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if not self._stopping and self.fatal is None:
+            log.warning("disconnected from the broker: %s; reconnecting", reason)
+
+    def _fail(self, text: str) -> None:
+        self.fatal = text
+        self._stopping = True
+        self._client.disconnect()
+        self._on_fatal(text)
+
+    # --- the asyncio side ---------------------------------------------------------------------
+
+    def ack(self, batch: Sequence[Incoming]) -> None:
+        """Acknowledge the messages of a committed batch that came on the current connection.
+        The others were redelivered (with the session) or lost with it; either way their mids
+        mean nothing on this connection."""
+        generation = self.generation
+        ack = self._client.ack
+        for item in batch:
+            if item.qos and item.generation == generation:
+                ack(item.mid, item.qos)
+
+    def pause(self) -> None:
+        """Stop reading from the broker (blocks up to a second: paho's loop wakes up)."""
+        self._stopping = True
+        self._client.loop_stop()
+
+    def disconnect(self, timeout_s: float = 5.0) -> None:
+        """After `pause`: send what is queued (the last acks), then DISCONNECT; the session
+        stays for its expiry interval."""
+        client = self._client
+        deadline = time.monotonic() + timeout_s
+        while client.want_write() and client.is_connected() and time.monotonic() < deadline:
+            client.loop_write()
+            if client.want_write():
+                time.sleep(0.01)
+        client.disconnect()
+        while client.want_write() and time.monotonic() < deadline:
+            client.loop_write()
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._stopping = True
+        self._client.loop_stop()
+        self._client.disconnect()

@@ -1,0 +1,160 @@
+"""The ingest worker: MQTT messages in, committed readings out, then the acknowledgements.
+
+    paho on_message → Inbox → batch (size or time) → validate → one transaction
+    (readings + alert hooks, rejections, statuses) → commit → ack every message of the batch
+
+A crash at any point loses nothing: what is not acknowledged is redelivered to this slot's
+persistent session, and the readings' unique key makes the second delivery store nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import msgspec
+
+from devices.contract import READINGS_FILTER, STATUS_FILTER
+from ingest.batch import Incoming
+from ingest.inbox import Inbox
+from ingest.mqtt import Subscriber
+from ingest.writer import GiveUp, Writer
+from telemed.settings import Settings
+
+log = logging.getLogger("ingest.worker")
+
+MAX_RECEIVE = 65535  # MQTT's limit for Receive Maximum (and for packet ids in flight)
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True):
+    slot: int = 0
+    batch_size: int = 5000
+    batch_ms: int = 50
+    # The shared-subscription group and client id prefix; other values only to keep several
+    # installations (or test runs) on one broker apart.
+    group: str = "ingest"
+    client_prefix: str = "telemed-ingest"
+    session_expiry_s: int = 7 * 86400
+    stop_grace_s: float = 10.0
+    device_cache_s: float = 10.0
+    progress_every_s: float = 30.0
+
+    @property
+    def client_id(self) -> str:
+        return f"{self.client_prefix}-{self.slot}"
+
+    @property
+    def receive_maximum(self) -> int:
+        return min(MAX_RECEIVE, 2 * self.batch_size)
+
+    @property
+    def subscriptions(self) -> tuple[str, str]:
+        return (f"$share/{self.group}/{READINGS_FILTER}", f"$share/{self.group}/{STATUS_FILTER}")
+
+
+def options_from_env(
+    *, slot: int, batch_size: int, batch_ms: int, env: Mapping[str, str] | None = None
+) -> Options:
+    e = os.environ if env is None else env
+    return Options(
+        slot=slot,
+        batch_size=batch_size,
+        batch_ms=batch_ms,
+        group=e.get("TELEMED_INGEST_GROUP", "ingest"),
+        client_prefix=e.get("TELEMED_INGEST_CLIENT_PREFIX", "telemed-ingest"),
+        session_expiry_s=int(e.get("TELEMED_INGEST_SESSION_EXPIRY_S", str(7 * 86400))),
+        device_cache_s=float(e.get("TELEMED_INGEST_DEVICE_CACHE_S", "10")),
+    )
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    messages: int = 0
+    stored: int = 0
+    rejected: int = 0
+    in_flight: int = 0
+    error: str | None = None
+
+    def line(self) -> str:
+        return (
+            f"stopped: {self.messages} messages, {self.stored} readings stored, "
+            f"{self.rejected} rejected, {self.in_flight} in flight"
+        )
+
+
+async def run(settings: Settings, options: Options) -> Summary:
+    loop = asyncio.get_running_loop()
+    inbox: Inbox[Incoming] = Inbox(loop)
+    stop = asyncio.Event()
+    summary = Summary()
+    writer = Writer(
+        settings.dsn,
+        application_name=options.client_id,
+        cache_ttl_s=options.device_cache_s,
+    )
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            stop.set()
+            writer.deadline = time.monotonic() + options.stop_grace_s
+            inbox.interrupt()
+
+    def fatal(text: str) -> None:
+        summary.error = text
+        request_stop()
+
+    sub = Subscriber(
+        settings,
+        client_id=options.client_id,
+        subscriptions=options.subscriptions,
+        receive_maximum=options.receive_maximum,
+        session_expiry_s=options.session_expiry_s,
+        deliver=inbox.put,
+        on_subscribed=lambda: None,
+        on_fatal=lambda text: loop.call_soon_threadsafe(fatal, text),
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop)
+    in_hand: list[Incoming] = []
+    last_progress = time.monotonic()
+
+    async def handle(batch: list[Incoming]) -> None:
+        nonlocal in_hand, last_progress
+        in_hand = batch
+        outcome = await writer.commit(batch, datetime.now(UTC))
+        sub.ack(batch)
+        in_hand = []
+        summary.messages += len(batch)
+        summary.stored += outcome.stored
+        summary.rejected += outcome.rejected
+        if time.monotonic() - last_progress >= options.progress_every_s:
+            last_progress = time.monotonic()
+            log.info("%s so far", summary.line().removeprefix("stopped: "))
+
+    log.info("ingest worker %s starting (batch %d / %d ms)", options.client_id,
+             options.batch_size, options.batch_ms)  # fmt: skip
+    sub.start()
+    try:
+        while not stop.is_set():
+            batch = await inbox.take(options.batch_size, options.batch_ms / 1000)
+            if batch:
+                await handle(batch)
+        if summary.error is None:
+            # Finish what was received, while the connection is still there for the acks.
+            await asyncio.to_thread(sub.pause)
+            while len(inbox):
+                await handle(inbox.take_nowait(options.batch_size))
+            await asyncio.to_thread(sub.disconnect)
+    except GiveUp:
+        log.error("stopping with %d messages uncommitted; the broker keeps them", len(in_hand))
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await asyncio.to_thread(sub.close)
+        await writer.close()
+    summary.in_flight = len(in_hand) + len(inbox)
+    return summary

@@ -1,0 +1,198 @@
+"""Writing a batch: one transaction for its readings (with the alert hooks), rejections and
+device statuses; retried, on a fresh connection, until it commits.
+
+Errors are sorted by cause. The database being away (connection lost, restart, failover) is
+waited out with backoff, and nothing is acknowledged meanwhile. The database refusing the
+content of a message (a data or integrity error) is narrowed down by writing the batch message
+by message; a message it still refuses is rejected with the database's reason, so that one bad
+message cannot hold the stream up forever. Anything else is a fault of ours: logged, retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from ingest.batch import (
+    BatchWork,
+    DeviceInfo,
+    Incoming,
+    build,
+    device_ids,
+    split_topic,
+    whole_rejection,
+)
+from telemed import readings
+from telemed.db import Queries
+
+log = logging.getLogger("ingest.writer")
+Q = Queries("ingest", folder=Path(__file__).parent / "sql")
+
+_TRANSIENT = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.TransactionRollback,
+    OSError,
+)
+_CONTENT = (psycopg.DataError, psycopg.IntegrityError)
+_REJECTION_TYPES = (
+    "timestamptz", "text", "text", "text", "int4", "text", "bytea", "int4", "text",
+)  # fmt: skip
+
+
+class GiveUp(Exception):
+    """Stopping, and the batch could not be committed in the time allowed."""
+
+
+class DeviceCache:
+    """Device id → registry entry (None: unknown), each kept for `ttl_s` seconds, so that a
+    revocation takes effect on messages still queued within that time."""
+
+    def __init__(self, ttl_s: float = 10.0) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, DeviceInfo | None]] = {}
+
+    def stale(self, ids: set[str], now: float) -> list[str]:
+        entries = self._entries
+        return [i for i in ids if (e := entries.get(i)) is None or now - e[0] > self.ttl_s]
+
+    def update(self, asked: Sequence[str], rows: Sequence[dict], now: float) -> None:
+        found = {r["id"]: r for r in rows}
+        for device_id in asked:
+            row = found.get(device_id)
+            info = (
+                None
+                if row is None
+                else DeviceInfo(row["patient_id"], row["active"], row["revoked_at"])
+            )
+            self._entries[device_id] = (now, info)
+
+    def get(self, device_id: str) -> DeviceInfo | None:
+        entry = self._entries.get(device_id)
+        return entry[1] if entry else None
+
+
+class Outcome:
+    __slots__ = ("rejected", "stored")
+
+    def __init__(self, stored: int = 0, rejected: int = 0) -> None:
+        self.stored = stored
+        self.rejected = rejected
+
+
+class Writer:
+    def __init__(self, dsn: str, *, application_name: str, cache_ttl_s: float = 10.0) -> None:
+        self._dsn = dsn
+        self._application_name = application_name
+        self._conn: AsyncConnection | None = None
+        self.cache = DeviceCache(cache_ttl_s)
+        self.deadline: float | None = None  # monotonic; set when stopping
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await AsyncConnection.connect(
+                self._dsn,
+                autocommit=True,
+                row_factory=dict_row,
+                application_name=self._application_name,
+                connect_timeout=5,
+            )
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _refresh_devices(self, conn: AsyncConnection, ids: set[str]) -> None:
+        clock = time.monotonic()
+        stale = self.cache.stale(ids, clock)
+        if stale:
+            cur = await conn.execute(Q.devices_by_id, {"ids": stale})
+            self.cache.update(stale, await cur.fetchall(), clock)
+
+    async def commit(self, batch: Sequence[Incoming], now: datetime) -> Outcome:
+        """Store the batch; returns once it is committed (or raises GiveUp when stopping)."""
+        ids = device_ids(batch)
+        delay = 0.1
+        one_by_one = False
+        while True:
+            try:
+                conn = await self._connection()
+                await self._refresh_devices(conn, ids)
+                work = build(batch, self.cache.get, now)
+                if one_by_one:
+                    return await self._write_each(conn, batch, work, now)
+                return await self._write(conn, work)
+            except _TRANSIENT as exc:
+                log.warning(
+                    "database unavailable (%s); %d messages kept unacknowledged, retry in %.1f s",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    len(batch),
+                    delay,
+                )
+                await self._drop()
+            except _CONTENT as exc:
+                if not one_by_one:
+                    log.warning("database refused a batch (%s); writing it message by message", exc)
+                    one_by_one = True
+                    continue
+                log.exception("database refused a rejection; retrying in %.1f s", delay)
+            except Exception:
+                log.exception("could not store a batch; retrying in %.1f s", delay)
+                await self._drop()
+            if self.deadline is not None and time.monotonic() + delay > self.deadline:
+                raise GiveUp
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _write(self, conn: AsyncConnection, work: BatchWork) -> Outcome:
+        async with conn.transaction():
+            stored = await readings.store(conn, work.rows)
+            if work.rejections:
+                async with conn.cursor() as cur, cur.copy(Q.copy_rejections) as copy:
+                    copy.set_types(_REJECTION_TYPES)
+                    for rejection in work.rejections:
+                        await copy.write_row(rejection)
+            if work.statuses:
+                async with conn.cursor() as cur:
+                    await cur.executemany(Q.upsert_status, work.statuses)
+        return Outcome(len(stored), len(work.rejections))
+
+    async def _write_each(
+        self, conn: AsyncConnection, batch: Sequence[Incoming], work: BatchWork, now: datetime
+    ) -> Outcome:
+        total = Outcome()
+        for index, item in enumerate(batch):
+            part = work.only(index)
+            try:
+                outcome = await self._write(conn, part)
+            except _CONTENT as exc:
+                reason = f"database: refused the message ({exc.sqlstate}: {_first_line(exc)})"
+                device_id = split_topic(item.topic)[0]
+                log.warning("%s", reason, extra={"device_id": device_id})
+                rejection = whole_rejection(item, device_id, reason, now)
+                outcome = await self._write(conn, BatchWork([], [rejection], [], [], [index], []))
+            total.stored += outcome.stored
+            total.rejected += outcome.rejected
+        return total
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
