@@ -1,0 +1,162 @@
+"""Admin API for devices: provision one for a patient (the password is in the answer, once),
+list a patient's devices, revoke one, and see recently rejected device messages.
+
+A change and the broker sync happen in one transaction: if the broker files cannot be written,
+nothing changes in the database either, so a revoked device is never left able to connect.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from psycopg import AsyncConnection
+
+from devices import provisioning
+from devices.broker import sync_broker_async
+from devices.provisioning import DeviceOut, Kind, ProvisionedDevice
+from ingest.rejections import RejectionOut, list_rejections_async
+from telemed import audit
+from telemed.access import Actor, require_role
+from telemed.settings import Settings
+
+log = logging.getLogger("devices.api")
+
+
+class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kind: Kind
+    serial: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+
+
+async def provision_device(
+    conn: AsyncConnection,
+    actor: Actor,
+    settings: Settings,
+    patient_id: uuid.UUID,
+    data: DeviceCreate,
+) -> ProvisionedDevice:
+    require_role(actor, ["admin"])
+    async with conn.transaction():
+        device = await provisioning.provision_async(
+            conn,
+            patient_id=patient_id,
+            kind=data.kind,
+            serial=data.serial,
+            created_by=actor.user_id,
+        )
+        await audit.record(
+            conn,
+            actor,
+            "create",
+            patient_id=patient_id,
+            object_type="device",
+            object_id=device.device_id,
+            detail={"kind": device.kind, "serial": device.serial},
+        )
+        await sync_broker_async(conn, settings)
+    log.info("device provisioned", extra={"device_id": device.device_id})
+    return device
+
+
+async def patient_devices(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+) -> list[DeviceOut]:
+    require_role(actor, ["admin"])
+    await provisioning.require_patient_exists(conn, patient_id)
+    devices = await provisioning.list_devices_async(conn, patient_id=patient_id)
+    await audit.record(conn, actor, "read", patient_id=patient_id, object_type="device")
+    return devices
+
+
+async def revoke_device(
+    conn: AsyncConnection, actor: Actor, settings: Settings, device_id: str
+) -> DeviceOut:
+    require_role(actor, ["admin"])
+    async with conn.transaction():
+        device = await provisioning.revoke_async(conn, device_id)
+        await audit.record(
+            conn,
+            actor,
+            "revoke",
+            patient_id=device.patient_id,
+            object_type="device",
+            object_id=device.id,
+        )
+        await sync_broker_async(conn, settings)
+    log.info("device revoked", extra={"device_id": device.id})
+    return device
+
+
+async def recent_rejections(
+    conn: AsyncConnection, actor: Actor, device_id: str | None, limit: int
+) -> list[RejectionOut]:
+    require_role(actor, ["admin"])
+    rows = await list_rejections_async(conn, device_id=device_id, limit=limit)
+    # Reasons quote measured values: a read of each patient's data.
+    patients = sorted({r.patient_id for r in rows if r.patient_id is not None}, key=str)
+    await audit.record_many(conn, actor, "read", patients, object_type="rejected_message")
+    return rows
+
+
+class DeviceAdminController(Controller):
+    path = "/api/v1/admin"
+    tags = ["devices"]
+
+    @post(
+        "/patients/{patient_id:uuid}/devices",
+        operation_id="provisionDevice",
+        summary="Provision a device for a patient; the answer holds its MQTT password, once",
+    )
+    async def provision(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        state: State,
+        patient_id: uuid.UUID,
+        data: DeviceCreate,
+    ) -> ProvisionedDevice:
+        return await provision_device(conn, actor, state.settings, patient_id, data)
+
+    @get(
+        "/patients/{patient_id:uuid}/devices",
+        operation_id="listPatientDevices",
+        summary="A patient's devices, active and revoked",
+    )
+    async def list_for_patient(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    ) -> list[DeviceOut]:
+        return await patient_devices(conn, actor, patient_id)
+
+    @post(
+        "/devices/{device_id:str}/revoke",
+        operation_id="revokeDevice",
+        summary="Revoke a device: the broker shuts it out, its readings stay",
+        status_code=200,
+    )
+    async def revoke(
+        self, conn: AsyncConnection, actor: Actor, state: State, device_id: str
+    ) -> DeviceOut:
+        return await revoke_device(conn, actor, state.settings, device_id)
+
+    @get(
+        "/rejected-messages",
+        operation_id="listRejectedMessages",
+        summary="Device messages and readings the ingest workers rejected, newest first",
+    )
+    async def rejected(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        device_id: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> list[RejectionOut]:
+        return await recent_rejections(conn, actor, device_id, limit)
+
+
+def routers() -> list:
+    return [DeviceAdminController]

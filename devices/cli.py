@@ -1,0 +1,240 @@
+"""`telemed devices …`: provision, revoke, list, sync the broker, demo devices, rejections.
+
+Every change syncs the broker in the same transaction (see devices/api.py for why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEMO_KINDS = {"copd": "copd_kit", "ak": "inr_meter"}
+
+_DEMO_PATIENTS = """
+SELECT p.id, p.pseudonym, e.program, e.stratum
+FROM patients p
+JOIN enrollments e ON e.patient_id = p.id AND e.end_date IS NULL
+WHERE (p.name, p.date_of_birth) IN (SELECT * FROM unnest(%(names)s::text[], %(dobs)s::date[]))
+ORDER BY p.name, e.program
+"""
+_ACTIVE_OF_KIND = """
+SELECT id, password_hash FROM devices
+WHERE patient_id = %(patient_id)s AND kind = %(kind)s AND active ORDER BY created_at
+"""
+
+
+def demo_credentials_path(env: dict[str, str] | None = None) -> Path:
+    """$TELEMED_STATE_DIR/demo/devices.json, which the simulator reads."""
+    from telemed.settings import REPO_ROOT
+
+    e = os.environ if env is None else env
+    return Path(e.get("TELEMED_STATE_DIR", REPO_ROOT / ".dev")) / "demo" / "devices.json"
+
+
+def _known_passwords(path: Path) -> dict[str, str]:
+    try:
+        entries = json.loads(path.read_text())
+        return {e["device_id"]: e["password"] for e in entries}
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]:
+    """A device for every demo patient: a COPD kit per COPD enrollment, an INR meter per AK
+    enrollment. A device whose password is in `path` is kept; any other active one of that
+    kind is revoked and replaced, since without its password nothing can drive it."""
+    from devices.broker import sync_broker, verify_password
+    from devices.provisioning import provision, revoke
+    from telemed import demo
+
+    known = _known_passwords(path)
+    names = [p[0] for p in demo.PATIENTS]
+    dobs = [p[1] for p in demo.PATIENTS]
+    entries = []
+    with conn.transaction():
+        patients = conn.execute(_DEMO_PATIENTS, {"names": names, "dobs": dobs}).fetchall()
+        for p in patients:
+            kind = DEMO_KINDS[p["program"]]
+            active = conn.execute(_ACTIVE_OF_KIND, {"patient_id": p["id"], "kind": kind}).fetchall()
+            usable = [
+                d for d in active if verify_password(known.get(d["id"], ""), d["password_hash"])
+            ]
+            if usable:
+                device_id, password = usable[0]["id"], known[usable[0]["id"]]
+            else:
+                for d in active:
+                    revoke(conn, d["id"])
+                new = provision(conn, patient_id=p["id"], kind=kind)
+                device_id, password = new.device_id, new.password
+            entries.append(
+                {
+                    "device_id": device_id,
+                    "password": password,
+                    "patient_id": str(p["id"]),
+                    "pseudonym": p["pseudonym"],
+                    "kind": kind,
+                    "program": p["program"],
+                    "stratum": p["stratum"],
+                }
+            )
+        sync_broker(conn, settings)
+    _write_private(path, json.dumps(entries, indent=2) + "\n")
+    return entries
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _reported(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A domain error (unknown patient, bad kind, ...) as one line and exit status 1."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from telemed.errors import DomainError
+
+        try:
+            return func(args)
+        except DomainError as exc:
+            problems = "".join(f"; {p.field}: {p.message}" for p in exc.problems)
+            print(f"telemed devices: {exc.detail}{problems}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _connect() -> tuple[Any, Any]:
+    from telemed.db import connect_sync
+    from telemed.settings import load_settings
+
+    settings = load_settings()
+    return connect_sync(settings.dsn), settings
+
+
+@_reported
+def cmd_provision(args: argparse.Namespace) -> int:
+    from devices.broker import sync_broker
+    from devices.provisioning import find_patient, provision
+
+    conn, settings = _connect()
+    with conn, conn.transaction():
+        patient_id = find_patient(conn, args.patient)
+        device = provision(conn, patient_id=patient_id, kind=args.kind, serial=args.serial)
+        sync_broker(conn, settings)
+    print(f"device_id: {device.device_id}")
+    print(f"password:  {device.password}")
+    print("(the password is shown only now; it is not stored)", file=sys.stderr)
+    return 0
+
+
+@_reported
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from devices.broker import sync_broker
+    from devices.provisioning import revoke
+
+    conn, settings = _connect()
+    with conn, conn.transaction():
+        device = revoke(conn, args.device_id)
+        sync_broker(conn, settings)
+    at = device.revoked_at.isoformat(timespec="seconds") if device.revoked_at else "?"
+    print(f"revoked {device.id} (patient {device.patient_id}) at {at}")
+    return 0
+
+
+@_reported
+def cmd_list(args: argparse.Namespace) -> int:
+    from devices.provisioning import find_patient, list_devices
+
+    conn, _ = _connect()
+    with conn:
+        patient_id = find_patient(conn, args.patient) if args.patient else None
+        devices = list_devices(conn, patient_id=patient_id, active_only=not args.all)
+    for d in devices:
+        state = "active" if d.active else f"revoked {d.revoked_at:%Y-%m-%d}"
+        print(f"{d.id:<20} {d.kind:<15} {d.patient_id}  {state}  serial {d.serial}")
+    return 0
+
+
+@_reported
+def cmd_sync(args: argparse.Namespace) -> int:
+    from devices.broker import sync_broker
+
+    conn, settings = _connect()
+    with conn:
+        result = sync_broker(conn, settings)
+    reload = "broker reloaded" if result.reloaded else "broker not running"
+    print(f"broker files written for {result.devices} devices ({reload})")
+    return 0
+
+
+@_reported
+def cmd_demo(args: argparse.Namespace) -> int:
+    conn, settings = _connect()
+    path = demo_credentials_path()
+    with conn:
+        entries = provision_demo(conn, settings, path)
+    print(f"{len(entries)} demo devices; credentials in {path}")
+    return 0
+
+
+@_reported
+def cmd_rejected(args: argparse.Namespace) -> int:
+    from ingest.rejections import list_rejections
+
+    conn, _ = _connect()
+    with conn:
+        rows = list_rejections(conn, device_id=args.device, limit=args.limit)
+    for r in rows:
+        where = f"[{r.reading_index}]" if r.reading_index is not None else ""
+        print(
+            f"{r.received_at:%Y-%m-%d %H:%M:%S} {r.device_id or '-'} {r.message_id or '-'}{where}"
+        )
+        print(f"    {r.reason}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("devices", help="provision and revoke home devices")
+    sub = p.add_subparsers(dest="devices_command", required=True)
+
+    from devices.provisioning import KINDS
+
+    c = sub.add_parser("provision", help="register a device for a patient; prints its password")
+    c.add_argument("--patient", required=True, help="patient id (uuid) or pseudonym")
+    c.add_argument("--kind", required=True, choices=KINDS)
+    c.add_argument("--serial", help="the hardware serial (default: the device id)")
+    c.set_defaults(func=cmd_provision)
+
+    c = sub.add_parser("revoke", help="revoke a device and lock it out of the broker")
+    c.add_argument("device_id")
+    c.set_defaults(func=cmd_revoke)
+
+    c = sub.add_parser("list", help="list devices")
+    c.add_argument("--patient", help="patient id (uuid) or pseudonym")
+    c.add_argument("--all", action="store_true", help="include revoked devices")
+    c.set_defaults(func=cmd_list)
+
+    c = sub.add_parser("sync", help="rewrite the broker's passwd and acl from the database")
+    c.set_defaults(func=cmd_sync)
+
+    c = sub.add_parser("demo", help="devices for the demo patients, credentials for the simulator")
+    c.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("rejected", help="recently rejected device messages")
+    c.add_argument("--device", help="only this device")
+    c.add_argument("--limit", type=int, default=20)
+    c.set_defaults(func=cmd_rejected)
