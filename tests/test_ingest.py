@@ -1,0 +1,149 @@
+"""The ingest worker as a real process between the test broker and the test database."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devices.contract import status_topic
+from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
+
+
+@pytest.fixture
+def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
+    with open_rig(db, settings, service_env, factory) as r:
+        yield r
+
+
+@pytest.fixture
+def ingest(rig: IngestRig) -> Ingest:
+    return Ingest(rig)
+
+
+def test_a_published_reading_is_stored_in_canonical_units(ingest: Ingest) -> None:
+    payload = message(
+        "kit:0001",
+        [("spo2", 93, "%"), ("pulse", 88, "bpm"), ("fev1", 1450, "mL"), ("cat", 18, "{score}")],
+    )
+    # CAT with its answers, which the stored reading keeps.
+    payload = payload.replace(
+        b'"unit": "{score}"}', b'"unit": "{score}", "items": [2, 3, 1, 4, 5, 0, 2, 1]}'
+    )
+    assert ingest.link.publish(payload).value == 0
+    rows = wait_for(lambda: len(ingest.rig.readings(ingest.device_id)) == 4 and
+                    ingest.rig.readings(ingest.device_id), what="4 readings")  # fmt: skip
+    by_metric = {r["metric"]: r for r in rows}
+    assert {m: (r["value"], r["unit"]) for m, r in by_metric.items()} == {
+        "spo2": (93, "%"),
+        "pulse": (88, "/min"),
+        "fev1": (1.45, "L"),
+        "cat": (18, "{score}"),
+    }
+    for r in rows:
+        assert r["patient_id"] == ingest.device.patient_id
+        assert (r["source"], r["origin"], r["device_id"]) == ("device", ingest.device_id,
+                                                               ingest.device_id)  # fmt: skip
+        assert r["message_id"] == "kit:0001"
+    assert by_metric["fev1"]["detail"] == {"original_value": 1450, "original_unit": "mL"}
+    assert by_metric["pulse"]["detail"] == {"original_value": 88, "original_unit": "bpm"}
+    assert by_metric["cat"]["detail"] == {"items": [2, 3, 1, 4, 5, 0, 2, 1]}
+    assert by_metric["spo2"]["detail"] is None
+    assert ingest.rig.rejections(ingest.device_id) == []
+
+
+def test_the_same_message_twice_is_stored_once(ingest: Ingest) -> None:
+    payload = message("kit:dup", [("spo2", 95, "%"), ("pulse", 70, "/min")])
+    assert ingest.link.publish(payload).value == 0
+    assert ingest.link.publish(payload).value == 0
+    marker = message("kit:after", [("spo2", 96, "%")])
+    assert ingest.link.publish(marker).value == 0
+    wait_for(lambda: any(r["message_id"] == "kit:after" for r in ingest.rig.readings(
+        ingest.device_id)), what="the marker")  # fmt: skip
+    rows = ingest.rig.readings(ingest.device_id)
+    assert sorted((r["message_id"], r["metric"]) for r in rows) == [
+        ("kit:after", "spo2"),
+        ("kit:dup", "pulse"),
+        ("kit:dup", "spo2"),
+    ]
+    assert ingest.rig.rejections(ingest.device_id) == []
+    # Other devices on the shared test broker may add messages (and rejections) of their own.
+    summary = ingest.worker.stop()
+    assert re.fullmatch(r"stopped: \d+ messages, 3 readings stored, \d+ rejected, 0 in flight",
+                        summary), summary  # fmt: skip
+
+
+def test_a_device_status_and_its_last_will_are_recorded(rig: IngestRig) -> None:
+    device = rig.device()
+    rig.start(0)
+    link = rig.link(device, will=True)
+    topic = status_topic(device.device_id)
+    assert link.publish(b'{"state": "online", "battery": 76}', topic=topic).value == 0
+
+    def status() -> dict | None:
+        return rig.db.execute(
+            "SELECT * FROM device_status WHERE device_id = %s", (device.device_id,)
+        ).fetchone()
+
+    first = wait_for(lambda: (s := status()) and s["state"] == "online" and s, what="online")
+    assert first["battery"] == 76
+    link.drop()
+    last = wait_for(lambda: (s := status()) and s["state"] == "offline" and s, what="the will")
+    assert last["battery"] is None and last["at"] >= first["at"]
+
+
+def test_two_workers_split_a_stream_and_store_everything_once(rig: IngestRig) -> None:
+    device = rig.device()
+    w0, w1 = rig.start(0), rig.start(1)
+    link = rig.link(device)
+    run = uuid.uuid4().hex[:6]
+    ids = [f"{run}-{i}" for i in range(2000)]
+    link.publish_many([message(i) for i in ids])
+    wait_for(lambda: rig.count(device.device_id) == len(ids), what="2000 readings")
+    stored = [r["message_id"] for r in rig.readings(device.device_id)]
+    assert sorted(stored) == sorted(ids)
+    # Readings stored, not messages: other devices on the shared test broker send too.
+    counts = [_stored(w.stop()) for w in (w0, w1)]
+    assert sum(counts) == len(ids)
+    assert all(c > len(ids) // 4 for c in counts), counts
+
+
+def test_a_member_that_dies_for_good_strands_its_share_until_its_slot_returns(
+    rig: IngestRig,
+) -> None:
+    device = rig.device()
+    rig.start(0)
+    w1 = rig.start(1)
+    link = rig.link(device)
+    w1.kill()
+    run = uuid.uuid4().hex[:6]
+    ids = [f"{run}-{i}" for i in range(400)]
+    link.publish_many([message(i) for i in ids])
+    # Mosquitto 2.0.11 keeps assigning a share to the dead member's persistent session.
+    wait_for(lambda: rig.count(device.device_id) >= 100, what="slot 0's share")
+    stable = _settled(lambda: rig.count(device.device_id))
+    assert 100 <= stable < len(ids), stable
+    rig.start(1)
+    wait_for(lambda: rig.count(device.device_id) == len(ids), what="the stranded share")
+    assert sorted(r["message_id"] for r in rig.readings(device.device_id)) == sorted(ids)
+
+
+def _stored(summary: str) -> int:
+    match = re.match(r"stopped: \d+ messages, (\d+) readings stored", summary)
+    assert match, summary
+    return int(match[1])
+
+
+def _settled(read: object, quiet_s: float = 1.0) -> int:
+    import time
+
+    assert callable(read)
+    value, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        time.sleep(0.1)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+    return value

@@ -1,0 +1,288 @@
+"""Provisioning devices, the broker files, the admin API and `telemed devices`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import msgspec
+import psycopg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from psycopg.rows import dict_row
+
+from devices import broker
+from devices.cli import demo_credentials_path, provision_demo
+from devices.provisioning import KINDS, list_devices, provision, revoke
+from telemed import demo
+from telemed.errors import Invalid, NotFound
+from telemed.settings import REPO_ROOT
+from tests import services
+from tests.mqtt_helpers import DeviceLink, wait_for
+
+DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+
+
+# --- hashes and files ----------------------------------------------------------------------
+
+
+def test_mosquitto_passwd_hashes_verify_and_ours_have_its_format(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(passwd), "kit-7", "s3cret:with$odd chars"],
+        check=True,
+        capture_output=True,
+    )
+    theirs = passwd.read_text().strip().split(":", 1)[1]
+    assert broker.verify_password("s3cret:with$odd chars", theirs)
+    assert not broker.verify_password("s3cret", theirs)
+    ours = broker.hash_password("s3cret:with$odd chars")
+    assert re.fullmatch(r"\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==", ours), ours
+    assert theirs.split("$")[:3] == ours.split("$")[:3]  # same scheme and iteration count
+    assert broker.verify_password("s3cret:with$odd chars", ours)
+
+
+@given(st.text(min_size=1, max_size=40), st.binary(min_size=12, max_size=12))
+def test_a_hash_verifies_its_password_only(password: str, salt: bytes) -> None:
+    encoded = broker.hash_password(password, salt=salt, iterations=2)
+    assert broker.verify_password(password, encoded)
+    assert not broker.verify_password(password + "x", encoded)
+
+
+def test_the_acl_lets_a_device_write_its_own_topics_and_the_ingest_account_read() -> None:
+    accounts = [
+        broker.ingest_account("telemed-ingest", "pw"),
+        broker.device_account("dev-abc", "$7$101$x$y"),
+    ]
+    assert broker.render_acl(accounts).splitlines()[1:] == [
+        "",
+        "user telemed-ingest",
+        "topic read telemed/v1/devices/+/readings",
+        "topic read telemed/v1/devices/+/status",
+        "",
+        "user dev-abc",
+        "topic write telemed/v1/devices/dev-abc/readings",
+        "topic write telemed/v1/devices/dev-abc/status",
+    ]
+    assert broker.render_passwd(accounts).splitlines()[1] == "dev-abc:$7$101$x$y"
+    with pytest.raises(ValueError):
+        broker.render_passwd([broker.device_account("dev-abc", "h"), _account("a:b")])
+
+
+def _account(username: str) -> broker.BrokerAccount:
+    return broker.BrokerAccount(username=username, password_hash="h")
+
+
+def test_sync_writes_both_files_atomically_for_the_broker(db, settings, factory, tmp_path) -> None:
+    patient = factory.patient(factory.org())
+    device = provision(db, patient_id=patient, kind="scale")
+    folder = tmp_path / "mosquitto"
+    folder.mkdir()
+    local = msgspec.structs.replace(settings, broker_dir=folder)
+    result = broker.sync_broker(db, local)
+    assert result.reloaded is False  # no broker runs for this folder
+    assert sorted(p.name for p in folder.iterdir()) == ["acl", "passwd"]  # no temp files left
+    passwd = dict(line.split(":", 1) for line in (folder / "passwd").read_text().splitlines())
+    assert broker.verify_password(device.password, passwd[device.device_id])
+    assert broker.verify_password(settings.ingest_password, passwd[settings.ingest_username])
+    assert f"user {device.device_id}" in (folder / "acl").read_text()
+    for name in ("acl", "passwd"):
+        st_ = (folder / name).stat()
+        assert stat.S_IMODE(st_.st_mode) == 0o640
+        assert (st_.st_uid, st_.st_gid) == (folder.stat().st_uid, folder.stat().st_gid)
+    revoke(db, device.device_id)
+    broker.sync_broker(db, local)
+    assert device.device_id not in (folder / "passwd").read_text()
+    assert device.device_id not in (folder / "acl").read_text()
+
+
+# --- provisioning ----------------------------------------------------------------------------
+
+
+def test_provision_stores_a_hash_and_returns_the_password_once(db, factory) -> None:
+    patient = factory.patient(factory.org())
+    device = provision(db, patient_id=patient, kind="inr_meter", serial="CC-204")
+    assert DEVICE_ID.fullmatch(device.device_id) and device.mqtt_username == device.device_id
+    assert len(device.password) >= 32
+    row = db.execute("SELECT * FROM devices WHERE id = %s", (device.device_id,)).fetchone()
+    assert (row["patient_id"], row["kind"], row["serial"], row["active"]) == (
+        patient,
+        "inr_meter",
+        "CC-204",
+        True,
+    )
+    assert device.password not in json.dumps(row, default=str)
+    assert broker.verify_password(device.password, row["password_hash"])
+    other = provision(db, patient_id=patient, kind="scale")
+    assert other.serial == other.device_id and other.device_id != device.device_id
+    assert [d.id for d in list_devices(db, patient_id=patient)] == [
+        device.device_id,
+        other.device_id,
+    ]
+
+
+def test_provision_refuses_an_unknown_kind_or_patient(db, factory) -> None:
+    with pytest.raises(Invalid):
+        provision(db, patient_id=factory.patient(factory.org()), kind="toaster")
+    with pytest.raises(NotFound):
+        provision(db, patient_id=uuid.uuid4(), kind="scale")
+
+
+def test_a_provisioned_device_connects_and_a_revoked_one_is_shut_out(db, settings, factory):
+    device = provision(db, patient_id=factory.patient(factory.org()), kind="pulse_oximeter")
+    broker.sync_broker(db, settings)
+    link = DeviceLink(settings, device.device_id, device.password)
+    assert link.connect().value == 0
+    wrong = DeviceLink(settings, device.device_id, device.password + "x")
+    assert wrong.connect(retry_refused_s=0).getName() == "Not authorized"
+    revoked = revoke(db, device.device_id)
+    assert revoked.active is False and revoked.revoked_at is not None
+    broker.sync_broker(db, settings)
+    # The live connection is cut on the reload, and a new one is refused.
+    wait_for(lambda: link.disconnects, what="the broker to drop the revoked device")
+    link.close()
+    again = DeviceLink(settings, device.device_id, device.password)
+    assert again.connect(retry_refused_s=0).getName() == "Not authorized"
+
+
+# --- admin API -------------------------------------------------------------------------------
+
+
+def test_admin_provisions_lists_and_revokes_through_the_api(client, db, care, settings) -> None:
+    h = care.admin.headers
+    url = f"/api/v1/admin/patients/{care.patient}/devices"
+    made = client.post(url, headers=h, json={"kind": "copd_kit", "serial": "KIT-0007"})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    password = body["password"]
+    assert body["device_id"] == body["mqtt_username"] and body["serial"] == "KIT-0007"
+    link = DeviceLink(settings, body["device_id"], password)
+    assert link.connect().value == 0  # the broker was synced
+    listed = client.get(url, headers=h)
+    assert listed.status_code == 200
+    assert [d["id"] for d in listed.json()] == [body["device_id"]]
+    assert password not in listed.text and "password" not in listed.text
+    revoked = client.post(f"/api/v1/admin/devices/{body['device_id']}/revoke", headers=h)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["active"] is False
+    wait_for(lambda: link.disconnects, what="the revoked device to be dropped")
+    link.close()
+    audit = db.execute(
+        "SELECT action, object_type, object_id, detail::text AS detail FROM audit_log "
+        "WHERE patient_id = %s AND object_type = 'device' ORDER BY id",
+        (care.patient,),
+    ).fetchall()
+    assert [(a["action"], a["object_id"]) for a in audit] == [
+        ("create", body["device_id"]),
+        ("read", None),
+        ("revoke", body["device_id"]),
+    ]
+    assert all(password not in (a["detail"] or "") for a in audit)
+
+
+def test_device_endpoints_are_for_admins_and_know_their_patients(client, care) -> None:
+    url = f"/api/v1/admin/patients/{care.patient}/devices"
+    for user in (care.nurse, care.specialist):
+        assert client.post(url, headers=user.headers, json={"kind": "scale"}).status_code == 403
+        assert client.get(url, headers=user.headers).status_code == 403
+    h = care.admin.headers
+    unknown = f"/api/v1/admin/patients/{uuid.uuid4()}/devices"
+    assert client.post(unknown, headers=h, json={"kind": "scale"}).status_code == 404
+    assert client.get(unknown, headers=h).status_code == 404
+    assert client.post(url, headers=h, json={"kind": "toaster"}).status_code == 400
+    assert client.post("/api/v1/admin/devices/dev-nope/revoke", headers=h).status_code == 404
+    assert (
+        client.get("/api/v1/admin/rejected-messages", headers=care.nurse.headers).status_code == 403
+    )
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _telemed(settings, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    run_env = {
+        **os.environ,
+        "TELEMED_DSN": settings.dsn,
+        "TELEMED_BROKER_DIR": str(settings.broker_dir),
+        "TELEMED_MQTT_PORT": str(settings.mqtt_port),
+        "TELEMED_INGEST_PASSWORD": settings.ingest_password,
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "telemed.cli", *args],
+        env=run_env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_command_line_provisions_lists_and_revokes(db, settings, factory) -> None:
+    patient = factory.patient(factory.org())
+    pseudonym = db.execute("SELECT pseudonym FROM patients WHERE id = %s", (patient,)).fetchone()
+    out = _telemed(settings, "devices", "provision", "--patient", pseudonym["pseudonym"],
+                   "--kind", "thermometer")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    fields = dict(re.findall(r"^(\w+):\s+(\S+)$", out.stdout, re.M))
+    device_id, password = fields["device_id"], fields["password"]
+    assert broker.verify_password(password, (settings.broker_dir / "passwd").read_text().split(
+        f"{device_id}:", 1)[1].splitlines()[0])  # fmt: skip
+    listed = _telemed(settings, "devices", "list", "--patient", str(patient))
+    assert device_id in listed.stdout and "thermometer" in listed.stdout
+    assert _telemed(settings, "devices", "revoke", device_id).returncode == 0
+    assert device_id not in _telemed(settings, "devices", "list").stdout
+    assert device_id in _telemed(settings, "devices", "list", "--all").stdout
+    assert device_id not in (settings.broker_dir / "passwd").read_text()
+    bad = _telemed(settings, "devices", "provision", "--patient", "P-NOBODY", "--kind", "scale")
+    assert bad.returncode == 1 and "no patient" in bad.stderr
+    assert _telemed(settings, "devices", "sync").stdout.startswith("broker files written for")
+
+
+@pytest.fixture
+def demo_db(service_env) -> psycopg.Connection:
+    """The demo seed in a database of its own, so that it touches no other test's data."""
+    dsn = services.fresh_database(service_env["TELEMED_DSN"], REPO_ROOT / "migrations")
+    try:
+        with psycopg.connect(dsn, row_factory=dict_row) as conn:
+            demo.seed(conn)
+            yield conn
+    finally:
+        services.drop_database(dsn)
+
+
+def test_devices_demo_provisions_each_demo_patient_once(demo_db, settings, tmp_path) -> None:
+    local = msgspec.structs.replace(settings, broker_dir=tmp_path / "mosquitto")
+    path = demo_credentials_path({"TELEMED_STATE_DIR": str(tmp_path)})
+    first = provision_demo(demo_db, local, path)
+    programs = [p[2] for p in demo.PATIENTS]
+    assert sorted(e["kind"] for e in first) == sorted(
+        {"copd": "copd_kit", "ak": "inr_meter"}[p] for p in programs
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text()) == first
+    assert set(first[0]) == {
+        "device_id", "password", "patient_id", "pseudonym", "kind", "program", "stratum",
+    }  # fmt: skip
+    passwd = (local.broker_dir / "passwd").read_text()
+    assert all(f"{e['device_id']}:" in passwd for e in first)
+    assert provision_demo(demo_db, local, path) == first  # idempotent
+    # A device whose password was lost is replaced, and the old one revoked.
+    lost, *kept = first
+    path.write_text(json.dumps(kept))
+    third = provision_demo(demo_db, local, path)
+    assert [e["device_id"] for e in third if e["patient_id"] != lost["patient_id"]] == [
+        e["device_id"] for e in kept
+    ]
+    replaced = next(e for e in third if e["patient_id"] == lost["patient_id"])
+    assert replaced["device_id"] != lost["device_id"]
+    old = demo_db.execute("SELECT active FROM devices WHERE id = %s", (lost["device_id"],))
+    assert old.fetchone()["active"] is False
+    assert set(KINDS) >= {e["kind"] for e in third}
