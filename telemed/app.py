@@ -12,6 +12,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from telemed import plugins, web
+from telemed.api import wounds
 from telemed.api.admin import AdminController
 from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             AdminController,
             ReadingController,
             PatientController,
+            *wounds.routers(),
             *plugin_routers(),
             *web.routers(),
             *(extra_routers or []),

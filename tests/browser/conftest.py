@@ -44,7 +44,7 @@ def _chromium_present() -> bool:
     return Path(CHROMIUM).exists()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed in .venv")
     if not _chromium_present():
