@@ -62,6 +62,7 @@ class RuleSet(msgspec.Struct, frozen=True):
 
 
 _ENROLLMENTS = msgspec.json.Decoder(list[Enrollment])
+_NO_NEED = HistoryNeed()
 _OVERRIDES = msgspec.json.Decoder(list[Override])
 
 
@@ -151,50 +152,66 @@ def _jobs(
         ]
         if not sets:
             continue
-        need = HistoryNeed()
-        for rs in sets:
-            if reading.metric in rs.needs:
-                need = need.merge(rs.needs[reading.metric])
+        need = sets[0].needs.get(reading.metric, _NO_NEED)
+        for rs in sets[1:]:
+            need = need.merge(rs.needs.get(reading.metric, _NO_NEED))
         obs = Obs(reading.metric, reading.value, reading.measured_at, reading.comparator)  # type: ignore[arg-type]
         jobs.append(_Job(reading, obs, sets, need))
     return jobs
+
+
+class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
+    """One reading's history lookup, as the history query reads it."""
+
+    idx: int
+    patient_id: uuid.UUID
+    metric: str
+    at: datetime
+    origin: str
+    message_id: str
+    latest: int
+    latest_s: float
+    span_s: float
+    before_s: float
+    extremes_s: float
+    baseline_s: float
+    baseline_max: int
 
 
 async def _load_history(conn: AsyncConnection, jobs: Sequence[_Job]) -> None:
     wanted = [(i, job) for i, job in enumerate(jobs) if not job.need.empty]
     if not wanted:
         return
-    needs = [job.need for _, job in wanted]
-    cur = await conn.execute(
-        Q.history,
-        {
-            "idx": [i for i, _ in wanted],
-            "patient_ids": [job.reading.patient_id for _, job in wanted],
-            "metrics": [job.reading.metric for _, job in wanted],
-            "ats": [job.reading.measured_at for _, job in wanted],
-            "origins": [job.reading.origin for _, job in wanted],
-            "message_ids": [job.reading.message_id for _, job in wanted],
-            "latest": [int(n.latest) for n in needs],
-            "latest_s": [float(n.latest_hours * 3600) for n in needs],
-            "span_s": [float(n.span_minutes * 60) for n in needs],
-            "before_s": [float(n.span_hours * 3600) for n in needs],
-            "extremes_s": [float(n.extremes_hours * 3600) for n in needs],
-            "baseline_s": [float(n.baseline_days * 86400) for n in needs],
-            "baseline_max": [int(n.baseline_max) for n in needs],
-        },
-    )
+    lookups = [
+        _Lookup(
+            idx=i,
+            patient_id=job.reading.patient_id,
+            metric=job.reading.metric,
+            at=job.reading.measured_at,
+            origin=job.reading.origin,
+            message_id=job.reading.message_id,
+            latest=job.need.latest,
+            latest_s=job.need.latest_hours * 3600,
+            span_s=job.need.span_minutes * 60,
+            before_s=job.need.span_hours * 3600,
+            extremes_s=job.need.extremes_hours * 3600,
+            baseline_s=job.need.baseline_days * 86400,
+            baseline_max=job.need.baseline_max,
+        )
+        for i, job in wanted
+    ]
+    cur = await conn.execute(Q.history, {"lookups": msgspec.json.encode(lookups).decode()})
+    found: dict[int, dict[tuple, Obs]] = {}
     for row in await cur.fetchall():
         job = jobs[row["idx"]]
-        if row["vals"]:
-            metric = job.reading.metric
-            job.history = [
-                Obs(metric, value, at, comparator)
-                for value, at, comparator in zip(
-                    row["vals"], row["ats"], row["comparators"], strict=True
-                )
-            ]
-        if row["n"]:
-            job.baseline = Baseline(row["median"], row["n"])
+        if row["part"] == "baseline":
+            if row["n"]:
+                job.baseline = Baseline(row["value"], row["n"])
+            continue
+        obs = Obs(job.reading.metric, row["value"], row["measured_at"], row["comparator"])
+        found.setdefault(row["idx"], {})[(obs.value, obs.measured_at, obs.comparator)] = obs
+    for idx, history in found.items():
+        jobs[idx].history = list(history.values())
 
 
 def _breaches(jobs: Sequence[_Job]) -> list[BreachItem]:
@@ -213,6 +230,7 @@ async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> 
     transaction."""
     if not stored:
         return
+    await conn.execute(Q.planner_settings)
     patient_ids = list(dict.fromkeys(r.patient_id for r in stored))
     jobs = _jobs(stored, await _contexts(conn, patient_ids))
     if not jobs:

@@ -23,7 +23,6 @@ from typing import Any, Literal
 import msgspec
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
 
 from alerts.rules import Breach, Severity
 from telemed import outbox
@@ -187,22 +186,32 @@ def addressees(row: dict[str, Any], *more: Iterable[uuid.UUID | None]) -> list[u
     return list(dict.fromkeys(org for org in found if org is not None))
 
 
-def _float(value: float | None) -> float | None:
-    return None if value is None else float(value)
+class _Key(msgspec.Struct, frozen=True):
+    patient_id: uuid.UUID
+    rule_key: str
 
 
-def _texts(details: Iterable[dict[str, Any]]) -> list[str]:
-    return [msgspec.json.encode(d).decode() for d in details]
+class _New(msgspec.Struct, frozen=True, kw_only=True):
+    patient_id: uuid.UUID
+    rule_key: str
+    metric: str
+    program: str
+    severity: str
+    message: str
+    detail: dict[str, Any]
+    first_measured_at: datetime
+    last_measured_at: datetime
+    last_value: float | None
+    count: int
+
+
+def _json(items: Sequence[msgspec.Struct]) -> str:
+    return msgspec.json.encode(items).decode()
 
 
 async def _lock(conn: AsyncConnection, pending: Sequence[Incoming]) -> dict[tuple, Existing]:
-    cur = await conn.execute(
-        Q.lock_open,
-        {
-            "patient_ids": [p.patient_id for p in pending],
-            "rule_keys": [p.rule_key for p in pending],
-        },
-    )
+    keys = [_Key(p.patient_id, p.rule_key) for p in pending]
+    cur = await conn.execute(Q.lock_open, {"keys": _json(keys)})
     rows = msgspec.convert(await cur.fetchall(), list[Existing])
     return {(r.patient_id, r.rule_key): r for r in rows}
 
@@ -210,67 +219,53 @@ async def _lock(conn: AsyncConnection, pending: Sequence[Incoming]) -> dict[tupl
 async def _update(conn: AsyncConnection, merged: Sequence[Merged], now: datetime) -> list[dict]:
     if not merged:
         return []
-    cur = await conn.execute(
-        Q.update_open,
-        {
-            "ids": [m.id for m in merged],
-            "severities": [m.severity for m in merged],
-            "messages": [m.message for m in merged],
-            "details": _texts(m.detail for m in merged),
-            "firsts": [m.first_measured_at for m in merged],
-            "lasts": [m.last_measured_at for m in merged],
-            "last_values": [_float(m.last_value) for m in merged],
-            "counts": [m.count for m in merged],
-            "upgraded": [m.upgraded for m in merged],
-            "now": now,
-        },
-    )
+    cur = await conn.execute(Q.update_open, {"merged": _json(merged), "now": now})
     return await cur.fetchall()
 
 
 async def _insert(conn: AsyncConnection, new: Sequence[Incoming], now: datetime) -> list[dict]:
     if not new:
         return []
-    cur = await conn.execute(
-        Q.insert_new,
-        {
-            "patient_ids": [n.patient_id for n in new],
-            "rule_keys": [n.rule_key for n in new],
-            "metrics": [n.metric for n in new],
-            "programs": [n.program for n in new],
-            "severities": [n.severity.value for n in new],
-            "messages": [n.message for n in new],
-            "details": _texts(n.detail for n in new),
-            "firsts": [n.first_measured_at for n in new],
-            "lasts": [n.last_measured_at for n in new],
-            "last_values": [_float(n.last_value) for n in new],
-            "counts": [n.count for n in new],
-            "now": now,
-        },
-    )
+    rows = [
+        _New(
+            patient_id=n.patient_id,
+            rule_key=n.rule_key,
+            metric=n.metric,
+            program=n.program,
+            severity=n.severity.value,
+            message=n.message,
+            detail=n.detail,
+            first_measured_at=n.first_measured_at,
+            last_measured_at=n.last_measured_at,
+            last_value=n.last_value,
+            count=n.count,
+        )
+        for n in new
+    ]
+    cur = await conn.execute(Q.insert_new, {"new": _json(rows), "now": now})
     return await cur.fetchall()
+
+
+class _Event(msgspec.Struct, frozen=True):
+    n: int
+    event: str
+    patient_id: uuid.UUID
+    organisation_ids: list[uuid.UUID]
+    payload: dict[str, Any]
 
 
 async def write_events(
     conn: AsyncConnection, events: Sequence[tuple[str, dict[str, Any], list[uuid.UUID]]]
 ) -> None:
-    """Outbox rows for alert events, (event, alert row, organisations), in one round trip; the
-    same rows `telemed.outbox.enqueue` writes."""
+    """Outbox rows for alert events, (event, alert row, organisations), in one statement; the
+    same rows `telemed.outbox.enqueue` writes one at a time."""
     if not events:
         return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            Q.insert_outbox,
-            [
-                {
-                    "event": event,
-                    "patient_id": row["patient_id"],
-                    "organisation_ids": orgs,
-                    "payload": Jsonb(event_payload(row)),
-                }
-                for event, row, orgs in events
-            ],
-        )
+    rows = [
+        _Event(n, kind, row["patient_id"], orgs, event_payload(row))
+        for n, (kind, row, orgs) in enumerate(events)
+    ]
+    await conn.execute(Q.insert_outbox, {"events": _json(rows)})
 
 
 def _change(row: dict[str, Any], kind: Literal["raised", "upgraded", "repeated"]) -> AlertChange:

@@ -1,3 +1,10 @@
+-- name: planner_settings
+-- For the rest of the ingest transaction only. The per-reading lookups below are many small
+-- index scans: compiling them (JIT) costs seconds where running them costs milliseconds, and
+-- TimescaleDB's chunk exclusion at run time costs more per lookup than the scans it saves.
+SELECT set_config('jit', 'off', true),
+       set_config('timescaledb.enable_runtime_exclusion', 'off', true);
+
 -- name: context
 -- Per patient of a batch: enrollments and the overrides in force (latest row per rule and field,
 -- left out when that row is a reset), as JSON text decoded straight into Structs.
@@ -25,59 +32,70 @@ WHERE p.id = ANY(%(patient_ids)s::uuid[]);
 
 -- name: history
 -- For each reading that its rules need history for, the bounded history of alerts.rules
--- HistoryNeed: the latest readings, every reading of a span and the one before it, the extreme
--- exact values, and the median of the baseline window; never the reading itself.
+-- HistoryNeed, never the reading itself: one row per earlier reading (`part` says which need
+-- found it; a reading can come twice) and one 'baseline' row with the median and count of the
+-- baseline window. Each part runs only for the readings that need it. The readings come as one
+-- JSON array: psycopg builds large array parameters in Python, msgspec encodes JSON in C.
 WITH r AS (
     SELECT *
-    FROM unnest(%(idx)s::int[], %(patient_ids)s::uuid[], %(metrics)s::text[],
-                %(ats)s::timestamptz[], %(origins)s::text[], %(message_ids)s::text[],
-                %(latest)s::int[], %(latest_s)s::float8[], %(span_s)s::float8[],
-                %(before_s)s::float8[], %(extremes_s)s::float8[], %(baseline_s)s::float8[],
-                %(baseline_max)s::int[])
-         AS r (idx, patient_id, metric, at, origin, message_id, latest, latest_s, span_s,
-               before_s, extremes_s, baseline_s, baseline_max)
+    FROM json_to_recordset(%(lookups)s::json)
+         AS r (idx int, patient_id uuid, metric text, at timestamptz, origin text,
+               message_id text, latest int, latest_s float8, span_s float8, before_s float8,
+               extremes_s float8, baseline_s float8, baseline_max int)
 )
-SELECT r.idx, h.vals, h.ats, h.comparators, b.median, b.n
+SELECT r.idx, 'latest' AS part, h.value, h.measured_at, h.comparator, NULL::bigint AS n
 FROM r
-LEFT JOIN LATERAL (
-    SELECT array_agg(x.value) AS vals, array_agg(x.measured_at) AS ats,
-           array_agg(x.comparator) AS comparators
+CROSS JOIN LATERAL (
+    SELECT value, measured_at, comparator FROM readings h
+    WHERE h.patient_id = r.patient_id AND h.metric = r.metric
+      AND h.measured_at <= r.at AND h.measured_at >= r.at - make_interval(secs => r.latest_s)
+      AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
+    ORDER BY h.measured_at DESC LIMIT r.latest
+) h
+WHERE r.latest > 0
+UNION ALL
+SELECT r.idx, 'span', h.value, h.measured_at, h.comparator, NULL
+FROM r
+CROSS JOIN LATERAL (
+    SELECT value, measured_at, comparator FROM readings h
+    WHERE h.patient_id = r.patient_id AND h.metric = r.metric
+      AND h.measured_at <= r.at AND h.measured_at >= r.at - make_interval(secs => r.span_s)
+      AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
+) h
+WHERE r.span_s > 0
+UNION ALL
+SELECT r.idx, 'before', h.value, h.measured_at, h.comparator, NULL
+FROM r
+CROSS JOIN LATERAL (
+    SELECT value, measured_at, comparator FROM readings h
+    WHERE h.patient_id = r.patient_id AND h.metric = r.metric
+      AND h.measured_at < r.at - make_interval(secs => r.span_s)
+      AND h.measured_at >= r.at - make_interval(secs => r.before_s)
+    ORDER BY h.measured_at DESC LIMIT 1
+) h
+WHERE r.span_s > 0
+UNION ALL
+SELECT r.idx, 'extreme', e.value, e.measured_at, e.comparator, NULL
+FROM r
+CROSS JOIN LATERAL (
+    SELECT x.value, x.measured_at, x.comparator
     FROM (
-        (SELECT value, measured_at, comparator FROM readings h
-         WHERE h.patient_id = r.patient_id AND h.metric = r.metric
-           AND h.measured_at <= r.at AND h.measured_at >= r.at - make_interval(secs => r.latest_s)
-           AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-         ORDER BY h.measured_at DESC LIMIT r.latest)
-        UNION
-        (SELECT value, measured_at, comparator FROM readings h
-         WHERE r.span_s > 0 AND h.patient_id = r.patient_id AND h.metric = r.metric
-           AND h.measured_at <= r.at AND h.measured_at >= r.at - make_interval(secs => r.span_s)
-           AND NOT (h.origin = r.origin AND h.message_id = r.message_id))
-        UNION
-        (SELECT value, measured_at, comparator FROM readings h
-         WHERE r.span_s > 0 AND h.patient_id = r.patient_id AND h.metric = r.metric
-           AND h.measured_at < r.at - make_interval(secs => r.span_s)
-           AND h.measured_at >= r.at - make_interval(secs => r.before_s)
-         ORDER BY h.measured_at DESC LIMIT 1)
-        UNION
-        (SELECT value, measured_at, comparator FROM readings h
-         WHERE r.extremes_s > 0 AND h.patient_id = r.patient_id AND h.metric = r.metric
-           AND h.comparator IS NULL
-           AND h.measured_at <= r.at
-           AND h.measured_at >= r.at - make_interval(secs => r.extremes_s)
-           AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-         ORDER BY h.value, h.measured_at LIMIT 1)
-        UNION
-        (SELECT value, measured_at, comparator FROM readings h
-         WHERE r.extremes_s > 0 AND h.patient_id = r.patient_id AND h.metric = r.metric
-           AND h.comparator IS NULL
-           AND h.measured_at <= r.at
-           AND h.measured_at >= r.at - make_interval(secs => r.extremes_s)
-           AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-         ORDER BY h.value DESC, h.measured_at LIMIT 1)
+        SELECT value, measured_at, comparator,
+               row_number() OVER (ORDER BY h.value, h.measured_at) AS lowest,
+               row_number() OVER (ORDER BY h.value DESC, h.measured_at) AS highest
+        FROM readings h
+        WHERE h.patient_id = r.patient_id AND h.metric = r.metric AND h.comparator IS NULL
+          AND h.measured_at <= r.at
+          AND h.measured_at >= r.at - make_interval(secs => r.extremes_s)
+          AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
     ) x
-) h ON true
-LEFT JOIN LATERAL (
+    WHERE x.lowest = 1 OR x.highest = 1
+) e
+WHERE r.extremes_s > 0
+UNION ALL
+SELECT r.idx, 'baseline', b.median, NULL, NULL, b.n
+FROM r
+CROSS JOIN LATERAL (
     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w.value) AS median, count(*) AS n
     FROM (
         SELECT value FROM readings h
@@ -87,4 +105,5 @@ LEFT JOIN LATERAL (
           AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
         ORDER BY h.measured_at DESC LIMIT r.baseline_max
     ) w
-) b ON r.baseline_max > 0;
+) b
+WHERE r.baseline_max > 0;

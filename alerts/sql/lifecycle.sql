@@ -1,10 +1,11 @@
 -- name: lock_open
 -- The not-resolved alerts of these (patient, rule) pairs, locked in id order so that two writers
--- never wait on each other in a circle.
+-- never wait on each other in a circle. Sets of rows come as JSON arrays (msgspec encodes them
+-- fast; psycopg builds array parameters in Python).
 SELECT a.id, a.patient_id, a.rule_key, a.severity, a.first_measured_at, a.last_measured_at,
        a.last_value, a.count, a.message, a.detail
 FROM alerts a
-JOIN unnest(%(patient_ids)s::uuid[], %(rule_keys)s::text[]) AS k (patient_id, rule_key)
+JOIN json_to_recordset(%(keys)s::json) AS k (patient_id uuid, rule_key text)
   ON a.patient_id = k.patient_id AND a.rule_key = k.rule_key
 WHERE a.state <> 'resolved'
 ORDER BY a.id
@@ -13,16 +14,15 @@ FOR UPDATE OF a;
 -- name: update_open
 WITH u AS (
     SELECT *
-    FROM unnest(%(ids)s::bigint[], %(severities)s::text[], %(messages)s::text[],
-                %(details)s::text[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[],
-                %(last_values)s::float8[], %(counts)s::int[], %(upgraded)s::bool[])
-         AS u (id, severity, message, detail, first_measured_at, last_measured_at, last_value,
-               count, upgraded)
+    FROM json_to_recordset(%(merged)s::json)
+         AS u (id bigint, severity text, message text, detail jsonb,
+               first_measured_at timestamptz, last_measured_at timestamptz, last_value float8,
+               count int, upgraded bool)
 ), changed AS (
     UPDATE alerts a
     SET severity = u.severity,
         message = u.message,
-        detail = u.detail::jsonb,
+        detail = u.detail,
         first_measured_at = u.first_measured_at,
         last_measured_at = u.last_measured_at,
         last_value = u.last_value,
@@ -48,17 +48,15 @@ LEFT JOIN LATERAL (
 -- opened the alert meanwhile: the caller locks it and merges into it.
 WITH n AS (
     SELECT *
-    FROM unnest(%(patient_ids)s::uuid[], %(rule_keys)s::text[], %(metrics)s::text[],
-                %(programs)s::text[], %(severities)s::text[], %(messages)s::text[],
-                %(details)s::text[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[],
-                %(last_values)s::float8[], %(counts)s::int[])
-         AS n (patient_id, rule_key, metric, program, severity, message, detail,
-               first_measured_at, last_measured_at, last_value, count)
+    FROM json_to_recordset(%(new)s::json)
+         AS n (patient_id uuid, rule_key text, metric text, program text, severity text,
+               message text, detail jsonb, first_measured_at timestamptz,
+               last_measured_at timestamptz, last_value float8, count int)
 ), ins AS (
     INSERT INTO alerts (patient_id, rule_key, metric, program, severity, message, detail,
                         first_measured_at, last_measured_at, last_value, count, organisation_id,
                         created_at, updated_at)
-    SELECT n.patient_id, n.rule_key, n.metric, n.program, n.severity, n.message, n.detail::jsonb,
+    SELECT n.patient_id, n.rule_key, n.metric, n.program, n.severity, n.message, n.detail,
            n.first_measured_at, n.last_measured_at, n.last_value, n.count, routed.organisation_id,
            %(now)s, %(now)s
     FROM n
@@ -83,8 +81,13 @@ LEFT JOIN LATERAL (
 ) h ON true;
 
 -- name: insert_outbox
+-- The rows telemed.outbox.enqueue writes, many at once, in the order given.
 INSERT INTO outbox (event, patient_id, organisation_ids, payload)
-VALUES (%(event)s, %(patient_id)s, %(organisation_ids)s, %(payload)s);
+SELECT e.event, e.patient_id,
+       ARRAY(SELECT jsonb_array_elements_text(e.organisation_ids)::uuid), e.payload
+FROM json_to_recordset(%(events)s::json)
+     AS e (n int, event text, patient_id uuid, organisation_ids jsonb, payload jsonb)
+ORDER BY e.n;
 
 -- name: transition
 -- Guarded by the states it may leave, so two clinicians acting at once cannot both succeed.
