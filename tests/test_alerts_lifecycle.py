@@ -81,13 +81,18 @@ def test_a_red_breach_upgrades_an_acknowledged_yellow_alert(client, db_dsn, db, 
     store(db_dsn, [row(care.patient, "spo2", 86, ago(hours=1), n)])
     upgraded = alert_by_rule(db, care.patient, "absolute:spo2")
     assert upgraded["id"] == alert["id"] and upgraded["severity"] == "red"
-    assert upgraded["state"] == "acknowledged" and upgraded["count"] == 2
+    # Re-opened: the red deadline runs from the upgrade, so it escalates if nobody acts.
+    assert upgraded["state"] == "open" and upgraded["count"] == 2
     assert upgraded["message"] == "SpO2 86 % below red limit 88 %"
     assert [e["event"] for e in events_of(db, care.patient)] == [
         "alert.raised",
         "alert.acknowledged",
         "alert.upgraded",
     ]
+    r = client.post(
+        f"/api/v1/alerts/{alert['id']}/acknowledge", headers=care.specialist.headers, json={}
+    )
+    assert r.status_code == 200 and r.json()["state"] == "acknowledged"
 
 
 def post(client, user, alert_id, action, body):

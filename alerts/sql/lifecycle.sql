@@ -28,7 +28,11 @@ WITH u AS (
         last_value = u.last_value,
         count = u.count,
         updated_at = %(now)s,
-        severity_changed_at = CASE WHEN u.upgraded THEN %(now)s ELSE a.severity_changed_at END
+        severity_changed_at = CASE WHEN u.upgraded THEN %(now)s ELSE a.severity_changed_at END,
+        -- A red breach on an acknowledged yellow alert needs a clinician again: it re-opens, so
+        -- the red acknowledgement deadline (and escalation) runs from the upgrade.
+        state = CASE WHEN u.upgraded THEN 'open' ELSE a.state END,
+        escalation_level = CASE WHEN u.upgraded THEN 0 ELSE a.escalation_level END
     FROM u
     WHERE a.id = u.id
     RETURNING a.*
