@@ -3,9 +3,10 @@ device statuses; retried, on a fresh connection, until it commits.
 
 Errors are sorted by cause. The database being away (connection lost, restart, failover) is
 waited out with backoff, and nothing is acknowledged meanwhile. The database refusing the
-content of a message (a data or integrity error) is narrowed down by writing the batch message
-by message; a message it still refuses is rejected with the database's reason, so that one bad
-message cannot hold the stream up forever. Anything else is a fault of ours: logged, retried.
+content of a message (a data error, a check or foreign key violation) is narrowed down by
+writing the batch message by message; a message it still refuses is rejected with the
+database's reason, so that one bad message cannot hold the stream up forever. Anything else is
+a fault of ours (or of a reading hook): logged and retried, never dropped.
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ _TRANSIENT = (
     psycopg.errors.TransactionRollback,
     OSError,
 )
-_CONTENT = (psycopg.DataError, psycopg.IntegrityError)
+# Refusals that follow from what a message holds. A unique violation is not among them: with
+# ON CONFLICT on the readings it can only come from concurrent writers (two workers' alert
+# hooks, say), and the next attempt sees the other's commit.
+_CONTENT = (
+    psycopg.DataError,
+    psycopg.errors.CheckViolation,
+    psycopg.errors.NotNullViolation,
+    psycopg.errors.ForeignKeyViolation,
+)
 _REJECTION_TYPES = (
     "timestamptz", "text", "text", "text", "int4", "text", "bytea", "int4", "text",
 )  # fmt: skip
@@ -183,10 +192,14 @@ class Writer:
             try:
                 outcome = await self._write(conn, part)
             except _CONTENT as exc:
-                reason = f"database: refused the message ({exc.sqlstate}: {_first_line(exc)})"
+                code = f"{exc.sqlstate}: " if exc.sqlstate else ""
+                reason = f"database: refused the message ({code}{_first_line(exc)})"
                 device_id = split_topic(item.topic)[0]
                 log.warning("%s", reason, extra={"device_id": device_id})
-                rejection = whole_rejection(item, device_id, reason, now)
+                # Without the content type: it may be what the database refused.
+                rejection = whole_rejection(
+                    item._replace(content_type=None), device_id, reason, now
+                )
                 outcome = await self._write(conn, BatchWork([], [rejection], [], [], [index], []))
             total.stored += outcome.stored
             total.rejected += outcome.rejected

@@ -20,7 +20,7 @@ from devices.broker import sync_broker
 from devices.contract import readings_topic
 from devices.provisioning import revoke
 from telemed.settings import REPO_ROOT
-from tests.mqtt_helpers import DeviceLink, IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import DeviceLink, IngestRig, IngestWorker, message, open_rig, wait_for
 
 PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
@@ -236,3 +236,33 @@ def test_each_malformed_message_is_rejected_with_its_reason_and_never_redelivere
     )
     assert listed.status_code == 200, listed.text
     assert sorted(r["reason"] for r in listed.json()) == sorted(r["reason"] for r in rows)
+
+
+def test_a_message_the_database_cannot_hold_is_rejected_and_its_batch_stored(
+    rig: IngestRig,
+) -> None:
+    device = rig.device()
+    rig.start(0, "--batch-ms", "300")
+    link = rig.link(device)
+    # Valid by the contract, and PostgreSQL stores it, but it is 31 December of year 0 in UTC,
+    # which no Python datetime can hold when the row comes back.
+    year_zero = _raw_json("year-zero", "94", at="0001-01-01T00:30:00+01:00")
+    assert link.publish(message("good-1")).value == 0
+    assert link.publish(year_zero).value == 0
+    assert link.publish(message("good-2")).value == 0
+    wait_for(lambda: rig.count(device.device_id) == 2 and rig.rejections(device.device_id),
+             what="the good readings and the rejection")  # fmt: skip
+    assert _ids(rig, device.device_id) == ["good-1", "good-2"]
+    (row,) = rig.rejections(device.device_id)
+    assert row["reason"].startswith("database: refused the message")
+    assert "before year 1" in row["reason"]
+    assert bytes(row["raw"]) == year_zero and row["reading_index"] is None
+
+
+def test_a_refused_login_stops_the_worker_and_says_why(rig: IngestRig) -> None:
+    worker = IngestWorker({**rig.env, "TELEMED_INGEST_PASSWORD": "not-the-password"}, 0)
+    worker.start(wait=False)
+    assert worker.proc is not None
+    assert worker.proc.wait(30) == 2
+    wait_for(lambda: worker.saw("refused the login"), timeout=5, what="the reason")
+    assert worker.saw("stopped: 0 messages, 0 readings stored, 0 rejected, 0 in flight")
