@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ingest import paho_fast
 from ingest.batch import Incoming
 from telemed.settings import Settings
 
@@ -53,6 +54,7 @@ class Subscriber:
         self.generation = 0
         self.fatal: str | None = None
         self._stopping = False
+        paho_fast.install()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(settings.ingest_username, settings.ingest_password)
         client.manual_ack_set(True)

@@ -7,8 +7,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from devices.contract import status_topic
+from ingest import paho_fast
 from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
 
 
@@ -147,3 +152,36 @@ def _settled(read: object, quiet_s: float = 1.0) -> int:
         if now != value:
             value, since = now, time.monotonic()
     return value
+
+
+publish_properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "PayloadFormatIndicator": st.integers(0, 1),
+        "MessageExpiryInterval": st.integers(0, 2**32 - 1),
+        "ContentType": st.text(max_size=30),
+        "ResponseTopic": st.text(min_size=1, max_size=30),
+        "CorrelationData": st.binary(max_size=30),
+        "SubscriptionIdentifier": st.lists(st.integers(1, 268435455), min_size=1, max_size=3),
+        "UserProperty": st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)),
+                                 min_size=1, max_size=3),
+    },
+)  # fmt: skip
+
+
+@given(publish_properties)
+def test_the_cheaper_properties_decode_exactly_as_paho_does(values: dict) -> None:
+    packed = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(packed, name, value)
+    wire = packed.pack() + b"payload"
+
+    def decode(cls: type[Properties]) -> tuple:
+        try:
+            props, length = cls(PacketTypes.PUBLISH).unpack(wire)
+        except Exception as exc:  # paho refuses a NUL in a string, say: so must we
+            return (type(exc), str(exc))
+        return (props.json(), length, props.pack())
+
+    assert decode(paho_fast.DecodedProperties) == decode(Properties)
+    assert paho_fast.install() and paho_fast.install()  # idempotent
