@@ -8,12 +8,15 @@ fresh database `telemed_bench` is made from the migrations on every run.
 
 from __future__ import annotations
 
+import math
 import os
+import platform
 import random
 import selectors
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -43,6 +46,7 @@ SERVICES_ENV = {
     "TELEMED_MQTT_PORT": os.environ.get("TELEMED_BENCH_MQTT_PORT", "51903"),
 }
 DB_NAME = "telemed_bench"
+VENV = REPO / "bench" / ".venv"
 STRATA = ("severe", "moderate", "mild")
 
 # Bench-only additions to the migrated schema: a statement trigger that NOTIFYs the inserting
@@ -231,13 +235,17 @@ def _messages(job: PublishJob) -> Iterator[tuple[int, bytes, int, tuple[str, str
     profiles = [profile_for(d) for d in job.devices]
     used: set[tuple[int, str]] = set()
     step = 1 / job.rate if job.rate else 1e-4
+    every = job.breach_every
+    # Coprime with the pool size, so that successive breaches land on every device in turn.
+    while every and math.gcd(every, len(job.devices)) != 1:
+        every += 1
     for seq in range(job.count):
         i = seq % len(job.devices)
         spec, profile = job.devices[i], profiles[i]
         at = datetime.fromtimestamp(job.start_at + seq * step, UTC)
         readings = readings_for(spec, profile, at, rng, shape=job.shape, breach=False)  # type: ignore[arg-type]
         breach = None
-        if job.breach_every and seq % job.breach_every == job.breach_every // 2:
+        if every and seq % every == every // 2:
             free = [m for m in BREACHABLE if (i, m) not in used]
             if free:
                 metric = free[0]
@@ -352,6 +360,115 @@ class Listener:
         self._stop.set()
         self._thread.join()
         self.conn.close()
+
+
+def cpu_seconds(consumers: list[int]) -> dict[str, float]:
+    """CPU time used so far (user + system) by the consumers, the benchmark's PostgreSQL (the
+    postmaster and its children) and its Mosquitto."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+
+    def used(pids: list[int]) -> float:
+        return sum((int(stats[p][11]) + int(stats[p][12])) / tick for p in pids if p in stats)
+
+    master = int((STATE / "pg" / "postmaster.pid").read_text().split()[0])
+    broker = int((STATE / "mosquitto" / "mosquitto.pid").read_text().strip())
+    postgres = [master, *(p for p, f in stats.items() if int(f[1]) == master)]
+    return {"consumer": used(consumers), "postgres": used(postgres), "mosquitto": used([broker])}
+
+
+# --- profile, machine, references' venv ---------------------------------------------------
+
+
+PROJECT = ("ingest/", "telemed/", "alerts/", "devices/")
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict:
+    """py-spy's collapsed stacks in shares of the samples: by thread, by the function that was
+    running (self), and by the project's functions on the stack (inclusive)."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")]
+        paho = frames[0].startswith("Thread._bootstrap")
+        thread = "paho network thread" if paho else "asyncio loop (main thread)"
+        threads[thread] = threads.get(thread, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            if f.rpartition("(")[2].startswith(PROJECT):
+                incl[f] = incl.get(f, 0) + n
+    if not total:
+        return {}
+
+    def shares(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [(k, round(100 * v / total, 1)) for k, v in ranked]
+
+    return {
+        "samples": total,
+        "threads_percent": shares(threads),
+        "self_percent": shares(own),
+        "project_inclusive_percent": shares(incl),
+    }
+
+
+def _frame(text: str) -> str:
+    """ "Writer.commit (ingest/writer.py:138)" -> "Writer.commit (ingest/writer.py)"."""
+    name, _, where = text.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0].rstrip(')')})"
+
+
+def mqbridge_python() -> tuple[Path | None, str | None]:
+    """bench/.venv with mq-bridge (and py-spy); made on first use."""
+    py = VENV / "bin" / "python"
+    try:
+        if not py.exists():
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True
+            )
+        probe = subprocess.run([str(py), "-c", "import mq_bridge"], capture_output=True)
+        if probe.returncode != 0:
+            pip = [str(py), "-m", "pip", "install", "-q", "mq-bridge==1.2.0", "py-spy"]
+            subprocess.run(pip, check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        return None, f"could not install mq-bridge into {VENV}: {(exc.stderr or '')[-300:]}"
+    return py, None
+
+
+def machine() -> dict:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_mib": mem,
+        "python": platform.python_version(),
+        "mosquitto": mosq.strip(),
+        "kernel": platform.release(),
+    }
+
+
+def git(*cmd: str) -> str:
+    return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
 
 def percentile(values: list[float], q: float) -> float | None:

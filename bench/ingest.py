@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import multiprocessing
-import os
-import platform
 import signal
 import subprocess
 import sys
@@ -38,9 +36,10 @@ from bench.common import Listener, PublishJob, PublishResult, percentile
 from telemed.settings import Settings, load_settings
 
 RESULTS = common.REPO / "bench" / "results" / "ingest.json"
-VENV = common.REPO / "bench" / ".venv"
+VENV = common.VENV
 LOGS = common.STATE / "logs"
 KIT_READINGS = 7
+PHASES = ("paced", "sustained", "drain", "baseline", "mqbridge")
 
 
 class Run:
@@ -209,16 +208,9 @@ class Run:
 
 
 def _metric_of(payload: dict) -> str | None:
-    for key in ("metric",):
-        if isinstance(payload.get(key), str):
-            return payload[key]
-    rule = payload.get("rule_key") or payload.get("rule") or ""
-    if isinstance(rule, str) and ":" in rule:
-        return rule.split(":", 1)[1]
-    for value in payload.values():
-        if isinstance(value, dict) and (found := _metric_of(value)):
-            return found
-    return None
+    """The metric an alert event is about (alerts.lifecycle.event_payload)."""
+    metric = payload.get("metric")
+    return metric if isinstance(metric, str) else None
 
 
 def stats(values: list[float]) -> dict[str, float | None]:
@@ -246,6 +238,10 @@ def paced(run: Run, phase: str, rate: float, shape: str, seconds: float) -> dict
     # About ten breaches a second, each on a (patient, metric) without an open alert.
     _job, result = run.publish(phase, count, rate, shape, breach_every=max(1, round(rate / 10)))
     got = run.wait_rows("readings", phase, result.readings, 60)
+    if got < result.readings:
+        raise RuntimeError(
+            f"{phase}: ingest stored {got} of {result.readings} readings (logs: {LOGS})"
+        )
     time.sleep(0.5)
     commit, missing = run.latencies(phase, result)
     alerts = run.alert_latencies(result)
@@ -266,20 +262,20 @@ def paced(run: Run, phase: str, rate: float, shape: str, seconds: float) -> dict
 
 
 def sustained(run: Run, offered: float, seconds: float) -> dict:
-    """Kit messages offered at `offered` readings/s; commits counted inside the window (the
-    first second left out), then the backlog is waited for."""
+    """Kit messages offered at `offered` readings/s: the commits seen inside the window (its
+    first second left out). What is still queued after it is dropped (see measure_ingest), so
+    the phase takes the same time whatever the capacity."""
     rate = offered / KIT_READINGS
     _, result = run.publish("sus", round(rate * seconds), rate, "kit")
-    got = run.wait_rows("readings", "sus", result.readings, 120)
+    time.sleep(1.0)
     start, end = result.began + 1, result.began + seconds
     groups = run.commit_groups("readings", "sus")
     inside = sum(n for seen, n, _ in groups if start <= seen <= end)
-    last = groups[-1][0] if groups else end
     return {
         "offered_readings_per_s": round(result.readings / seconds),
         "committed_readings_per_s": round(inside / (end - start)),
-        "readings_stored": got,
-        "backlog_done_after_s": round(last - result.began - seconds, 2),
+        "readings_published": result.readings,
+        "readings_committed_in_window": inside,
     }
 
 
@@ -289,8 +285,10 @@ def drain(run: Run, table: str, phase: str, count: int, start, stop, profile: bo
     _job, result = run.publish(phase, count, 0, "single")
     started = time.time()
     consumers = start()
+    cpu_before = common.cpu_seconds([p.pid for p in consumers])
     spy = _profile(consumers[0]) if profile else None
     got = run.wait_rows(table, phase, count, 300)
+    cpu = common.cpu_seconds([p.pid for p in consumers])
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
@@ -307,6 +305,8 @@ def drain(run: Run, table: str, phase: str, count: int, start, stop, profile: bo
         "first_commit_after_s": round(first - started, 2),
         "all_committed_after_s": round(last - started, 2),
         "transactions": len(groups),
+        # Cores each part kept busy over the drain (the machine has os.cpu_count() of them).
+        "cores_used": {k: round((cpu[k] - cpu_before[k]) / (last - started), 2) for k in cpu},
     }
 
 
@@ -315,49 +315,20 @@ def _profile(proc: subprocess.Popen) -> subprocess.Popen | None:
     if not spy.exists():
         return None
     out = LOGS / "ingest-profile.txt"
-    cmd = [str(spy), "record", "-p", str(proc.pid), "-r", "250", "-f", "raw", "-o", str(out)]
+    cmd = [
+        str(spy),
+        "record",
+        "--gil",
+        "-p",
+        str(proc.pid),
+        "-r",
+        "250",
+        "-f",
+        "raw",
+        "-o",
+        str(out),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def summarize_profile(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
-    """Self and inclusive shares by function from py-spy's collapsed stacks."""
-    own: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
-            for f in stack.split(";")
-        ]
-        total += int(n)
-        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
-        for f in set(frames):
-            incl[f] = incl.get(f, 0) + int(n)
-
-    def share(d: dict[str, int]) -> list[tuple[str, float]]:
-        return sorted(((k, round(100 * v / total, 1)) for k, v in d.items()), key=lambda x: -x[1])[
-            :top
-        ]
-
-    return {"self_percent": share(own), "inclusive_percent": share(incl)} if total else {}
-
-
-def mqbridge_python() -> tuple[Path | None, str | None]:
-    """bench/.venv with mq-bridge (and py-spy); made on first use."""
-    py = VENV / "bin" / "python"
-    try:
-        if not py.exists():
-            subprocess.run(
-                [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True
-            )
-        probe = subprocess.run([str(py), "-c", "import mq_bridge"], capture_output=True)
-        if probe.returncode != 0:
-            pip = [str(py), "-m", "pip", "install", "-q", "mq-bridge==1.2.0", "py-spy"]
-            subprocess.run(pip, check=True, capture_output=True, text=True)
-    except subprocess.CalledProcessError as exc:
-        return None, f"could not install mq-bridge into {VENV}: {(exc.stderr or '')[-300:]}"
-    return py, None
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -392,27 +363,29 @@ def drain_reference(run: Run, name: str, table: str, cmd: list[str], count: int)
 
 
 def measure_ingest(run: Run, args: argparse.Namespace, out: dict) -> None:
+    ids = [f"telemed-ingest-{i}" for i in range(args.workers)]
     workers = run.start_workers(args.workers)
     warm_up(run, "readings", "w0")
-    out["paced_5k"] = paced(run, "p5k", 5000, "single", args.seconds)
-    out["paced_10k"] = paced(run, "p10k", 10000 / KIT_READINGS, "kit", args.seconds)
-    out["sustained"] = sustained(run, args.sustained_offer, max(3.0, args.seconds * 2 / 3))
+    if "paced" in args.only:
+        out["paced_5k"] = paced(run, "p5k", 5000, "single", args.seconds)
+        out["paced_10k"] = paced(run, "p10k", 10000 / KIT_READINGS, "kit", args.seconds)
+    if "sustained" in args.only:
+        out["sustained"] = sustained(run, args.sustained_offer, max(3.0, args.seconds * 2 / 3))
+        # Drop the phase's backlog with the sessions, then subscribe afresh.
+        run.stop(workers)
+        run.forget_sessions(ids)
+        workers = run.start_workers(args.workers)
+        warm_up(run, "readings", "w1")
     run.stop(workers)
-    out["drain"] = drain(
-        run,
-        "readings",
-        "d0",
-        args.drain,
-        lambda: run.start_workers(args.workers),
-        run.stop,
-        args.profile,
-    )
-    run.forget_sessions([f"telemed-ingest-{i}" for i in range(args.workers)])
+    if "drain" in args.only:
+        again = lambda: run.start_workers(args.workers)  # noqa: E731
+        out["drain"] = drain(run, "readings", "d0", args.drain, again, run.stop, args.profile)
+    run.forget_sessions(ids)
 
 
 def measure(args: argparse.Namespace) -> dict:
     mq_python, mq_reason = (
-        (None, "skipped (--no-mqbridge)") if args.no_mqbridge else mqbridge_python()
+        (None, "skipped (--no-mqbridge)") if args.no_mqbridge else common.mqbridge_python()
     )
     run = Run(args)
     out: dict = {"alert_rules": run.alerting}
@@ -422,8 +395,9 @@ def measure(args: argparse.Namespace) -> dict:
         else:
             measure_ingest(run, args, out)
         base_cmd = reference_cmd(run, sys.executable, ["-m", "bench.baseline_subscriber"])
-        out["baseline"] = drain_reference(run, "baseline", "bench_raw", base_cmd, args.drain)
-        if mq_python is not None:
+        if "baseline" in args.only:
+            out["baseline"] = drain_reference(run, "baseline", "bench_raw", base_cmd, args.drain)
+        if mq_python is not None and "mqbridge" in args.only:
             mq_cmd = reference_cmd(run, mq_python, [str(common.REPO / "bench" / "mqbridge.py")])
             try:
                 out["mqbridge"] = drain_reference(run, "mqbridge", "bench_mqb", mq_cmd, args.drain)
@@ -433,29 +407,8 @@ def measure(args: argparse.Namespace) -> dict:
         run.close()
     out["mqbridge_reason"] = mq_reason
     if args.profile and (LOGS / "ingest-profile.txt").exists():
-        out["profile"] = summarize_profile(LOGS / "ingest-profile.txt")
+        out["profile"] = common.summarize_profile(LOGS / "ingest-profile.txt")
     return out
-
-
-def machine() -> dict:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
-    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "memory_mib": mem,
-        "python": platform.python_version(),
-        "mosquitto": mosq.strip(),
-        "kernel": platform.release(),
-    }
 
 
 def report(args: argparse.Namespace, out: dict) -> dict:
@@ -488,9 +441,9 @@ def report(args: argparse.Namespace, out: dict) -> dict:
         "alert_rules_active": out["alert_rules"],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "ingest_reason": out.get("ingest_reason"),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "command": "python -m bench.ingest" + (" --quick" if args.quick else ""),
+        "git_commit": common.git("rev-parse", "HEAD"),
+        "git_dirty": bool(common.git("status", "--porcelain", "--untracked-files=no")),
+        "command": "python -m bench.ingest " + " ".join(sys.argv[1:]),
         "config": {
             "devices": args.devices,
             "workers": args.workers,
@@ -498,7 +451,7 @@ def report(args: argparse.Namespace, out: dict) -> dict:
             "drain_messages": args.drain,
             "sustained_offer": args.sustained_offer,
         },
-        "machine": machine(),
+        "machine": common.machine(),
         "phases": {
             k: out[k]
             for k in ("paced_5k", "paced_10k", "sustained", "drain", "baseline", "mqbridge")
@@ -508,12 +461,6 @@ def report(args: argparse.Namespace, out: dict) -> dict:
     if "profile" in out:
         result["profile"] = out["profile"]
     return result
-
-
-def git(*cmd: str) -> str:
-    return subprocess.run(
-        ["git", *cmd], capture_output=True, text=True, cwd=common.REPO
-    ).stdout.strip()
 
 
 def print_table(r: dict) -> None:
@@ -556,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sustained-offer", type=float, default=30000, help="readings/s offered")
     p.add_argument("--profile", action="store_true", help="py-spy a worker during the drain")
     p.add_argument("--no-mqbridge", action="store_true")
+    p.add_argument(
+        "--only",
+        default=",".join(PHASES),
+        type=lambda text: set(text.split(",")),
+        help=f"comma-separated subset of {','.join(PHASES)}",
+    )
     p.add_argument("--output", type=Path, help=f"default {RESULTS} (quick: under {LOGS})")
     args = p.parse_args(argv)
     args.devices = args.devices or (40 if args.quick else 200)
