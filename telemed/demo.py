@@ -101,12 +101,96 @@ def seed(conn: Connection) -> dict:
                 )
             conn.execute(
                 "INSERT INTO enrollments (patient_id, program, stratum, start_date) "
-                "VALUES (%s, %s, %s, current_date - 30)",
+                "VALUES (%s, %s, %s, current_date)",
                 (pid, program, stratum),
             )
         patients[name] = row["id"]
+    # Wound cases from the region go to the wound clinic.
+    conn.execute(
+        "INSERT INTO wound_routing_rules (region, specialist_org_id, priority) "
+        "VALUES ('Region Nordjylland', %s, 100) ON CONFLICT DO NOTHING",
+        (org_ids[1],),
+    )
     conn.commit()
     return {"organisations": orgs, "users": users, "patients": patients}
+
+
+def demo_wound_photo() -> bytes:
+    """A synthetic photo of a leg ulcer (no real patient), as a phone would send it."""
+    import io
+    import random
+
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rnd = random.Random(7)
+    img = Image.new("RGB", (1600, 1200), (214, 170, 140))
+    draw = ImageDraw.Draw(img)
+    for _ in range(4000):
+        x, y = rnd.randrange(1600), rnd.randrange(1200)
+        shade = rnd.randrange(-18, 18)
+        draw.point((x, y), fill=(214 + shade, 170 + shade, 140 + shade))
+    draw.ellipse((560, 420, 1060, 760), fill=(196, 70, 62))
+    draw.ellipse((650, 480, 960, 700), fill=(176, 48, 45))
+    draw.ellipse((720, 540, 820, 610), fill=(226, 214, 150))
+    img = img.filter(ImageFilter.GaussianBlur(3))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+def submit_demo_wound_case(base_url: str) -> str | None:
+    """Send one wound case as the demo home nurse, through the HTTP API, unless one is already
+    waiting; return its id."""
+    import json
+
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        r = http.post(
+            "/api/v1/auth/token", json={"username": "hjemme.spl", "password": DEMO_PASSWORD}
+        )
+        r.raise_for_status()
+        headers = {"Authorization": f"Bearer {r.json()['token']}"}
+        cases = http.get("/api/v1/wound-cases", headers=headers).json()
+        if any(c.get("state") in ("submitted", "awaiting_specialist") for c in cases):
+            return None
+        patients = http.get("/api/v1/patients/", headers=headers).json()
+        patient = next(p for p in patients if p["name"] == "Birthe Larsen")
+        case = {
+            "patient_id": patient["id"],
+            "wound": {
+                "wound_type": "venous_leg_ulcer",
+                "body_location": "lower_leg",
+                "laterality": "left",
+                "onset": "2026-10-02",
+            },
+            "observation": {
+                "wound_type": "venous_leg_ulcer",
+                "length_cm": 4.2,
+                "width_cm": 2.8,
+                "depth_cm": 0.3,
+                "tissue": {"granulation": 60, "slough": 40},
+                "exudate_amount": "moderate",
+                "exudate_type": "serous",
+                "pain": 4,
+                "current_dressing": "Skumbandage",
+                "free_text": "Mere væske end sidste uge.",
+                "nurse_question": "Skal vi skifte til en mere absorberende bandage?",
+                "urgent": False,
+            },
+            "photo_consent": True,
+        }
+        r = http.post(
+            "/api/v1/wound-cases",
+            headers=headers,
+            files=[
+                ("case", (None, json.dumps(case), "application/json")),
+                ("photos", ("IMG_0001.jpg", demo_wound_photo(), "image/jpeg")),
+            ],
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"{r.status_code}: {r.text[:500]}")
+        return r.json()["id"]
 
 
 def sign_in_text(base_url: str) -> str:

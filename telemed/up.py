@@ -32,6 +32,20 @@ def plan(args: argparse.Namespace, commands: set[str]) -> list[tuple[str, list[s
     return parts
 
 
+def _wait_healthy(base: str, seconds: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
 def run(args: argparse.Namespace, commands: set[str]) -> int:
     from telemed.db import connect_sync
 
@@ -58,7 +72,12 @@ def run(args: argparse.Namespace, commands: set[str]) -> int:
     if args.demo:
         from telemed import demo
 
-        time.sleep(1.5)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        if _wait_healthy(base, 30):
+            try:
+                demo.submit_demo_wound_case(base)
+            except Exception as exc:  # the demo goes on without its wound case
+                print(f"telemed up: could not send the demo wound case: {exc}", flush=True)
         print(
             "\n" + demo.sign_in_text(f"http://{settings.http_host}:{settings.http_port}") + "\n",
             flush=True,
