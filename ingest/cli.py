@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-MAX_RECEIVE = 65535  # MQTT's limit for Receive Maximum; twice the batch must fit
+MAX_RECEIVE = 65535  # MQTT's limit for Receive Maximum
 
 
 def _positive(text: str) -> int:
@@ -17,8 +17,8 @@ def _positive(text: str) -> int:
 
 def _batch_size(text: str) -> int:
     value = _positive(text)
-    if 2 * value > MAX_RECEIVE:
-        raise argparse.ArgumentTypeError(f"at most {MAX_RECEIVE // 2} (twice it is the window)")
+    if value > MAX_RECEIVE // 2:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RECEIVE // 2}")
     return value
 
 

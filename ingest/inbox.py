@@ -27,6 +27,7 @@ class Inbox(Generic[T]):
         self._lock = threading.Lock()
         self._want = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._interrupted = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -43,15 +44,17 @@ class Inbox(Generic[T]):
         self._loop.call_soon_threadsafe(_wake, waiter)
 
     def interrupt(self) -> None:
-        """From the loop's thread: end a wait now (to stop)."""
+        """From the loop's thread: end the wait in progress and every later one (to stop);
+        `take_nowait` still hands out what is left."""
         with self._lock:
+            self._interrupted = True
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             _wake(waiter)
 
     async def _wait_for(self, want: int, timeout: float | None) -> None:
         with self._lock:
-            if len(self._items) >= want:
+            if len(self._items) >= want or self._interrupted:
                 return
             self._want = want
             self._waiter = waiter = self._loop.create_future()
@@ -66,7 +69,7 @@ class Inbox(Generic[T]):
 
     async def take(self, max_items: int, max_wait_s: float) -> list[T]:
         """Wait for a first item, then up to `max_wait_s` for `max_items`; return what is
-        there (at most `max_items`; empty only when interrupted)."""
+        there (at most `max_items`; possibly empty once interrupted)."""
         await self._wait_for(1, None)
         if self._items and len(self._items) < max_items and max_wait_s > 0:
             await self._wait_for(max_items, max_wait_s)

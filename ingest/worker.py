@@ -23,7 +23,7 @@ from devices.contract import READINGS_FILTER, STATUS_FILTER
 from ingest.batch import Incoming
 from ingest.inbox import Inbox
 from ingest.mqtt import Subscriber
-from ingest.writer import GiveUp, Writer
+from ingest.writer import DeviceCache, GiveUp, Writer
 from telemed.settings import Settings
 
 log = logging.getLogger("ingest.worker")
@@ -40,6 +40,9 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     group: str = "ingest"
     client_prefix: str = "telemed-ingest"
     session_expiry_s: int = 7 * 86400
+    # Batches written at once, each on its own database connection: while one waits for the
+    # database, the next is validated and sent.
+    lanes: int = 2
     stop_grace_s: float = 10.0
     device_cache_s: float = 10.0
     progress_every_s: float = 30.0
@@ -50,7 +53,8 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def receive_maximum(self) -> int:
-        return min(MAX_RECEIVE, 2 * self.batch_size)
+        # Every lane's batch in hand, and one more arriving.
+        return min(MAX_RECEIVE, (self.lanes + 1) * self.batch_size)
 
     @property
     def subscriptions(self) -> tuple[str, str]:
@@ -69,6 +73,7 @@ def options_from_env(
         client_prefix=e.get("TELEMED_INGEST_CLIENT_PREFIX", "telemed-ingest"),
         session_expiry_s=int(e.get("TELEMED_INGEST_SESSION_EXPIRY_S", str(7 * 86400))),
         device_cache_s=float(e.get("TELEMED_INGEST_DEVICE_CACHE_S", "10")),
+        lanes=max(1, int(e.get("TELEMED_INGEST_LANES", "2"))),
     )
 
 
@@ -91,16 +96,17 @@ async def run(settings: Settings, options: Options) -> Summary:
     inbox: Inbox[Incoming] = Inbox(loop)
     stop = asyncio.Event()
     summary = Summary()
-    writer = Writer(
-        settings.dsn,
-        application_name=options.client_id,
-        cache_ttl_s=options.device_cache_s,
-    )
+    cache = DeviceCache(options.device_cache_s)
+    writers = [
+        Writer(settings.dsn, application_name=options.client_id, cache=cache)
+        for _ in range(options.lanes)
+    ]
 
     def request_stop() -> None:
         if not stop.is_set():
             stop.set()
-            writer.deadline = time.monotonic() + options.stop_grace_s
+            for writer in writers:
+                writer.deadline = time.monotonic() + options.stop_grace_s
             inbox.interrupt()
 
     def fatal(text: str) -> None:
@@ -119,15 +125,16 @@ async def run(settings: Settings, options: Options) -> Summary:
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
-    in_hand: list[Incoming] = []
+    in_hand: dict[int, list[Incoming]] = {}
     last_progress = time.monotonic()
+    taking = asyncio.Lock()
 
-    async def handle(batch: list[Incoming]) -> None:
-        nonlocal in_hand, last_progress
-        in_hand = batch
-        outcome = await writer.commit(batch, datetime.now(UTC))
+    async def handle(lane: int, batch: list[Incoming]) -> None:
+        nonlocal last_progress
+        in_hand[lane] = batch
+        outcome = await writers[lane].commit(batch, datetime.now(UTC))
         sub.ack(batch)
-        in_hand = []
+        del in_hand[lane]
         summary.messages += len(batch)
         summary.stored += outcome.stored
         summary.rejected += outcome.rejected
@@ -135,26 +142,33 @@ async def run(settings: Settings, options: Options) -> Summary:
             last_progress = time.monotonic()
             log.info("%s so far", summary.line().removeprefix("stopped: "))
 
-    log.info("ingest worker %s starting (batch %d / %d ms)", options.client_id,
-             options.batch_size, options.batch_ms)  # fmt: skip
+    async def lane(number: int) -> None:
+        # One lane waits for the next batch while the others write theirs.
+        while not stop.is_set():
+            async with taking:
+                batch = await inbox.take(options.batch_size, options.batch_ms / 1000)
+            if batch:
+                await handle(number, batch)
+
+    log.info("ingest worker %s starting (batch %d / %d ms, %d lanes)", options.client_id,
+             options.batch_size, options.batch_ms, options.lanes)  # fmt: skip
     sub.start()
     try:
-        while not stop.is_set():
-            batch = await inbox.take(options.batch_size, options.batch_ms / 1000)
-            if batch:
-                await handle(batch)
+        await asyncio.gather(*(lane(i) for i in range(options.lanes)))
         if summary.error is None:
             # Finish what was received, while the connection is still there for the acks.
             await asyncio.to_thread(sub.pause)
             while len(inbox):
-                await handle(inbox.take_nowait(options.batch_size))
+                await handle(0, inbox.take_nowait(options.batch_size))
             await asyncio.to_thread(sub.disconnect)
     except GiveUp:
-        log.error("stopping with %d messages uncommitted; the broker keeps them", len(in_hand))
+        held = sum(len(b) for b in in_hand.values())
+        log.error("stopping with %d messages uncommitted; the broker keeps them", held)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await asyncio.to_thread(sub.close)
-        await writer.close()
-    summary.in_flight = len(in_hand) + len(inbox)
+        for writer in writers:
+            await writer.close()
+    summary.in_flight = sum(len(b) for b in in_hand.values()) + len(inbox)
     return summary

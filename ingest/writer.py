@@ -99,11 +99,13 @@ class Outcome:
 
 
 class Writer:
-    def __init__(self, dsn: str, *, application_name: str, cache_ttl_s: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, *, application_name: str, cache: DeviceCache | None = None
+    ) -> None:
         self._dsn = dsn
         self._application_name = application_name
         self._conn: AsyncConnection | None = None
-        self.cache = DeviceCache(cache_ttl_s)
+        self.cache = cache or DeviceCache()
         self.deadline: float | None = None  # monotonic; set when stopping
 
     async def _connection(self) -> AsyncConnection:
