@@ -69,17 +69,26 @@ class BatchWork(msgspec.Struct):
     rejection_msg: list[int]
     status_msg: list[int]
 
-    def only(self, index: int) -> BatchWork:
-        def pick(items: list, owners: list[int]) -> list:
-            return [x for x, o in zip(items, owners, strict=True) if o == index]
+    @classmethod
+    def empty(cls) -> BatchWork:
+        return cls([], [], [], [], [], [])
 
-        rows = pick(self.rows, self.row_msg)
-        rejections = pick(self.rejections, self.rejection_msg)
-        statuses = pick(self.statuses, self.status_msg)
-        return BatchWork(
-            rows, rejections, statuses, [index] * len(rows), [index] * len(rejections),
-            [index] * len(statuses),
-        )  # fmt: skip
+    def by_message(self) -> dict[int, BatchWork]:
+        """The same work, one part per message that has any."""
+        parts: dict[int, BatchWork] = {}
+        for row, index in zip(self.rows, self.row_msg, strict=True):
+            part = parts.setdefault(index, BatchWork.empty())
+            part.rows.append(row)
+            part.row_msg.append(index)
+        for rejection, index in zip(self.rejections, self.rejection_msg, strict=True):
+            part = parts.setdefault(index, BatchWork.empty())
+            part.rejections.append(rejection)
+            part.rejection_msg.append(index)
+        for status, index in zip(self.statuses, self.status_msg, strict=True):
+            part = parts.setdefault(index, BatchWork.empty())
+            part.statuses.append(status)
+            part.status_msg.append(index)
+        return parts
 
 
 def split_topic(topic: str) -> tuple[str | None, str | None]:
@@ -134,7 +143,7 @@ def build(
     batch: Sequence[Incoming], lookup: Callable[[str], DeviceInfo | None], now: datetime
 ) -> BatchWork:
     """`lookup` gives a device's registry entry, None for an unknown device."""
-    work = BatchWork([], [], [], [], [], [])
+    work = BatchWork.empty()
     for index, item in enumerate(batch):
         try:
             _add(work, index, item, lookup, now)

@@ -42,14 +42,12 @@ class Subscriber:
         receive_maximum: int,
         session_expiry_s: int,
         deliver: Callable[[Incoming], None],
-        on_subscribed: Callable[[], None],
         on_fatal: Callable[[str], None],
     ) -> None:
         self._settings = settings
         self.client_id = client_id
         self._subscriptions = list(subscriptions)
         self._deliver = deliver
-        self._on_subscribed = on_subscribed
         self._on_fatal = on_fatal
         self.generation = 0
         self.fatal: str | None = None
@@ -138,7 +136,6 @@ class Subscriber:
             )
             return
         log.info("subscribed to %s", ", ".join(self._subscriptions))
-        self._on_subscribed()
 
     def _disconnected(
         self,

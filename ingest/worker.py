@@ -120,7 +120,6 @@ async def run(settings: Settings, options: Options) -> Summary:
         receive_maximum=options.receive_maximum,
         session_expiry_s=options.session_expiry_s,
         deliver=inbox.put,
-        on_subscribed=lambda: None,
         on_fatal=lambda text: loop.call_soon_threadsafe(fatal, text),
     )
     for sig in (signal.SIGTERM, signal.SIGINT):

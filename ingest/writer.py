@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -90,12 +91,9 @@ class DeviceCache:
         return entry[1] if entry else None
 
 
-class Outcome:
-    __slots__ = ("rejected", "stored")
-
-    def __init__(self, stored: int = 0, rejected: int = 0) -> None:
-        self.stored = stored
-        self.rejected = rejected
+class Outcome(msgspec.Struct):
+    stored: int = 0
+    rejected: int = 0
 
 
 class Writer:
@@ -189,19 +187,18 @@ class Writer:
         self, conn: AsyncConnection, batch: Sequence[Incoming], work: BatchWork, now: datetime
     ) -> Outcome:
         total = Outcome()
-        for index, item in enumerate(batch):
-            part = work.only(index)
+        for index, part in sorted(work.by_message().items()):
             try:
                 outcome = await self._write(conn, part)
             except _CONTENT as exc:
+                item = batch[index]
                 code = f"{exc.sqlstate}: " if exc.sqlstate else ""
                 reason = f"database: refused the message ({code}{_first_line(exc)})"
                 device_id = split_topic(item.topic)[0]
                 log.warning("%s", reason, extra={"device_id": device_id})
                 # Without the content type: it may be what the database refused.
-                rejection = whole_rejection(
-                    item._replace(content_type=None), device_id, reason, now
-                )
+                bare = item._replace(content_type=None)
+                rejection = whole_rejection(bare, device_id, reason, now)
                 outcome = await self._write(conn, BatchWork([], [rejection], [], [], [index], []))
             total.stored += outcome.stored
             total.rejected += outcome.rejected

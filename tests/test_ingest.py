@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -12,8 +14,9 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.contract import status_topic
+from devices.contract import readings_topic, status_topic
 from ingest import paho_fast
+from ingest.batch import DeviceInfo, Incoming, build
 from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
 
 
@@ -185,3 +188,52 @@ def test_the_cheaper_properties_decode_exactly_as_paho_does(values: dict) -> Non
 
     assert decode(paho_fast.DecodedProperties) == decode(Properties)
     assert paho_fast.install() and paho_fast.install()  # idempotent
+
+
+# --- batch building, without broker or database ---------------------------------------------
+
+PATIENT = uuid.UUID(int=7)
+
+
+def _incoming(mid: int, topic: str, payload: bytes, content_type: str | None = None) -> Incoming:
+    return Incoming(mid, 1, topic, payload, content_type, 1)
+
+
+def test_a_batch_splits_into_rows_rejections_and_statuses() -> None:
+    now = datetime.now(UTC)
+    registry = {
+        "dev-good": DeviceInfo(PATIENT, True),
+        "dev-gone": DeviceInfo(PATIENT, False, now - timedelta(days=1)),
+    }
+    topic = readings_topic("dev-good")
+    batch = [
+        _incoming(1, topic, message("m1", [("spo2", 0.93, "{fraction}"), ("glucose", 5, "x")])),
+        _incoming(2, topic, b"not json"),
+        _incoming(3, readings_topic("dev-gone"), message("m3")),
+        _incoming(4, readings_topic("dev-unknown"), message("m4")),
+        _incoming(5, status_topic("dev-good"), b'{"state": "online", "battery": 50}'),
+        _incoming(6, "telemed/v1/elsewhere", b"{}"),
+    ]
+    work = build(batch, registry.get, now)
+    assert [(r.message_id, r.metric, r.value, r.detail) for r in work.rows] == [
+        ("m1", "spo2", 93.0, {"original_value": 0.93, "original_unit": "{fraction}"})
+    ]
+    assert all(r.patient_id == PATIENT and r.origin == "dev-good" for r in work.rows)
+    reasons = [(i, r[2], r[3], r[4], r[5].split(":")[0]) for i, r in
+               zip(work.rejection_msg, work.rejections, strict=True)]  # fmt: skip
+    assert reasons == [
+        (0, "dev-good", "m1", 1, "readings[1].type"),
+        (1, "dev-good", None, None, "payload"),
+        (2, "dev-gone", None, None, "device"),
+        (3, "dev-unknown", None, None, "device"),
+        (5, None, None, None, "topic"),
+    ]
+    assert "was revoked at" in work.rejections[2][5]
+    assert "is not registered" in work.rejections[3][5]
+    assert json.loads(work.rejections[0][6]) == {"type": "glucose", "value": 5.0, "unit": "x"}
+    assert work.rejections[1][6] == b"not json" and work.rejections[1][7] == 8
+    assert work.statuses == [("dev-good", "online", 50.0, None, now)]
+    parts = work.by_message()
+    assert sorted(parts) == [0, 1, 2, 3, 4, 5]
+    assert len(parts[0].rows) == 1 and len(parts[0].rejections) == 1
+    assert parts[4].statuses == work.statuses and not parts[4].rows
