@@ -93,14 +93,26 @@ def device_account(device_id: str, password_hash: str) -> BrokerAccount:
     )
 
 
-def ingest_account(username: str, password: str) -> BrokerAccount:
+def ingest_account(username: str, password: str, current_hash: str | None = None) -> BrokerAccount:
+    """The workers' account; `current_hash` (from the file in place) is kept if it still fits,
+    so that a sync changes nothing for the workers."""
+    keep = current_hash is not None and verify_password(password, current_hash)
     # Mosquitto checks a shared subscription ($share/<group>/<filter>) against the ACL of the
     # plain filter, so these two lines cover every group name.
     return BrokerAccount(
         username=username,
-        password_hash=hash_password(password),
+        password_hash=current_hash if keep and current_hash else hash_password(password),
         read=(READINGS_FILTER, STATUS_FILTER),
     )
+
+
+def hash_in_file(passwd: Path, username: str) -> str | None:
+    try:
+        lines = passwd.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    prefix = f"{username}:"
+    return next((line[len(prefix) :] for line in lines if line.startswith(prefix)), None)
 
 
 def render_passwd(accounts: Sequence[BrokerAccount]) -> str:
@@ -122,8 +134,10 @@ def _checked(username: str) -> str:
     return username
 
 
-def accounts_from_rows(rows: Iterable[dict], settings: Settings) -> list[BrokerAccount]:
-    accounts = [ingest_account(settings.ingest_username, settings.ingest_password)]
+def accounts_from_rows(
+    rows: Iterable[dict], settings: Settings, ingest_hash: str | None = None
+) -> list[BrokerAccount]:
+    accounts = [ingest_account(settings.ingest_username, settings.ingest_password, ingest_hash)]
     accounts += [device_account(r["mqtt_username"], r["password_hash"]) for r in rows]
     names = [a.username for a in accounts]
     if len(set(names)) != len(names):
@@ -180,6 +194,20 @@ def apply_accounts(settings: Settings, accounts: Sequence[BrokerAccount]) -> boo
 # --- from the database -----------------------------------------------------------------------
 
 
+def _ingest_hash_in_place(settings: Settings) -> str | None:
+    found = hash_in_file(settings.broker_dir / "passwd", settings.ingest_username)
+    if found is not None and not verify_password(settings.ingest_password, found):
+        # Measured on Mosquitto 2.0.11: on the reload, a worker session whose password no
+        # longer fits is cut off, offline or not, and messages published until it logs in again
+        # with the new password are not queued for it.
+        log.warning(
+            "the ingest account's password in %s changes: every ingest worker must use the new "
+            "one (TELEMED_INGEST_PASSWORD), and readings sent before they reconnect are lost",
+            settings.broker_dir / "passwd",
+        )
+    return found
+
+
 def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
     """Rewrite the broker's passwd and acl from the active devices and SIGHUP the broker.
 
@@ -191,7 +219,7 @@ def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
         rows = conn.execute(_ACTIVE_DEVICES).fetchall()
-        accounts = accounts_from_rows(rows, settings)
+        accounts = accounts_from_rows(rows, settings, _ingest_hash_in_place(settings))
         reloaded = apply_accounts(settings, accounts)
     log.info("broker files written for %d devices", len(rows), extra={"count": len(rows)})
     return SyncResult(devices=len(rows), reloaded=reloaded)
@@ -203,7 +231,7 @@ async def sync_broker_async(conn: AsyncConnection, settings: Settings) -> SyncRe
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
         cur = await conn.execute(_ACTIVE_DEVICES)
         rows = await cur.fetchall()
-        accounts = accounts_from_rows(rows, settings)
+        accounts = accounts_from_rows(rows, settings, _ingest_hash_in_place(settings))
         reloaded = await asyncio.to_thread(apply_accounts, settings, accounts)
     log.info("broker files written for %d devices", len(rows), extra={"count": len(rows)})
     return SyncResult(devices=len(rows), reloaded=reloaded)

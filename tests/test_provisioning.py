@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -80,7 +81,9 @@ def _account(username: str) -> broker.BrokerAccount:
     return broker.BrokerAccount(username=username, password_hash="h")
 
 
-def test_sync_writes_both_files_atomically_for_the_broker(db, settings, factory, tmp_path) -> None:
+def test_sync_writes_both_files_atomically_for_the_broker(
+    db, settings, factory, tmp_path, caplog
+) -> None:
     patient = factory.patient(factory.org())
     device = provision(db, patient_id=patient, kind="scale")
     folder = tmp_path / "mosquitto"
@@ -101,6 +104,15 @@ def test_sync_writes_both_files_atomically_for_the_broker(db, settings, factory,
     broker.sync_broker(db, local)
     assert device.device_id not in (folder / "passwd").read_text()
     assert device.device_id not in (folder / "acl").read_text()
+    # The ingest account's line stays as it is while its password does not change.
+    ingest_line = passwd[settings.ingest_username]
+    assert broker.hash_in_file(folder / "passwd", settings.ingest_username) == ingest_line
+    rotated = msgspec.structs.replace(local, ingest_password="a new one")
+    with caplog.at_level(logging.WARNING, logger="devices.broker"):
+        broker.sync_broker(db, rotated)
+    assert "password" in caplog.text and "changes" in caplog.text
+    new_line = broker.hash_in_file(folder / "passwd", settings.ingest_username)
+    assert new_line != ingest_line and broker.verify_password("a new one", new_line or "")
 
 
 # --- provisioning ----------------------------------------------------------------------------
