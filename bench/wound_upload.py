@@ -226,13 +226,24 @@ def summary(latencies: list[float], wall: float) -> dict[str, float]:
     }
 
 
-def timed(work: Callable[[], object], into: list[float]) -> Callable[[], None]:
+def timed(work: Callable[[], object], wall: list[float], cpu: list[float]) -> Callable[[], None]:
     def run() -> None:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         work()
-        into.append((time.perf_counter() - started) * 1000)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.thread_time() - cpu_started) * 1000)
 
     return run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
 
 
 def pillow_only(photo: bytes) -> None:
@@ -275,17 +286,23 @@ def main() -> int:
         # Pillow alone and sanitize alone run between the sequential uploads, while the server
         # is idle, so that the ratio compares like with like on a machine that may be busy.
         pillow_ms: list[float] = []
+        pillow_cpu: list[float] = []
         sanitize_ms: list[float] = []
+        sanitize_cpu: list[float] = []
         alone = [
-            timed(lambda: pillow_only(photo), pillow_ms),
-            timed(lambda: sanitize(photo), sanitize_ms),
+            timed(lambda: pillow_only(photo), pillow_ms, pillow_cpu),
+            timed(lambda: sanitize(photo), sanitize_ms, sanitize_cpu),
         ]
 
         def between() -> None:
             for work in alone:
                 work()
 
+        # The machine may be shared: CPU time per upload (the server process's, all threads)
+        # does not grow with other load the way latency does.
+        cpu_before = cpu_seconds(server.pid)
         sequential = summary(*uploader.run(1, args.uploads, between))
+        server_cpu = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.uploads
         concurrent = {
             str(n): summary(*uploader.run(n, args.per_client))
             for n in (int(c) for c in args.clients.split(","))
@@ -304,9 +321,15 @@ def main() -> int:
 
     result = {
         **{k: sequential[k] for k in ("p50_ms", "p95_ms", "uploads_per_s")},
-        "pillow_only_ms": round(statistics.median(pillow_ms), 1),
+        "pillow_only_ms": median(pillow_ms),
         "ratio_p50_to_pillow": round(sequential["p50_ms"] / statistics.median(pillow_ms), 2),
-        "sanitize_ms": round(statistics.median(sanitize_ms), 1),
+        "sanitize_ms": median(sanitize_ms),
+        "cpu": {
+            "server_ms_per_upload": round(server_cpu, 1),
+            "pillow_only_ms": median(pillow_cpu),
+            "sanitize_ms": median(sanitize_cpu),
+            "ratio_server_to_pillow": round(server_cpu / statistics.median(pillow_cpu), 2),
+        },
         "sequential": sequential,
         "concurrent": concurrent,
         "photo": {"bytes": len(photo), "width": width, "height": height, "format": "jpeg"},
@@ -317,6 +340,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
         },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit(),
