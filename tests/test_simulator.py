@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from alerts.checks import evaluate
 from alerts.defaults import default_rules
 from alerts.rules import AbsoluteRule, InrRule, Obs, classify
 from devices.contract import PayloadError, parse_message
@@ -29,11 +30,6 @@ from devices.sim_model import (
     profile_for,
     readings_for,
 )
-
-try:
-    from alerts.checks import evaluate
-except ImportError:  # the rule checks lived in alerts.rules before
-    from alerts.rules import evaluate  # type: ignore[attr-defined,no-redef]
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 COPD = [
