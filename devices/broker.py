@@ -148,17 +148,17 @@ def accounts_from_rows(
 # --- files and the broker process ----------------------------------------------------------
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` in one rename, readable by the broker: mode 0640, and when root, the
-    folder's owner and group (the broker's user; the folder is setgid for non-root writers)."""
+def write_atomically(path: Path, text: str, *, mode: int = 0o640, for_broker: bool = True) -> None:
+    """Replace `path` in one rename. For the broker (the default): mode 0640 and, when root,
+    the folder's owner and group (the broker's user; the folder is setgid for other writers)."""
     folder = path.parent
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
-            os.fchmod(f.fileno(), 0o640)
-            if os.geteuid() == 0:
+            os.fchmod(f.fileno(), mode)
+            if for_broker and os.geteuid() == 0:
                 st = folder.stat()
                 os.fchown(f.fileno(), st.st_uid, st.st_gid)
             os.fsync(f.fileno())

@@ -45,20 +45,11 @@ def _known_passwords(path: Path) -> dict[str, str]:
         return {}
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]:
     """A device for every demo patient: a COPD kit per COPD enrollment, an INR meter per AK
     enrollment. A device whose password is in `path` is kept; any other active one of that
     kind is revoked and replaced, since without its password nothing can drive it."""
-    from devices.broker import sync_broker, verify_password
+    from devices.broker import sync_broker, verify_password, write_atomically
     from devices.provisioning import provision, revoke
     from telemed import demo
 
@@ -93,7 +84,8 @@ def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]
                 }
             )
         sync_broker(conn, settings)
-    _write_private(path, json.dumps(entries, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(entries, indent=2) + "\n", mode=0o600, for_broker=False)
     return entries
 
 
