@@ -151,7 +151,7 @@ class Writer:
             except _TRANSIENT as exc:
                 log.warning(
                     "database unavailable (%s); %d messages kept unacknowledged, retry in %.1f s",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    _first_line(exc),
                     len(batch),
                     delay,
                 )
