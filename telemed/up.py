@@ -57,6 +57,9 @@ def run(args: argparse.Namespace, commands: set[str]) -> int:
             demo.seed(conn)
         if "devices" in commands:
             subprocess.run([sys.executable, "-m", "telemed.cli", "devices", "demo"], check=True)
+    if "devices" in commands:
+        # The broker's password and ACL files come from the database (the ingest account too).
+        subprocess.run([sys.executable, "-m", "telemed.cli", "devices", "sync"], check=True)
     children: dict[str, subprocess.Popen] = {}
     stopping = False
 
