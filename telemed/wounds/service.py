@@ -11,6 +11,7 @@ awaiting_specialist ┘└ question ─► awaiting_nurse ── nurse replies �
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -157,8 +158,6 @@ def sanitize_threads() -> int:
 def _limiter() -> anyio.CapacityLimiter:
     """One bound per event loop on photos decoded at once, shared by all requests: each decode
     holds a full-size image in memory and a core busy."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)
     if limiter is None:
@@ -226,14 +225,16 @@ async def sanitize_all(photos: list[FilePart], *, max_bytes: int) -> list[images
     async with anyio.create_task_group() as tg:
         for part in photos:
             tg.start_soon(one, part)
-    failed = [(p, r) for p, r in zip(photos, results, strict=True) if isinstance(r, Exception)]
+    failed = [
+        (part, result)
+        for part, result in zip(photos, results, strict=True)
+        if isinstance(result, images.PhotoError)
+    ]
     if failed:
-        first = failed[0][1]
-        assert isinstance(first, images.PhotoError)
-        detail = "; ".join(f"{p.label}: {e.detail}" for p, e in failed)  # type: ignore[union-attr]
-        problems = [FieldProblem(p.field, f"{e.code}: {e.detail}") for p, e in failed]  # type: ignore[union-attr]
-        raise _STATUS.get(first.http_status, Invalid)(detail, problems)
-    return results  # type: ignore[return-value]
+        detail = "; ".join(f"{part.label}: {error.detail}" for part, error in failed)
+        problems = [FieldProblem(part.field, f"{e.code}: {e.detail}") for part, e in failed]
+        raise _STATUS.get(failed[0][1].http_status, Invalid)(detail, problems)
+    return [r for r in results if isinstance(r, images.SanitizedPhoto)]
 
 
 async def _store_photos(
