@@ -512,6 +512,24 @@ def test_full_loop_nurse_specialist_nurse(api, wc, db) -> None:
     ]
 
 
+def test_a_patients_wounds_with_their_latest_case(api, wc) -> None:
+    first = submit(api, wc)
+    again = submit(api, wc, existing=first["wound_id"], observation=observation(length_cm=3.0))
+    heel = {"wound": new_wound(wound_type="pressure_ulcer", body_location="heel"),
+            "observation": observation(wound_type="pressure_ulcer", pressure_category="category_2",
+                                       tissue={"granulation": 100})}  # fmt: skip
+    other = submit(api, wc, **heel)
+    path = f"/api/v1/patients/{wc.patient}/wounds"
+    wounds = get(api, wc.nurse, path).json()
+    assert [(w["id"], w["case_count"], w["last_case_id"]) for w in wounds] == [
+        (first["wound_id"], 2, again["id"]),
+        (other["wound_id"], 1, other["id"]),
+    ]
+    assert wounds[0]["last_area_cm2"] == pytest.approx(3.14159265 / 4 * 3.0 * 2.5)
+    assert get(api, wc.specialist, path).status_code == 200
+    assert get(api, wc.other_nurse, path).status_code == 404
+
+
 def test_urgent_case_is_due_within_working_hours(api, wc, db) -> None:
     created = submit(api, wc, observation=observation(urgent=True))
     row = rows(db, "SELECT submitted_at, due_at FROM wound_cases WHERE id = %s", created["id"])[0]
@@ -704,7 +722,7 @@ def test_openapi_documents_every_wound_operation(api) -> None:
         op["operationId"] for p, ops in paths.items() if "wound" in p for op in ops.values()
     }
     assert operations >= {
-        "submitWoundCase", "listWoundCases", "getWoundCase", "answerWoundCase",
+        "submitWoundCase", "listWoundCases", "listPatientWounds", "getWoundCase", "answerWoundCase",
         "askAboutWoundCase", "replyToWoundCase", "confirmWoundInstructionsRead",
         "getWoundPhotoDisplay", "getWoundPhotoThumb", "getWoundPhotoOriginal",
         "listWoundRoutingRules", "createWoundRoutingRule", "deleteWoundRoutingRule",

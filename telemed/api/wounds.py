@@ -179,6 +179,17 @@ class WoundCaseController(Controller):
         return await service.confirm_read(conn, actor, case_id)
 
 
+class PatientWoundController(Controller):
+    path = "/api/v1/patients/{patient_id:uuid}/wounds"
+    tags = ["wound cases"]
+
+    @get("/", operation_id="listPatientWounds", summary="A patient's wounds and their latest case")
+    async def list_wounds(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    ) -> list[service.WoundSummary]:
+        return await service.list_wounds(conn, actor, patient_id)
+
+
 def _photo_response(photo: service.PhotoFile, *, attachment: bool) -> Response[bytes]:
     disposition = "attachment" if attachment else "inline"
     return Response(
@@ -282,4 +293,9 @@ class WoundRoutingController(Controller):
 
 
 def routers() -> list[type[Controller]]:
-    return [WoundCaseController, WoundPhotoController, WoundRoutingController]
+    return [
+        WoundCaseController,
+        PatientWoundController,
+        WoundPhotoController,
+        WoundRoutingController,
+    ]

@@ -233,3 +233,16 @@ LIMIT %(limit)s;
 SELECT ph.id, ph.case_id, c.patient_id, ph.original_sha256, ph.format, ph.mime, ph.thumb_sizes
 FROM wound_photos ph JOIN wound_cases c ON c.id = ph.case_id
 WHERE ph.id = %(id)s;
+
+-- name: wounds_of_patient
+SELECT w.id, w.wound_type, w.body_location, w.laterality, w.location_detail, w.onset,
+       w.created_at, count(c.id) AS case_count,
+       (array_agg(c.id ORDER BY c.submitted_at DESC))[1] AS last_case_id,
+       max(c.submitted_at) AS last_submitted_at,
+       (array_agg(c.state ORDER BY c.submitted_at DESC))[1] AS last_state,
+       (array_agg(c.area_cm2 ORDER BY c.submitted_at DESC))[1] AS last_area_cm2
+FROM wounds w
+LEFT JOIN wound_cases c ON c.wound_id = w.id
+WHERE w.patient_id = %(patient_id)s
+GROUP BY w.id
+ORDER BY w.created_at, w.id;

@@ -981,6 +981,27 @@ async def get_case(conn: AsyncConnection, actor: Actor, case_id: uuid.UUID) -> W
     )
 
 
+class WoundSummary(WoundOut, kw_only=True):
+    case_count: int
+    last_case_id: uuid.UUID | None
+    last_submitted_at: datetime | None
+    last_state: str | None
+    last_area_cm2: float | None
+
+
+async def list_wounds(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+) -> list[WoundSummary]:
+    """A patient's wounds with their latest case: what a nurse picks from for a new case."""
+    require_role(actor, ["nurse", "specialist"])
+    async with conn.transaction():
+        await require_patient(conn, actor, patient_id)
+        cur = await conn.execute(Q.wounds_of_patient, {"patient_id": patient_id})
+        rows = await cur.fetchall()
+        await audit.record(conn, actor, "list", patient_id=patient_id, object_type="wound")
+    return msgspec.convert(rows, list[WoundSummary])
+
+
 QUEUE_STATES: Final = {
     "open": ("submitted", "awaiting_specialist", "awaiting_nurse", "answered"),
     "all": ("submitted", "awaiting_specialist", "awaiting_nurse", "answered", "closed"),
