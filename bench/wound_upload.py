@@ -1,7 +1,7 @@
 """Wound-photo upload through the real HTTP server: a 12-megapixel phone JPEG (about 4 MB with
 EXIF and GPS) per case, sent by real HTTP clients to uvicorn in its own process.
 
-    .venv/bin/python bench/wound_upload.py [--uploads 40] [--clients 2,4]
+    .venv/bin/python bench/wound_upload.py [--uploads 60] [--clients 2,4] [--per-client 12]
 
 Runs against the TEST services instance (.dev/test, PostgreSQL on 55442), in a fresh database
 made from the migrations and dropped afterwards, with its own media folder in a temporary
@@ -260,7 +260,7 @@ def commit() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--uploads", type=int, default=40, help="sequential uploads measured")
+    parser.add_argument("--uploads", type=int, default=60, help="sequential uploads measured")
     parser.add_argument("--clients", default="2,4", help="concurrent client counts")
     parser.add_argument("--per-client", type=int, default=12)
     parser.add_argument("--output", type=Path, default=RESULT)
