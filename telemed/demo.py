@@ -203,6 +203,8 @@ def sign_in_text(base_url: str) -> str:
         lines.append(f"  {username:<12} {role:<10} {full_name} — {ORGANISATIONS[org][0]}")
     lines += [
         "",
+        f"  console:   {base_url}/console   (specialists: alerts live, the waiting wound case)",
+        f"  nurse:     {base_url}/nurse     (phone-sized: wound cases, readings)",
         f"  API docs:  {base_url}/schema/swagger",
         f"  token:     curl -s -X POST {base_url}/api/v1/auth/token "
         f"-H 'content-type: application/json' "
