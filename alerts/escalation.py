@@ -164,6 +164,15 @@ async def _announce(
         "escalated_at": now.isoformat(),
     }
     orgs = [target, routed] if target else [routed]
+    if target:
+        # The team the alert escalates to must be able to open the patient it is told about.
+        await conn.execute(
+            "INSERT INTO care_relations (patient_id, organisation_id, relation) "
+            "VALUES (%s, %s, 'consulted') "
+            "ON CONFLICT (patient_id, organisation_id, relation) WHERE ended_at IS NULL "
+            "DO NOTHING",
+            (row["patient_id"], target),
+        )
     outbox_id = await outbox.enqueue(
         conn, "alert.escalated", payload, organisation_ids=orgs, patient_id=row["patient_id"]
     )

@@ -160,6 +160,12 @@ def test_red_alert_escalates_along_the_chain_until_acknowledged(
     assert events[1]["payload"]["pseudonym"] == pseudonym.fetchone()["pseudonym"]
     row = own_db.execute("SELECT * FROM alerts WHERE id = %s", (alert,)).fetchone()
     assert row["escalation_level"] == 2 and row["escalated_at"] == t0 + timedelta(minutes=60)
+    consulted = own_db.execute(
+        "SELECT organisation_id FROM care_relations WHERE patient_id = %s "
+        "AND relation = 'consulted' AND ended_at IS NULL",
+        (patient,),
+    ).fetchall()
+    assert {c["organisation_id"] for c in consulted} == {on_call, region}
 
     own_db.execute(
         "UPDATE alerts SET state = 'acknowledged', acknowledged_at = %s WHERE id = %s",

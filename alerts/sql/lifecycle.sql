@@ -31,8 +31,7 @@ WITH u AS (
         severity_changed_at = CASE WHEN u.upgraded THEN %(now)s ELSE a.severity_changed_at END,
         -- A red breach on an acknowledged yellow alert needs a clinician again: it re-opens, so
         -- the red acknowledgement deadline (and escalation) runs from the upgrade.
-        state = CASE WHEN u.upgraded THEN 'open' ELSE a.state END,
-        escalation_level = CASE WHEN u.upgraded THEN 0 ELSE a.escalation_level END
+        state = CASE WHEN u.upgraded THEN 'open' ELSE a.state END
     FROM u
     WHERE a.id = u.id
     RETURNING a.*
