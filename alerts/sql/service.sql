@@ -16,19 +16,9 @@ WITH held AS (
     UNION
     SELECT a.id FROM alerts a JOIN held h ON h.patient_id = a.patient_id
 )
-SELECT a.*, p.pseudonym, p.name AS patient_name, o.name AS organisation,
-       cur.organisation_id AS holder_id, ack.full_name AS acknowledged_by_name,
-       res.full_name AS resolved_by_name
-FROM alerts a
+SELECT a.*
+FROM alert_details a
 JOIN visible v ON v.id = a.id
-JOIN patients p ON p.id = a.patient_id
-LEFT JOIN organisations o ON o.id = a.organisation_id
-LEFT JOIN users ack ON ack.id = a.acknowledged_by
-LEFT JOIN users res ON res.id = a.resolved_by
-LEFT JOIN LATERAL (
-    SELECT organisation_id FROM responsibility r
-    WHERE r.patient_id = a.patient_id AND r.since <= now() ORDER BY r.since DESC LIMIT 1
-) cur ON true
 WHERE a.state = ANY(%(states)s)
   AND (%(severity)s::text IS NULL OR a.severity = %(severity)s)
   AND (%(program)s::text IS NULL OR a.program = %(program)s)
@@ -36,35 +26,15 @@ ORDER BY (a.severity = 'red') DESC, a.last_measured_at DESC, a.id DESC
 LIMIT %(limit)s;
 
 -- name: patient_alerts
-SELECT a.*, p.pseudonym, p.name AS patient_name, o.name AS organisation,
-       cur.organisation_id AS holder_id, ack.full_name AS acknowledged_by_name,
-       res.full_name AS resolved_by_name
-FROM alerts a
-JOIN patients p ON p.id = a.patient_id
-LEFT JOIN organisations o ON o.id = a.organisation_id
-LEFT JOIN users ack ON ack.id = a.acknowledged_by
-LEFT JOIN users res ON res.id = a.resolved_by
-LEFT JOIN LATERAL (
-    SELECT organisation_id FROM responsibility r
-    WHERE r.patient_id = a.patient_id AND r.since <= now() ORDER BY r.since DESC LIMIT 1
-) cur ON true
+SELECT a.*
+FROM alert_details a
 WHERE a.patient_id = %(patient_id)s AND a.state = ANY(%(states)s)
 ORDER BY a.last_measured_at DESC, a.id DESC
 LIMIT %(limit)s;
 
 -- name: get_alert
-SELECT a.*, p.pseudonym, p.name AS patient_name, o.name AS organisation,
-       cur.organisation_id AS holder_id, ack.full_name AS acknowledged_by_name,
-       res.full_name AS resolved_by_name
-FROM alerts a
-JOIN patients p ON p.id = a.patient_id
-LEFT JOIN organisations o ON o.id = a.organisation_id
-LEFT JOIN users ack ON ack.id = a.acknowledged_by
-LEFT JOIN users res ON res.id = a.resolved_by
-LEFT JOIN LATERAL (
-    SELECT organisation_id FROM responsibility r
-    WHERE r.patient_id = a.patient_id AND r.since <= now() ORDER BY r.since DESC LIMIT 1
-) cur ON true
+SELECT a.*
+FROM alert_details a
 WHERE a.id = %(id)s;
 
 -- name: readings_around
