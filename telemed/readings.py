@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -99,6 +100,21 @@ class StoredReading(msgspec.Struct, frozen=True, kw_only=True):
     message_id: str
 
 
+class UnknownReference(psycopg.errors.ForeignKeyViolation):
+    """A reading names a patient, device or user that does not exist (or a device of another
+    patient); the batch is refused as a foreign key would refuse it (SQLSTATE 23503)."""
+
+
+def _reference_problem(row: dict) -> str:
+    if row["no_patient"]:
+        return f"patient {row['patient_id']} does not exist"
+    if row["no_device"]:
+        return f"device {row['device_id']} does not exist"
+    if row["other_patient"]:
+        return f"device {row['device_id']} belongs to another patient than {row['patient_id']}"
+    return f"user {row['entered_by']} does not exist"
+
+
 Hook = Callable[[AsyncConnection, list[StoredReading]], Awaitable[None]]
 
 
@@ -124,6 +140,13 @@ async def store(
             copy.set_types(_COPY_TYPES)
             for row in rows:
                 await copy.write_row(row.as_tuple())
+        await cur.execute(Q.unknown_references)
+        if bad := await cur.fetchall():
+            await cur.execute("DELETE FROM readings_staging")
+            problems = "; ".join(
+                f"reading {r['origin']}/{r['message_id']}: {_reference_problem(r)}" for r in bad
+            )
+            raise UnknownReference(f"refers to what does not exist: {problems}")
         await cur.execute(Q.insert_from_staging)
         inserted = await cur.fetchall()
         await cur.execute("DELETE FROM readings_staging")

@@ -9,6 +9,23 @@ CREATE TEMP TABLE IF NOT EXISTS readings_staging (
 COPY readings_staging (measured_at, patient_id, metric, value, unit, comparator, source, origin,
                        device_id, entered_by, message_id, detail) FROM STDIN (FORMAT BINARY);
 
+-- name: unknown_references
+-- The batch's rows whose patient, device (of that patient) or entering user does not exist:
+-- the check that stands for the foreign keys (migration 0008). One hash join per batch.
+SELECT s.message_id, s.origin, s.patient_id, s.device_id, s.entered_by,
+       p.id IS NULL AS no_patient,
+       s.device_id IS NOT NULL AND d.id IS NULL AS no_device,
+       d.patient_id IS DISTINCT FROM s.patient_id AND d.id IS NOT NULL AS other_patient,
+       s.entered_by IS NOT NULL AND u.id IS NULL AS no_user
+FROM readings_staging s
+LEFT JOIN patients p ON p.id = s.patient_id
+LEFT JOIN devices d ON d.id = s.device_id
+LEFT JOIN users u ON u.id = s.entered_by
+WHERE p.id IS NULL
+   OR (s.device_id IS NOT NULL AND (d.id IS NULL OR d.patient_id <> s.patient_id))
+   OR (s.entered_by IS NOT NULL AND u.id IS NULL)
+LIMIT 3;
+
 -- name: insert_from_staging
 -- DISTINCT ON: the same message twice in one batch would otherwise make ON CONFLICT fail
 -- ("cannot affect row a second time").
