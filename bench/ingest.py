@@ -133,7 +133,12 @@ class Run:
             target=common.publish_in_child, args=(theirs, msgspec.msgpack.encode(job))
         )
         child.start()
-        result = msgspec.msgpack.decode(ours.recv_bytes(), type=PublishResult)
+        theirs.close()  # so that a publisher that dies ends recv_bytes with EOFError
+        try:
+            result = msgspec.msgpack.decode(ours.recv_bytes(), type=PublishResult)
+        except EOFError:
+            child.join()
+            raise RuntimeError(f"{phase}: the publisher died (exit {child.exitcode})") from None
         child.join()
         if result.acked < count:
             raise RuntimeError(f"{phase}: the broker acknowledged {result.acked} of {count}")
@@ -166,6 +171,24 @@ class Run:
         )
         seen = self.listener.commits.get(table, {})
         return sorted((seen[r["rx"]], r["n"], r["mid"]) for r in rows if r["rx"] in seen)
+
+    def transactions(self, table: str, phase: str) -> dict:
+        """How many inserting transactions the phase took, their rows, and how long each ran
+        from its start (received_at, now() of the transaction) to its commit being seen."""
+        rows = self.sql(
+            f"SELECT (extract(epoch FROM received_at) * 1000000)::bigint AS rx, count(*) AS n"
+            f" FROM {table} WHERE message_id LIKE %s GROUP BY rx",
+            (f"{phase}-%",),
+        )
+        seen = self.listener.commits.get(table, {})
+        took = [(seen[r["rx"]] - r["rx"] / 1e6) * 1000 for r in rows if r["rx"] in seen]
+        sizes = [r["n"] for r in rows]
+        return {
+            "count": len(rows),
+            "rows_p50": percentile(sizes, 50),
+            "rows_max": max(sizes, default=None),
+            "ms": {**stats(took), "max": _round(max(took, default=None))},
+        }
 
     def latencies(self, phase: str, result: PublishResult) -> tuple[list[float], int]:
         """Publish -> commit in ms for every message of the phase; and how many had no commit."""
@@ -249,6 +272,7 @@ def paced(run: Run, phase: str, rate: float, shape: str, seconds: float) -> dict
     time.sleep(0.5)
     commit, missing = run.latencies(phase, result)
     alerts = run.alert_latencies(result)
+    txns = run.transactions("readings", phase)
     return {
         "messages": count,
         "readings": result.readings,
@@ -260,6 +284,7 @@ def paced(run: Run, phase: str, rate: float, shape: str, seconds: float) -> dict
         "breaches_sent": len(result.breaches),
         "alerts_raised": len(alerts),
         "alert_ms": stats(alerts),
+        "transactions": txns,
         "_commit": commit,
         "_alerts": alerts,
     }
