@@ -239,7 +239,10 @@ def to_canonical(metric: Metric | str, value: float, unit: str) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise NotFinite(value)
-    alias = m.alias(unit.strip())
+    unit = unit.strip()
+    if unit == m.unit:
+        return value
+    alias = m.alias(unit)
     if alias is None:
         raise UnsupportedUnit(m, unit)
     if alias.is_identity:
@@ -270,6 +273,8 @@ def canonical_value(metric: Metric | str, value: float, unit: str) -> float:
     """Convert to the canonical unit and check the plausible range; raises a MetricError."""
     m = metric if isinstance(metric, Metric) else get_metric(metric)
     canonical = to_canonical(m, value, unit)
+    if m.low <= canonical <= m.high and (not m.whole_numbers or canonical.is_integer()):
+        return canonical  # plausible: no message to spell
     shown = f"{fmt_number(float(value))} {unit}"
     if unit.strip() != m.unit:
         shown += f" (= {fmt_number(canonical)} {m.unit})"

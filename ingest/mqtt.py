@@ -53,7 +53,10 @@ class Subscriber:
         self.fatal: str | None = None
         self._stopping = False
         paho_fast.install()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client = paho_fast.LeanClient(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        client.lean_deliver = self._publish
         client.username_pw_set(settings.ingest_username, settings.ingest_password)
         client.manual_ack_set(True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -79,18 +82,27 @@ class Subscriber:
 
     # --- paho's thread ----------------------------------------------------------------------
 
-    def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _publish(
+        self, mid: int, qos: int, topic: str, payload: bytes, properties: Properties | None
+    ) -> None:
         try:
-            content_type = getattr(msg.properties, "ContentType", None)
+            content_type = getattr(properties, "ContentType", None)
             if content_type is not None:
                 # Goes to a text column: no NUL, and a sane length.
                 content_type = content_type.replace("\x00", "")[:200]
-            self._deliver(
-                Incoming(msg.mid, msg.qos, msg.topic, msg.payload, content_type, self.generation)
-            )
+            self._deliver(Incoming(mid, qos, topic, payload, content_type, self.generation))
         except Exception:
             # Unacknowledged, so the broker redelivers it after a reconnect: nothing is lost.
-            log.exception("could not take a message: %r", bytes(msg.payload[:200]))
+            log.exception("could not take a message: %r", bytes(payload[:200]))
+
+    def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # What paho delivers itself (paho_fast.LeanClient passes it on): the same hand-over.
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # Mosquitto refuses such topics; kept unacknowledged
+            log.error("a message on a topic that is not UTF-8: %r", msg._topic[:120])
+            return
+        self._publish(msg.mid, msg.qos, topic, msg.payload, msg.properties)
 
     def _connected(
         self,

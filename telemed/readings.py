@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.rows import args_row
 from psycopg.types.json import Jsonb
 
 from telemed import plugins
@@ -85,8 +86,9 @@ class ReadingRow(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class StoredReading(msgspec.Struct, frozen=True, kw_only=True):
-    """A reading that this transaction inserted (not a duplicate)."""
+class StoredReading(msgspec.Struct, frozen=True):
+    """A reading that this transaction inserted (not a duplicate); the fields in the order of
+    insert_from_staging's RETURNING, which builds them from its row tuples."""
 
     measured_at: datetime
     received_at: datetime
@@ -144,13 +146,14 @@ async def store(
         if bad := await cur.fetchall():
             await cur.execute("DELETE FROM readings_staging")
             problems = "; ".join(
-                f"reading {r['origin']}/{r['message_id']}: {_reference_problem(r)}" for r in bad
+                f"reading {r['origin']}/{r['message_id']}/{r['metric']}: {_reference_problem(r)}"
+                for r in bad
             )
             raise UnknownReference(f"refers to what does not exist: {problems}")
-        await cur.execute(Q.insert_from_staging)
-        inserted = await cur.fetchall()
+        async with conn.cursor(row_factory=args_row(StoredReading)) as returning:
+            await returning.execute(Q.insert_from_staging)
+            stored = await returning.fetchall()
         await cur.execute("DELETE FROM readings_staging")
-    stored = [StoredReading(**r) for r in inserted]
     if run_hooks and stored:
         for hook in reading_hooks():
             await hook(conn, stored)

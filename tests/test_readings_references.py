@@ -38,7 +38,9 @@ def test_a_batch_naming_an_unknown_patient_is_refused_whole(db_dsn, db, care):
     ghost = uuid.uuid4()
     rows = [row(care.patient, "spo2", 95, ago(hours=2), care.nurse.id),
             row(ghost, "spo2", 95, ago(hours=1), care.nurse.id, message_id="ghost-1")]  # fmt: skip
-    with pytest.raises(UnknownReference, match=f"ghost-1: patient {ghost} does not exist") as exc:
+    with pytest.raises(
+        UnknownReference, match=f"ghost-1/spo2: patient {ghost} does not exist"
+    ) as exc:
         store(db_dsn, rows)
     assert exc.value.sqlstate == "23503"  # what the writer sorts as a refusal of content
     assert _count(db, care.patient) == 0

@@ -12,7 +12,7 @@ COPY readings_staging (measured_at, patient_id, metric, value, unit, comparator,
 -- name: unknown_references
 -- The batch's rows whose patient, device (of that patient) or entering user does not exist:
 -- the check that stands for the foreign keys (migration 0008). One hash join per batch.
-SELECT s.message_id, s.origin, s.patient_id, s.device_id, s.entered_by,
+SELECT s.message_id, s.origin, s.metric, s.patient_id, s.device_id, s.entered_by,
        p.id IS NULL AS no_patient,
        s.device_id IS NOT NULL AND d.id IS NULL AS no_device,
        d.patient_id IS DISTINCT FROM s.patient_id AND d.id IS NOT NULL AS other_patient,
