@@ -1,8 +1,9 @@
 """Rule evaluation on the ingest path, inside the transaction that stores the readings.
 
 `after_readings` is the reading hook (entry point `telemed.reading_hooks: alerts`). Per batch it
-makes a fixed number of round trips, however many readings and patients: one for the patients'
-enrollments and overrides, one for the bounded history the rules need (alerts.rules
+makes a fixed number of round trips, however many readings and patients: one for the planner
+settings and the rule context version, one for the enrollments and overrides of patients whose
+rule context is not already kept (ContextCache), one for the bounded history the rules need (alerts.rules
 HistoryNeed, computed per reading in SQL, the baseline median included), and the few of
 `alerts.lifecycle.upsert_breaches`. The decisions are the pure functions' of alerts.checks.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
 
 from alerts.checks import Baseline, evaluate
 from alerts.defaults import (
@@ -118,10 +120,49 @@ def rule_sets(
     return found
 
 
-async def _contexts(
+Context = list[tuple[Enrollment, RuleSet]]
+
+
+class ContextCache:
+    """The rule contexts (enrollments with their rule sets) of the patients seen, kept while the
+    database's rule context version (migration 0023) stays the same, per database.
+
+    The version is read in the ingest transaction before any context is used, and a change to
+    enrollments or overrides moves it in its own transaction: a context loaded under a version
+    is at least as new as that version, and the batch after a change loads afresh."""
+
+    def __init__(self, max_patients: int = 100_000) -> None:
+        self.max_patients = max_patients
+        self._key: tuple | None = None
+        self._entries: dict[uuid.UUID, Context] = {}
+
+    def _for(self, conn: AsyncConnection, version: int) -> dict[uuid.UUID, Context]:
+        info = conn.info
+        key = (info.host, info.port, info.dbname, version)
+        if key != self._key or len(self._entries) > self.max_patients:
+            self._key, self._entries = key, {}
+        return self._entries
+
+    async def get(
+        self, conn: AsyncConnection, version: int, patient_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, Context]:
+        entries = self._for(conn, version)
+        missing = [p for p in patient_ids if p not in entries]
+        if missing:
+            loaded = await _load_contexts(conn, missing)
+            for patient_id in missing:
+                entries[patient_id] = loaded.get(patient_id, [])
+        return entries
+
+
+CONTEXTS = ContextCache()
+
+
+async def _load_contexts(
     conn: AsyncConnection, patient_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[Enrollment, RuleSet]]]:
-    cur = await conn.execute(Q.context, {"patient_ids": patient_ids})
+) -> dict[uuid.UUID, Context]:
+    literal = "{" + ",".join(map(str, patient_ids)) + "}"
+    cur = await conn.execute(Q.context, {"patient_ids": literal})
     contexts = {}
     for row in await cur.fetchall():
         enrollments = _ENROLLMENTS.decode(row["enrollments"])
@@ -139,9 +180,7 @@ class _Job(msgspec.Struct):
     baseline: Baseline | None = None
 
 
-def _jobs(
-    stored: Sequence[StoredReading], contexts: dict[uuid.UUID, list[tuple[Enrollment, RuleSet]]]
-) -> list[_Job]:
+def _jobs(stored: Sequence[StoredReading], contexts: dict[uuid.UUID, Context]) -> list[_Job]:
     jobs: list[_Job] = []
     for reading in stored:
         day = reading.measured_at.astimezone(LOCAL_TZ).date()
@@ -200,16 +239,19 @@ async def _load_history(conn: AsyncConnection, jobs: Sequence[_Job]) -> None:
         )
         for i, job in wanted
     ]
-    cur = await conn.execute(Q.history, {"lookups": msgspec.json.encode(lookups).decode()})
+    params = {"lookups": msgspec.json.encode(lookups).decode()}
     found: dict[int, dict[tuple, Obs]] = {}
-    for row in await cur.fetchall():
-        job = jobs[row["idx"]]
-        if row["part"] == "baseline":
-            if row["n"]:
-                job.baseline = Baseline(row["value"], row["n"])
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q.history, params)
+        rows = await cur.fetchall()
+    for idx, part, value, measured_at, comparator, n in rows:
+        job = jobs[idx]
+        if part == "baseline":
+            if n:
+                job.baseline = Baseline(value, n)
             continue
-        obs = Obs(job.reading.metric, row["value"], row["measured_at"], row["comparator"])
-        found.setdefault(row["idx"], {})[(obs.value, obs.measured_at, obs.comparator)] = obs
+        key = (value, measured_at, comparator)
+        found.setdefault(idx, {})[key] = Obs(job.reading.metric, value, measured_at, comparator)
     for idx, history in found.items():
         jobs[idx].history = list(history.values())
 
@@ -230,9 +272,10 @@ async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> 
     transaction."""
     if not stored:
         return
-    await conn.execute(Q.planner_settings)
+    cur = await conn.execute(Q.planner_settings)
+    version = (await cur.fetchone())["rule_context_version"]
     patient_ids = list(dict.fromkeys(r.patient_id for r in stored))
-    jobs = _jobs(stored, await _contexts(conn, patient_ids))
+    jobs = _jobs(stored, await CONTEXTS.get(conn, version, patient_ids))
     if not jobs:
         return
     await _load_history(conn, jobs)

@@ -228,7 +228,7 @@ def test_the_hook_decides_as_the_pure_rules_on_the_full_history(db_dsn, db, care
         from telemed.readings import StoredReading
 
         stored = [StoredReading(**r) for r in await cur.fetchall()]
-        jobs = hooks._jobs(stored, await hooks._contexts(conn, [p]))
+        jobs = hooks._jobs(stored, await hooks._load_contexts(conn, [p]))
         await hooks._load_history(conn, jobs)
         return jobs
 

@@ -235,3 +235,21 @@ def test_an_override_that_no_longer_fits_leaves_its_rule_at_the_default(
     assert (high["value"], high["source"]) == (4.5, "default")
     store(db_dsn, [row(patient, "inr", 4.0, ago(hours=1), care.nurse.id)])
     assert alert_by_rule(db, patient, "inr:range") is None  # in 3.5-4.5, the default range
+
+
+def test_the_next_batch_after_a_change_is_judged_by_it_though_the_context_was_kept(
+    client, db_dsn, db, care
+):
+    """The ingest hook keeps rule contexts between batches (alerts.hooks.ContextCache): an
+    override or an enrollment change must still decide the very next batch."""
+    n, p = care.nurse.id, care.patient
+    store(db_dsn, [row(p, "spo2", 96, ago(hours=6), n)])  # the context is now kept
+    r = put(client, care.specialist, p, [*ch("absolute:spo2", "yellow_low", 97),
+                                         *ch("absolute:spo2", "red_low", 95)])  # fmt: skip
+    assert r.status_code == 200, r.text
+    store(db_dsn, [row(p, "spo2", 94, ago(hours=5), n)])
+    alert = alert_by_rule(db, p, "absolute:spo2")
+    assert alert is not None and alert["severity"] == "red"
+    db.execute("UPDATE enrollments SET end_date = current_date - 20 WHERE patient_id = %s", (p,))
+    store(db_dsn, [row(p, "resp_rate", 35, ago(hours=4), n)])  # red, if anything judged it
+    assert alert_by_rule(db, p, "absolute:resp_rate") is None

@@ -2,8 +2,10 @@
 -- For the rest of the ingest transaction only. The per-reading lookups below are many small
 -- index scans: compiling them (JIT) costs seconds where running them costs milliseconds, and
 -- TimescaleDB's chunk exclusion at run time costs more per lookup than the scans it saves.
+-- With the version of the rule contexts (migration 0023), in the same round trip.
 SELECT set_config('jit', 'off', true),
-       set_config('timescaledb.enable_runtime_exclusion', 'off', true);
+       set_config('timescaledb.enable_runtime_exclusion', 'off', true),
+       (SELECT version FROM rule_context_version) AS rule_context_version;
 
 -- name: context
 -- Per patient of a batch: enrollments and the overrides in force (latest row per rule and field,
@@ -28,7 +30,8 @@ SELECT p.id AS patient_id,
            WHERE NOT o.reset
        ), '[]')::text AS overrides
 FROM patients p
-WHERE p.id = ANY(%(patient_ids)s::uuid[]);
+-- The ids come as one array literal: psycopg builds array parameters element by element.
+WHERE p.id = ANY(%(patient_ids)s::text::uuid[]);
 
 -- name: history
 -- For each reading that its rules need history for, the bounded history of alerts.rules
