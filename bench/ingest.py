@@ -259,12 +259,18 @@ def warm_up(run: Run, table: str, phase: str) -> None:
         raise RuntimeError(f"{table}: the consumer stored fewer than {n} warm-up messages")
 
 
-def paced(run: Run, phase: str, rate: float, shape: str, seconds: float) -> dict:
+def paced(
+    run: Run, phase: str, rate: float, shape: str, seconds: float, consumers: list[int]
+) -> dict:
     run.reset_alerts()
     count = round(rate * seconds)
+    cpu_before = common.cpu_seconds(consumers)
     # About ten breaches a second, each on a (patient, metric) without an open alert.
     _job, result = run.publish(phase, count, rate, shape, breach_every=max(1, round(rate / 10)))
     got = run.wait_rows("readings", phase, result.readings, 60)
+    cpu = common.cpu_seconds(consumers)
+    # From the first send to the last commit (wait_rows waited a quiet second after it).
+    busy_s = max(run.listener.commits.get("readings", {}).values(), default=0.0) - result.began
     if got < result.readings:
         raise RuntimeError(
             f"{phase}: ingest stored {got} of {result.readings} readings (logs: {LOGS})"
@@ -285,6 +291,10 @@ def paced(run: Run, phase: str, rate: float, shape: str, seconds: float) -> dict
         "alerts_raised": len(alerts),
         "alert_ms": stats(alerts),
         "transactions": txns,
+        # Cores used from the first send to the last commit; the publisher is not counted.
+        "cores_used": {k: round((cpu[k] - cpu_before[k]) / busy_s, 2) for k in cpu}
+        if busy_s > 0
+        else None,
         "_commit": commit,
         "_alerts": alerts,
     }
@@ -399,8 +409,9 @@ def measure_ingest(run: Run, args: argparse.Namespace, out: dict) -> None:
     workers = run.start_workers(args.workers)
     warm_up(run, "readings", "w0")
     if "paced" in args.only:
-        out["paced_5k"] = paced(run, "p5k", 5000, "single", args.seconds)
-        out["paced_10k"] = paced(run, "p10k", 10000 / KIT_READINGS, "kit", args.seconds)
+        pids = [p.pid for p in workers]
+        out["paced_5k"] = paced(run, "p5k", 5000, "single", args.seconds, pids)
+        out["paced_10k"] = paced(run, "p10k", 10000 / KIT_READINGS, "kit", args.seconds, pids)
     if "sustained" in args.only:
         out["sustained"] = sustained(run, args.sustained_offer, max(3.0, args.seconds * 2 / 3))
         # Drop the phase's backlog with the sessions, then subscribe afresh.
@@ -529,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--workers", type=int, default=2, help="ingest workers on the shared subscription"
     )
-    p.add_argument("--devices", type=int, help="provisioned devices (default 200; quick 40)")
+    p.add_argument("--devices", type=int, help="provisioned devices (default 2000; quick 200)")
     p.add_argument("--seconds", type=float, help="length of a paced phase (default 15; quick 3)")
     p.add_argument("--drain", type=int, help="messages per drain (default 200000; quick 20000)")
     p.add_argument("--sustained-offer", type=float, default=20000, help="readings/s offered")
@@ -543,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--output", type=Path, help=f"default {RESULTS} (quick: under {LOGS})")
     args = p.parse_args(argv)
-    args.devices = args.devices or (40 if args.quick else 200)
+    args.devices = args.devices or (200 if args.quick else 2000)
     args.seconds = args.seconds or (3.0 if args.quick else 15.0)
     args.drain = args.drain or (20000 if args.quick else 200000)
     result = report(args, measure(args))
