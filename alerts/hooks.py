@@ -3,9 +3,9 @@
 `after_readings` is the reading hook (entry point `telemed.reading_hooks: alerts`). Per batch it
 makes a fixed number of round trips, however many readings and patients: one for the planner
 settings and the rule context version, one for the enrollments and overrides of patients whose
-rule context is not already kept (ContextCache), one for the bounded history the rules need (alerts.rules
-HistoryNeed, computed per reading in SQL, the baseline median included), and the few of
-`alerts.lifecycle.upsert_breaches`. The decisions are the pure functions' of alerts.checks.
+rule context is not already kept (ContextCache), one for the bounded history the rules need
+(alerts.rules HistoryNeed, computed per reading in SQL, the baseline median included), and the
+few of `alerts.lifecycle.upsert_breaches`. The decisions are the pure functions' of alerts.checks.
 
 The readings of the batch are already in the table when the hook runs, so readings of one
 patient and metric evaluated together see each other by measured time, and a late reading is
