@@ -15,6 +15,14 @@ own code (property unpacking and validation):
   to it instead, as (mid, qos, topic, payload, properties). Anything else, and any packet this
   parse does not take (a malformed one, a topic that is not UTF-8), goes paho's way, so paho's
   errors stay paho's. The worker acknowledges by hand, so no PUBACK is sent here.
+
+  paho also reads one packet per wake-up of its network loop (`loop_read` ignores its
+  `max_packets`), each with a `recv` for the first byte, one per byte of the length and one for
+  the rest: a `select` and three or four system calls per message. `LeanClient` reads the
+  socket 64 KiB at a time into a buffer that `_sock_recv` serves from, and `loop_read` handles
+  packets until both the buffer and the socket are empty, so that the loop's next `select`
+  never waits while a received packet is still in the buffer. The broker cannot send more than
+  the Receive Maximum of unacknowledged messages, which bounds one call.
 """
 
 from __future__ import annotations
@@ -86,8 +94,37 @@ def parse_publish(header: int, packet: bytes) -> tuple[int, int, bytes, Properti
 Deliver = Callable[[int, int, str, bytes, Properties], None]
 
 
+_READ_SIZE = 65536
+
+
 class LeanClient(mqtt.Client):
     lean_deliver: Deliver | None = None
+    _rbuf: bytes = b""
+    _rpos: int = 0
+    _rsock: object = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rsock is not self._sock:  # a new connection: nothing buffered is of it
+            self._rsock, self._rbuf, self._rpos = self._sock, b"", 0
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(_READ_SIZE)  # BlockingIOError when there is nothing
+            if not data:
+                return data  # the broker closed the connection
+            self._rbuf, self._rpos = data, 0
+        end = self._rpos + bufsize
+        chunk = self._rbuf[self._rpos : end]
+        self._rpos = end
+        return chunk
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        while True:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_publish(self) -> MQTTErrorCode:
         deliver = self.lean_deliver
