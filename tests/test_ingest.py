@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import paho.mqtt._packet as paho_packet
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -236,6 +237,50 @@ def test_the_lean_publish_parse_reads_what_paho_reads(
         assert (qos_, mid_, topic_, payload_) == (theirs.qos, theirs.mid, theirs.topic,
                                                   theirs.payload)  # fmt: skip
         assert props_.json() == theirs.properties.json()
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, byte = divmod(n, 128)
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@given(
+    st.lists(st.binary(max_size=3000), min_size=1, max_size=40),
+    st.lists(st.integers(1, 9000), min_size=1, max_size=20),
+)
+def test_the_buffered_socket_read_delivers_every_packet_whatever_the_split(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    """LeanClient reads 64 KiB at a time and handles every packet it holds: packets arriving in
+    any pieces all come out, in order, and a read leaves nothing in the buffer."""
+    client = paho_fast.LeanClient(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    got: list[tuple[int, str, bytes]] = []
+    client.lean_deliver = lambda mid, qos, topic, payload, props: got.append((mid, topic, payload))
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = ours  # the socket paho's loop would have connected
+    wire = b""
+    for mid, payload in enumerate(payloads, start=1):
+        body = _publish_packet(b"telemed/v1/devices/d-1/readings", 1, mid,
+                               Properties(PacketTypes.PUBLISH), payload)  # fmt: skip
+        wire += bytes([0x32]) + _remaining_length(len(body)) + body
+    try:
+        at, i = 0, 0
+        while at < len(wire):
+            piece = wire[at : at + cuts[i % len(cuts)]]
+            broker.sendall(piece)
+            at, i = at + len(piece), i + 1
+            assert client.loop_read() == 0
+            assert client._rpos >= len(client._rbuf)  # the next select may wait safely
+    finally:
+        ours.close()
+        broker.close()
+    assert got == [(mid, "telemed/v1/devices/d-1/readings", payload)
+                   for mid, payload in enumerate(payloads, start=1)]  # fmt: skip
 
 
 # --- batch building, without broker or database ---------------------------------------------
