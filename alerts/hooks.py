@@ -35,7 +35,17 @@ from alerts.defaults import (
     effective_per_rule,
 )
 from alerts.lifecycle import BreachItem, upsert_breaches
-from alerts.rules import BaselineRule, HistoryNeed, MissedRule, Obs, Rule, history_needs
+from alerts.rules import (
+    AbsoluteRule,
+    BaselineRule,
+    HistoryNeed,
+    MissedRule,
+    Obs,
+    Rule,
+    classify,
+    history_need,
+    history_needs,
+)
 from alerts.schedule import LOCAL_TZ
 from telemed.db import Queries
 from telemed.readings import StoredReading
@@ -56,11 +66,20 @@ class Enrollment(msgspec.Struct, frozen=True):
 
 class RuleSet(msgspec.Struct, frozen=True):
     """One program's active per-reading rules for a patient, by metric, and what history they
-    need."""
+    need: `needs` for every reading of the metric, `banded` only for a reading inside the bands
+    of that sustained absolute rule (outside them the rule decides without history)."""
 
     program: str
     by_metric: dict[str, tuple[Rule, ...]]
     needs: dict[str, HistoryNeed]
+    banded: dict[str, tuple[tuple[AbsoluteRule, HistoryNeed], ...]] = {}
+
+    def need(self, metric: str, value: float) -> HistoryNeed:
+        need = self.needs.get(metric, _NO_NEED)
+        for rule, extra in self.banded.get(metric, ()):
+            if classify(rule.bands, value) is not None:
+                need = need.merge(extra)
+        return need
 
 
 _ENROLLMENTS = msgspec.json.Decoder(list[Enrollment])
@@ -83,7 +102,17 @@ def rule_set(program: str, rules: Sequence[Rule]) -> RuleSet:
     by_metric: dict[str, list[Rule]] = {}
     for rule in per_reading:
         by_metric.setdefault(rule.metric, []).append(rule)
-    return RuleSet(program, {m: tuple(r) for m, r in by_metric.items()}, history_needs(per_reading))
+    # check_absolute returns before it looks at history when the value is in no band.
+    sustained = [r for r in per_reading if isinstance(r, AbsoluteRule) and r.sustain is not None]
+    banded: dict[str, list[tuple[AbsoluteRule, HistoryNeed]]] = {}
+    for rule in sustained:
+        banded.setdefault(rule.metric, []).append((rule, history_need(rule)))
+    return RuleSet(
+        program,
+        {m: tuple(r) for m, r in by_metric.items()},
+        history_needs([r for r in per_reading if not any(r is s for s in sustained)]),
+        {m: tuple(pairs) for m, pairs in banded.items()},
+    )
 
 
 @cache
@@ -191,16 +220,16 @@ def _jobs(stored: Sequence[StoredReading], contexts: dict[uuid.UUID, Context]) -
         ]
         if not sets:
             continue
-        need = sets[0].needs.get(reading.metric, _NO_NEED)
+        need = sets[0].need(reading.metric, reading.value)
         for rs in sets[1:]:
-            need = need.merge(rs.needs.get(reading.metric, _NO_NEED))
+            need = need.merge(rs.need(reading.metric, reading.value))
         obs = Obs(reading.metric, reading.value, reading.measured_at, reading.comparator)  # type: ignore[arg-type]
         jobs.append(_Job(reading, obs, sets, need))
     return jobs
 
 
 class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
-    """One reading's history lookup, as the history query reads it."""
+    """One reading's history lookup, as the history query reads it; `need` indexes the needs."""
 
     idx: int
     patient_id: uuid.UUID
@@ -208,6 +237,13 @@ class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     origin: str
     message_id: str
+    need: int
+
+
+class _Need(msgspec.Struct, frozen=True, kw_only=True):
+    """A HistoryNeed in the history query's units; a batch has a handful of distinct ones."""
+
+    need: int
     latest: int
     latest_s: float
     span_s: float
@@ -216,11 +252,25 @@ class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
     baseline_s: float
     baseline_max: int
 
+    @classmethod
+    def of(cls, number: int, need: HistoryNeed) -> _Need:
+        return cls(
+            need=number,
+            latest=need.latest,
+            latest_s=need.latest_hours * 3600,
+            span_s=need.span_minutes * 60,
+            before_s=need.span_hours * 3600,
+            extremes_s=need.extremes_hours * 3600,
+            baseline_s=need.baseline_days * 86400,
+            baseline_max=need.baseline_max,
+        )
+
 
 async def _load_history(conn: AsyncConnection, jobs: Sequence[_Job]) -> None:
     wanted = [(i, job) for i, job in enumerate(jobs) if not job.need.empty]
     if not wanted:
         return
+    numbers: dict[HistoryNeed, int] = {}
     lookups = [
         _Lookup(
             idx=i,
@@ -229,17 +279,15 @@ async def _load_history(conn: AsyncConnection, jobs: Sequence[_Job]) -> None:
             at=job.reading.measured_at,
             origin=job.reading.origin,
             message_id=job.reading.message_id,
-            latest=job.need.latest,
-            latest_s=job.need.latest_hours * 3600,
-            span_s=job.need.span_minutes * 60,
-            before_s=job.need.span_hours * 3600,
-            extremes_s=job.need.extremes_hours * 3600,
-            baseline_s=job.need.baseline_days * 86400,
-            baseline_max=job.need.baseline_max,
+            need=numbers.setdefault(job.need, len(numbers)),
         )
         for i, job in wanted
     ]
-    params = {"lookups": msgspec.json.encode(lookups).decode()}
+    needs = [_Need.of(number, need) for need, number in numbers.items()]
+    params = {
+        "lookups": msgspec.json.encode(lookups).decode(),
+        "needs": msgspec.json.encode(needs).decode(),
+    }
     found: dict[int, dict[tuple, Obs]] = {}
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(Q.history, params)

@@ -39,12 +39,20 @@ WHERE p.id = ANY(%(patient_ids)s::text::uuid[]);
 -- found it; a reading can come twice) and one 'baseline' row with the median and count of the
 -- baseline window. Each part runs only for the readings that need it. The readings come as one
 -- JSON array: psycopg builds large array parameters in Python, msgspec encodes JSON in C.
-WITH r AS (
+-- Each reading names its need (a handful per batch, sent once each): parsing JSON is a
+-- noticeable part of this query's time.
+WITH n AS (
     SELECT *
-    FROM json_to_recordset(%(lookups)s::json)
-         AS r (idx int, patient_id uuid, metric text, at timestamptz, origin text,
-               message_id text, latest int, latest_s float8, span_s float8, before_s float8,
+    FROM json_to_recordset(%(needs)s::json)
+         AS n (need int, latest int, latest_s float8, span_s float8, before_s float8,
                extremes_s float8, baseline_s float8, baseline_max int)
+), r AS (
+    SELECT l.idx, l.patient_id, l.metric, l.at, l.origin, l.message_id, n.latest, n.latest_s,
+           n.span_s, n.before_s, n.extremes_s, n.baseline_s, n.baseline_max
+    FROM json_to_recordset(%(lookups)s::json)
+         AS l (idx int, patient_id uuid, metric text, at timestamptz, origin text,
+               message_id text, need int)
+    JOIN n USING (need)
 )
 SELECT r.idx, 'latest' AS part, h.value, h.measured_at, h.comparator, NULL::bigint AS n
 FROM r
