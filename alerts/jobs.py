@@ -169,7 +169,8 @@ async def retention(
     conn: AsyncConnection, *, now: datetime, years: int | None = None, log_days: int | None = None
 ) -> dict[str, Any]:
     """Drop reading chunks entirely older than the retention period (never below the floor),
-    and prune the delivery log, job runs and remembered slots."""
+    and prune the delivery log, job runs, remembered slots and old outbox events (those no
+    webhook delivery still refers to: a pending delivery keeps its event)."""
     years = max(READINGS_FLOOR_YEARS, years if years is not None else readings_keep_years())
     log_days = max(log_days or LOG_KEEP_DAYS, 8)  # must outlive the webhook fan-out window
     async with conn.transaction():
@@ -192,6 +193,13 @@ async def retention(
             (now - timedelta(days=MISSED_SLOTS_KEEP_DAYS),),
         )
         slots = cur.rowcount
+        # The events themselves: what they told of stays in the alerts and wound cases.
+        cur = await conn.execute(
+            "DELETE FROM outbox o WHERE o.created_at < %s AND NOT EXISTS "
+            "(SELECT 1 FROM webhook_deliveries d WHERE d.outbox_id = o.id)",
+            (log_cutoff,),
+        )
+        events = cur.rowcount
     if dropped:
         log.info("retention dropped %s reading chunks older than %s years", len(dropped), years)
     return {
@@ -200,6 +208,7 @@ async def retention(
         "deliveries_pruned": deliveries,
         "job_runs_pruned": runs,
         "missed_slots_pruned": slots,
+        "outbox_events_pruned": events,
     }
 
 

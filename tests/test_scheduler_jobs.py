@@ -186,13 +186,29 @@ def test_retention_prunes_old_delivery_log_and_job_runs(
         "('x', 't', %s, true)",
         (now - timedelta(days=31), now - timedelta(days=1)),
     )
+    # Events: old and delivered long ago (its delivery goes first), old and still pending,
+    # old with no webhook at all, and recent.
+    pending = support.enqueue(own_db, "alert.raised", {}, [org])
+    own_db.execute(
+        "INSERT INTO webhook_deliveries (outbox_id, webhook_id) VALUES (%s, %s)", (pending, hook)
+    )
+    lonely = support.enqueue(own_db, "alert.raised", {}, [org])
+    recent = support.enqueue(own_db, "alert.raised", {}, [org])
+    old = [*ids, pending, lonely]
+    own_db.execute(
+        "UPDATE outbox SET created_at = %s WHERE id = ANY(%s)", (now - timedelta(days=45), old)
+    )
     result = run(own_dsn, jobs.retention, now=now)
     assert result["deliveries_pruned"] == 1 and result["job_runs_pruned"] == 1
     left = own_db.execute(
         "SELECT outbox_id FROM webhook_deliveries WHERE webhook_id = %s ORDER BY outbox_id",
         (hook,),
     ).fetchall()
-    assert [r["outbox_id"] for r in left] == ids[1:]
+    assert [r["outbox_id"] for r in left] == [*ids[1:], pending]
+    assert result["outbox_events_pruned"] == 2  # the delivered one's and the lonely one
+    kept = own_db.execute("SELECT id FROM outbox WHERE id = ANY(%s) ORDER BY id",
+                          ([*old, recent],)).fetchall()  # fmt: skip
+    assert [r["id"] for r in kept] == [*ids[1:], pending, recent]
 
 
 def _expected(rows: list[tuple[datetime, float]]) -> dict[date, tuple[float, float, float, int]]:
