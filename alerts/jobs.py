@@ -136,12 +136,12 @@ WoundEscalation = Callable[..., Awaitable[int]]
 
 
 def wound_escalation() -> WoundEscalation | None:
-    """`telemed.wounds.service.escalate_overdue` when this installation has it."""
+    """`telemed.wounds.steps.escalate_overdue` when this installation has it."""
     try:
-        from telemed.wounds import service
+        from telemed.wounds import steps
     except ImportError:
         return None
-    return getattr(service, "escalate_overdue", None)
+    return getattr(steps, "escalate_overdue", None)
 
 
 async def escalations(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:

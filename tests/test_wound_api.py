@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image
 from psycopg.rows import dict_row
 
-from telemed.wounds import routing, service
+from telemed import errors
+from telemed.wounds import cases, routing, steps
 from telemed.wounds.multipart import UploadLimits, clean_filename, read_form
 from tests import photos
 
@@ -229,7 +230,7 @@ def test_files_are_removed_when_the_transaction_fails(api, wc, db, media_dir, mo
         raise RuntimeError("the outbox is down")
 
     before = stored_files(media_dir)
-    monkeypatch.setattr(service.outbox, "enqueue", broken)
+    monkeypatch.setattr(cases.outbox, "enqueue", broken)
     r = upload(api, wc.nurse, case_body(wc.patient), [unique_jpeg(), unique_jpeg()])
     assert r.status_code == 500
     assert patient_counts(db, wc.patient) == dict.fromkeys(patient_counts(db, wc.patient), 0)
@@ -539,7 +540,7 @@ def test_urgent_case_is_due_within_working_hours(api, wc, db) -> None:
 
 async def _escalate(dsn: str, now: datetime) -> int:
     async with await psycopg.AsyncConnection.connect(dsn, row_factory=dict_row) as conn:
-        return await service.escalate_overdue(conn, now=now)
+        return await steps.escalate_overdue(conn, now=now)
 
 
 def test_overdue_cases_escalate_once_per_wait(api, wc, db, db_dsn) -> None:
@@ -696,15 +697,15 @@ def test_parts_survive_any_chunking(data) -> None:
 
 def test_reader_limits() -> None:
     body = _multipart([("photos", "a.jpg", b"x" * 1000)])
-    with pytest.raises(service.TooLarge, match=r"photo 1 \(a.jpg\) is larger"):
+    with pytest.raises(errors.TooLarge, match=r"photo 1 \(a.jpg\) is larger"):
         _read(body, [100, 200], max_photo_bytes=999)
-    with pytest.raises(service.TooLarge, match="the request is larger"):
+    with pytest.raises(errors.TooLarge, match="the request is larger"):
         _read(body, [100], max_request_bytes=500)
-    with pytest.raises(service.TooLarge, match="at most 2 photos"):
+    with pytest.raises(errors.TooLarge, match="at most 2 photos"):
         _read(_multipart([("photos", f"{i}.jpg", b"x") for i in range(3)]), max_photos=2)
-    with pytest.raises(service.Invalid, match="sent twice"):
+    with pytest.raises(errors.Invalid, match="sent twice"):
         _read(_multipart([("case", None, b"{}"), ("case", None, b"{}")]))
-    with pytest.raises(service.BadRequest, match="malformed"):
+    with pytest.raises(errors.BadRequest, match="malformed"):
         _read(_multipart([("case", None, b"{}")])[:-12])
 
 

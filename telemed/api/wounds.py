@@ -12,7 +12,7 @@ from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
 from telemed.access import Actor, require_role
-from telemed.wounds import service
+from telemed.wounds import admin, cases, steps, views
 from telemed.wounds.multipart import MIB, Form, UploadLimits, read_form
 from telemed.wounds.observations import WoundInstructions
 from telemed.wounds.storage import MediaStore
@@ -78,12 +78,12 @@ class WoundCaseController(Controller):
         request_max_body_size=BODY_LIMIT,
         status_code=201,
     )
-    async def submit(self, request: Request, state: State, actor: Actor) -> service.CaseCreated:
+    async def submit(self, request: Request, state: State, actor: Actor) -> cases.CaseCreated:
         require_role(actor, ["nurse"])
         limits = upload_limits(state)
         form = await _form(request, limits, "case")
         async with state.pool.connection() as conn:
-            return await service.submit_case(
+            return await cases.submit_case(
                 conn,
                 actor,
                 media_store(state),
@@ -103,8 +103,8 @@ class WoundCaseController(Controller):
         actor: Actor,
         case_state: Annotated[QueueState, QueryParameter(name="state")] = "open",
         limit: Annotated[int, Parameter(ge=1, le=500)] = 200,
-    ) -> list[service.QueueItem]:
-        return await service.list_queue(conn, actor, case_state, limit=limit)
+    ) -> list[views.QueueItem]:
+        return await views.list_queue(conn, actor, case_state, limit=limit)
 
     @get(
         "/{case_id:uuid}",
@@ -113,8 +113,8 @@ class WoundCaseController(Controller):
     )
     async def get_case(
         self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID
-    ) -> service.WoundCaseOut:
-        return await service.get_case(conn, actor, case_id)
+    ) -> views.WoundCaseOut:
+        return await views.get_case(conn, actor, case_id)
 
     @post(
         "/{case_id:uuid}/instructions",
@@ -124,8 +124,8 @@ class WoundCaseController(Controller):
     )
     async def answer(
         self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID, data: WoundInstructions
-    ) -> service.CaseStep:
-        return await service.answer(conn, actor, case_id, data)
+    ) -> steps.CaseStep:
+        return await steps.answer(conn, actor, case_id, data)
 
     @post(
         "/{case_id:uuid}/questions",
@@ -138,9 +138,9 @@ class WoundCaseController(Controller):
         conn: AsyncConnection,
         actor: Actor,
         case_id: uuid.UUID,
-        data: service.SpecialistQuestion,
-    ) -> service.CaseStep:
-        return await service.ask(conn, actor, case_id, data)
+        data: steps.SpecialistQuestion,
+    ) -> steps.CaseStep:
+        return await steps.ask(conn, actor, case_id, data)
 
     @post(
         "/{case_id:uuid}/replies",
@@ -152,12 +152,12 @@ class WoundCaseController(Controller):
     )
     async def reply(
         self, request: Request, state: State, actor: Actor, case_id: uuid.UUID
-    ) -> service.CaseStep:
+    ) -> steps.CaseStep:
         require_role(actor, ["nurse"])
         limits = upload_limits(state)
         form = await _form(request, limits, "reply")
         async with state.pool.connection() as conn:
-            return await service.reply(
+            return await steps.reply(
                 conn,
                 actor,
                 media_store(state),
@@ -173,10 +173,8 @@ class WoundCaseController(Controller):
         summary="The nurse confirms she read the instructions; the case is closed",
         status_code=200,
     )
-    async def read(
-        self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID
-    ) -> service.CaseStep:
-        return await service.confirm_read(conn, actor, case_id)
+    async def read(self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID) -> steps.CaseStep:
+        return await steps.confirm_read(conn, actor, case_id)
 
 
 class PatientWoundController(Controller):
@@ -186,11 +184,11 @@ class PatientWoundController(Controller):
     @get("/", operation_id="listPatientWounds", summary="A patient's wounds and their latest case")
     async def list_wounds(
         self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
-    ) -> list[service.WoundSummary]:
-        return await service.list_wounds(conn, actor, patient_id)
+    ) -> list[views.WoundSummary]:
+        return await views.list_wounds(conn, actor, patient_id)
 
 
-def _photo_response(photo: service.PhotoFile, *, attachment: bool) -> Response[bytes]:
+def _photo_response(photo: views.PhotoFile, *, attachment: bool) -> Response[bytes]:
     disposition = "attachment" if attachment else "inline"
     return Response(
         photo.data,
@@ -214,7 +212,7 @@ class WoundPhotoController(Controller):
     async def display(
         self, state: State, conn: AsyncConnection, actor: Actor, photo_id: uuid.UUID
     ) -> Response[bytes]:
-        photo = await service.photo_file(conn, actor, media_store(state), photo_id, "display")
+        photo = await views.photo_file(conn, actor, media_store(state), photo_id, "display")
         return _photo_response(photo, attachment=False)
 
     @get("/thumb", operation_id="getWoundPhotoThumb", summary="A thumbnail (JPEG, no metadata)")
@@ -226,7 +224,7 @@ class WoundPhotoController(Controller):
         photo_id: uuid.UUID,
         size: Annotated[int, Parameter(ge=1, le=4096)] = 240,
     ) -> Response[bytes]:
-        photo = await service.photo_file(conn, actor, media_store(state), photo_id, "thumb", size)
+        photo = await views.photo_file(conn, actor, media_store(state), photo_id, "thumb", size)
         return _photo_response(photo, attachment=False)
 
     @get(
@@ -237,7 +235,7 @@ class WoundPhotoController(Controller):
     async def original(
         self, state: State, conn: AsyncConnection, actor: Actor, photo_id: uuid.UUID
     ) -> Response[bytes]:
-        photo = await service.photo_file(conn, actor, media_store(state), photo_id, "original")
+        photo = await views.photo_file(conn, actor, media_store(state), photo_id, "original")
         return _photo_response(photo, attachment=True)
 
 
@@ -250,8 +248,8 @@ class WoundRoutingController(Controller):
         operation_id="listWoundRoutingRules",
         summary="Which specialist team receives which wounds",
     )
-    async def list_rules(self, conn: AsyncConnection, actor: Actor) -> list[service.RoutingRuleOut]:
-        return await service.list_rules(conn, actor)
+    async def list_rules(self, conn: AsyncConnection, actor: Actor) -> list[admin.RoutingRuleOut]:
+        return await admin.list_rules(conn, actor)
 
     @post(
         "/wound-routing-rules",
@@ -259,9 +257,9 @@ class WoundRoutingController(Controller):
         summary="Route a wound type (and/or region, hospital) to a specialist team",
     )
     async def create_rule(
-        self, conn: AsyncConnection, actor: Actor, data: service.RoutingRuleCreate
-    ) -> service.RoutingRuleOut:
-        return await service.create_rule(conn, actor, data)
+        self, conn: AsyncConnection, actor: Actor, data: admin.RoutingRuleCreate
+    ) -> admin.RoutingRuleOut:
+        return await admin.create_rule(conn, actor, data)
 
     @delete(
         "/wound-routing-rules/{rule_id:int}",
@@ -269,17 +267,15 @@ class WoundRoutingController(Controller):
         summary="Remove a routing rule",
     )
     async def delete_rule(self, conn: AsyncConnection, actor: Actor, rule_id: int) -> None:
-        await service.delete_rule(conn, actor, rule_id)
+        await admin.delete_rule(conn, actor, rule_id)
 
     @get(
         "/wound-service-levels",
         operation_id="listWoundServiceLevels",
         summary="How soon specialist teams answer wound cases",
     )
-    async def list_levels(
-        self, conn: AsyncConnection, actor: Actor
-    ) -> list[service.ServiceLevelOut]:
-        return await service.list_levels(conn, actor)
+    async def list_levels(self, conn: AsyncConnection, actor: Actor) -> list[admin.ServiceLevelOut]:
+        return await admin.list_levels(conn, actor)
 
     @put(
         "/wound-service-levels",
@@ -287,9 +283,9 @@ class WoundRoutingController(Controller):
         summary="Set the default or a team's service level for urgent or normal cases",
     )
     async def set_level(
-        self, conn: AsyncConnection, actor: Actor, data: service.ServiceLevelSet
-    ) -> list[service.ServiceLevelOut]:
-        return await service.set_level(conn, actor, data)
+        self, conn: AsyncConnection, actor: Actor, data: admin.ServiceLevelSet
+    ) -> list[admin.ServiceLevelOut]:
+        return await admin.set_level(conn, actor, data)
 
 
 def routers() -> list[type[Controller]]:

@@ -1,0 +1,531 @@
+"""Wound cases: the nurse's upload, from the request's parts to the committed case.
+
+The steps after it are in telemed.wounds.steps, reading cases and photos in
+telemed.wounds.views, routing rules and service levels in telemed.wounds.admin.
+
+upload:  decode and check the case → scope, wound, route (one short read transaction)
+         → images.sanitize every photo in worker threads (nothing written yet)
+         → files written durably (storage) → one transaction: wound, case, photos, event,
+         'consulted' relation, outbox, audit → 201; on any failure the files are removed.
+states:  submitted ─┬─ instructions ──► answered ── nurse reads ──► closed
+awaiting_specialist ┘└ question ─► awaiting_nurse ── nurse replies ──► awaiting_specialist
+         (a nurse may also reply to an answered case: a follow-up question)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import re
+import uuid
+import weakref
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+import anyio
+import anyio.to_thread
+import msgspec
+from msgspec import Meta
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from telemed import audit, outbox
+from telemed.access import Actor, require_patient, require_role
+from telemed.db import Queries
+from telemed.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    FieldProblem,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unsupported,
+)
+from telemed.wounds import images, observations, routing
+from telemed.wounds.multipart import FilePart
+from telemed.wounds.storage import MediaStore, PhotoFiles, Staged
+
+log = logging.getLogger("telemed.wounds")
+Q = Queries("wounds")
+
+SPECIALIST_TURN: Final = ("submitted", "awaiting_specialist")
+# step -> (states it may start from, state it leads to)
+TRANSITIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
+    "question": (SPECIALIST_TURN, "awaiting_nurse"),
+    "answered": (SPECIALIST_TURN, "answered"),
+    "reply": (("awaiting_nurse", "answered"), "awaiting_specialist"),
+    "read": (("answered",), "closed"),
+}
+DEFAULT_LEVELS: Final = {
+    "urgent": routing.ServiceLevel(urgency="urgent", working_hours=4),
+    "normal": routing.ServiceLevel(urgency="normal", working_days=1),
+}
+_STATUS: Final[dict[int, type[DomainError]]] = {
+    400: BadRequest,
+    413: TooLarge,
+    415: Unsupported,
+    422: Invalid,
+}
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_NAMED = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+Text = Annotated[str, Meta(min_length=1, max_length=4000, pattern=r"\S")]
+PHOTO_URL: Final = "/api/v1/wound-photos/{id}"
+FORMAT_SUFFIX: Final = {"jpeg": "jpg", "png": "png", "webp": "webp", "heic": "heic"}
+
+
+class WoundCaseCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `case` part of the upload: a known wound by id, or a new wound."""
+
+    patient_id: uuid.UUID
+    observation: observations.WoundObservation
+    wound_id: uuid.UUID | None = None
+    wound: observations.WoundCreate | None = None
+    photo_consent: bool = False  # CLINICAL.md: consent before photos go into the record
+
+
+class PhotoOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    position: int
+    filename: str
+    format: str
+    width: int
+    height: int
+    taken_at: datetime | None
+    display_url: str
+    thumb_urls: dict[str, str]
+    original_url: str
+    event_id: int | None = None
+
+
+class CaseCreated(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    wound_id: uuid.UUID
+    state: str
+    urgent: bool
+    due_at: datetime | None
+    routed_org_id: uuid.UUID
+    photos: list[PhotoOut]
+
+
+def photo_out(row: dict[str, Any]) -> PhotoOut:
+    base = PHOTO_URL.format(id=row["id"])
+    return PhotoOut(
+        id=row["id"],
+        position=row["position"],
+        filename=row["filename"],
+        format=row["format"],
+        width=row["width"],
+        height=row["height"],
+        taken_at=row["taken_at"],
+        display_url=f"{base}/display",
+        thumb_urls={str(size): f"{base}/thumb?size={size}" for size in row["thumb_sizes"]},
+        original_url=f"{base}/original",
+        event_id=row.get("event_id"),
+    )
+
+
+_case_decoder: Final = msgspec.json.Decoder(WoundCaseCreate)
+_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+def sanitize_threads() -> int:
+    return int(os.environ.get("TELEMED_WOUND_SANITIZE_THREADS", os.cpu_count() or 2))
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    """One bound per event loop on photos decoded at once, shared by all requests: each decode
+    holds a full-size image in memory and a core busy."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(sanitize_threads())
+    return limiter
+
+
+def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> Any:
+    """Decode a JSON part; a problem names the field inside it, e.g. `case.observation.pain`."""
+    if raw is None:
+        raise Invalid(f"the part {part!r} is missing", [FieldProblem(part, "required")])
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = part
+        if path := _PATH.search(message):
+            field = f"{part}.{path.group(1)}" if path.group(1) else part
+        if named := _NAMED.search(message):
+            field = f"{field}.{named.group(1)}"
+        text = message.split(" - at `")[0]
+        raise Invalid(f"{field}: {text}", [FieldProblem(field, text)]) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(
+            f"the part {part!r} is not valid JSON: {exc}", [FieldProblem(part, "not JSON")]
+        ) from None
+
+
+def _problems(prefix: str, found: Iterable[observations.FieldProblem]) -> list[FieldProblem]:
+    return [FieldProblem(f"{prefix}.{p.field}", p.message) for p in found]
+
+
+def check_case(data: WoundCaseCreate) -> list[FieldProblem]:
+    """Every rule across fields of the case, all at once."""
+    problems = _problems("case.observation", observations.validate(data.observation))
+    if (data.wound_id is None) == (data.wound is None):
+        problems.append(
+            FieldProblem("case.wound", "give either wound_id (a known wound) or wound (a new one)")
+        )
+    if data.wound is not None:
+        problems += _problems("case.wound", observations.validate_wound(data.wound))
+        if data.wound.wound_type != data.observation.wound_type:
+            problems.append(
+                FieldProblem("case.observation.wound_type", "differs from the new wound's type")
+            )
+    if not data.photo_consent:
+        problems.append(
+            FieldProblem("case.photo_consent", "the patient must consent to photos in the record")
+        )
+    return problems
+
+
+async def sanitize_all(photos: list[FilePart], *, max_bytes: int) -> list[images.SanitizedPhoto]:
+    """Sanitise every photo in worker threads; one error naming each bad photo, or all results."""
+    results: list[images.SanitizedPhoto | images.PhotoError | None] = [None] * len(photos)
+    limiter = _limiter()
+
+    async def one(part: FilePart) -> None:
+        job = functools.partial(images.sanitize, part.data, max_bytes=max_bytes)
+        try:
+            results[part.index] = await anyio.to_thread.run_sync(job, limiter=limiter)
+        except images.PhotoError as exc:
+            results[part.index] = exc
+
+    async with anyio.create_task_group() as tg:
+        for part in photos:
+            tg.start_soon(one, part)
+    failed = [
+        (part, result)
+        for part, result in zip(photos, results, strict=True)
+        if isinstance(result, images.PhotoError)
+    ]
+    if failed:
+        detail = "; ".join(f"{part.label}: {error.detail}" for part, error in failed)
+        problems = [FieldProblem(part.field, f"{e.code}: {e.detail}") for part, e in failed]
+        raise _STATUS.get(failed[0][1].http_status, Invalid)(detail, problems)
+    return [r for r in results if isinstance(r, images.SanitizedPhoto)]
+
+
+async def store_photos(
+    store: MediaStore, parts: list[FilePart], clean: list[images.SanitizedPhoto], staged: Staged
+) -> list[uuid.UUID]:
+    files = [
+        PhotoFiles(
+            photo_id=uuid.uuid4(),
+            sha256=s.sha256,
+            original=p.data,
+            display=s.display,
+            thumbnails=s.thumbnails,
+        )
+        for p, s in zip(parts, clean, strict=True)
+    ]
+    await anyio.to_thread.run_sync(store.stage, files, staged)
+    return [f.photo_id for f in files]
+
+
+async def discard_staged(conn: AsyncConnection, store: MediaStore, staged: Staged) -> None:
+    """After a failed transaction: remove this request's files; keep any original that a
+    committed row refers to (the same bytes sent in another case)."""
+    with anyio.CancelScope(shield=True):
+        try:
+            cur = await conn.execute(Q.referenced_originals, {"digests": staged.created_originals})
+            referenced = {r["original_sha256"] for r in await cur.fetchall()}
+            await conn.rollback()
+        except Exception:
+            log.exception("cannot check photo references; keeping the originals")
+            referenced = set(staged.created_originals)
+        unreferenced = set(staged.created_originals) - referenced
+        await anyio.to_thread.run_sync(
+            functools.partial(store.discard, staged, unreferenced=unreferenced)
+        )
+
+
+async def insert_photos(
+    conn: AsyncConnection,
+    actor: Actor,
+    case_id: uuid.UUID,
+    event_id: int,
+    ids: list[uuid.UUID],
+    parts: list[FilePart],
+    clean: list[images.SanitizedPhoto],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(Q.next_position, {"case_id": case_id})
+    first = (await cur.fetchone())["position"]
+    rows = [
+        {
+            "id": pid,
+            "case_id": case_id,
+            "event_id": event_id,
+            "position": first + i,
+            "filename": part.filename,
+            "original_sha256": s.sha256,
+            "original_bytes": len(part.data),
+            "format": s.format,
+            "mime": s.mime,
+            "width": s.width,
+            "height": s.height,
+            "display_width": s.display_width,
+            "display_height": s.display_height,
+            "thumb_sizes": sorted(s.thumbnails, reverse=True),
+            "taken_at": s.taken_at,
+            "taken_at_zone_assumed": s.taken_at_zone_assumed,
+            "at": now,
+            "by": actor.user_id,
+        }
+        for i, (pid, part, s) in enumerate(zip(ids, parts, clean, strict=True))
+    ]
+    async with conn.cursor() as c:
+        await c.executemany(Q.insert_photo, rows)
+    return rows
+
+
+async def case_event(
+    conn: AsyncConnection,
+    actor: Actor,
+    case_id: uuid.UUID,
+    kind: str,
+    *,
+    now: datetime,
+    from_state: str | None,
+    to_state: str,
+    text: str | None = None,
+    instruction_id: uuid.UUID | None = None,
+    detail: dict | None = None,
+) -> int:
+    cur = await conn.execute(
+        Q.insert_event,
+        {
+            "case_id": case_id,
+            "at": now,
+            "kind": kind,
+            "actor_id": actor.user_id,
+            "actor_org_id": actor.organisation_id,
+            "from_state": from_state,
+            "to_state": to_state,
+            "text": text,
+            "instruction_id": instruction_id,
+            "detail": Jsonb(detail) if detail else None,
+        },
+    )
+    return (await cur.fetchone())["id"]
+
+
+def event_payload(case: dict, state: str, **extra: Any) -> dict[str, Any]:
+    """What an outbox event says about a case: ids and timing, never a name or a CPR number."""
+    due = case.get("due_at")
+    return {
+        "case_id": str(case["id"]),
+        "wound_id": str(case["wound_id"]),
+        "state": state,
+        "urgent": case["urgent"],
+        "due_at": due.isoformat() if due else None,
+        "routed_org_id": str(case["routed_org_id"]),
+        "submitted_by_org": str(case["submitted_by_org"]),
+        **extra,
+    }
+
+
+async def route_case(
+    conn: AsyncConnection, patient_id: uuid.UUID, wound_type: str, nurse_org: uuid.UUID | None
+) -> tuple[uuid.UUID, int | None]:
+    """The specialist team for the case and the rule that chose it. Without a matching rule a
+    hospital department responsible for the patient takes it."""
+    cur = await conn.execute(Q.patient_place, {"patient_id": patient_id})
+    place_row = await cur.fetchone()
+    region = place_row["region"]
+    if region is None and nurse_org is not None:
+        cur = await conn.execute("SELECT region FROM organisations WHERE id = %s", (nurse_org,))
+        region = (await cur.fetchone() or {}).get("region")
+    place = routing.PatientPlace(region=region, hospitals=frozenset(place_row["hospitals"]))
+    cur = await conn.execute(Q.routing_rules)
+    rules = msgspec.convert(await cur.fetchall(), list[routing.RoutingRule])
+    rule = routing.choose_rule(rules, wound_type, place)
+    if rule is not None:
+        return rule.specialist_org_id, rule.id
+    if place_row["responsible_kind"] == "hospital_department":
+        return place_row["responsible_org_id"], None
+    raise Conflict(
+        f"no specialist team receives {wound_type} wounds for this patient"
+        f" (region {region or 'unknown'}); an administrator adds a wound routing rule",
+        [FieldProblem("case.observation.wound_type", "no routing rule")],
+    )
+
+
+async def due_time(
+    conn: AsyncConnection, org: uuid.UUID, urgent: bool, received: datetime
+) -> datetime:
+    urgency = "urgent" if urgent else "normal"
+    cur = await conn.execute(Q.service_level, {"urgency": urgency, "org": org})
+    row = await cur.fetchone()
+    level = msgspec.convert(row, routing.ServiceLevel) if row else DEFAULT_LEVELS[urgency]
+    return routing.due_at(received, level)
+
+
+async def submit_case(
+    conn: AsyncConnection,
+    actor: Actor,
+    store: MediaStore,
+    *,
+    case_part: bytes | None,
+    photos: list[FilePart],
+    max_photo_bytes: int,
+    now: datetime | None = None,
+) -> CaseCreated:
+    """A nurse's new case: all of it stored, or none of it."""
+    require_role(actor, ["nurse"])
+    data: WoundCaseCreate = decode_part(_case_decoder, case_part, "case")
+    if not photos:
+        raise Invalid("send at least one photo", [FieldProblem("photos", "at least one photo")])
+    if problems := check_case(data):
+        raise Invalid(
+            f"the case is not valid: {problems[0].field}: {problems[0].message}", problems
+        )
+    obs = data.observation
+    async with conn.transaction():
+        await require_patient(conn, actor, data.patient_id, roles=("nurse",))
+        if data.wound_id is not None:
+            cur = await conn.execute(Q.get_wound, {"id": data.wound_id})
+            wound = await cur.fetchone()
+            if wound is None or wound["patient_id"] != data.patient_id:
+                raise NotFound("wound not found", [FieldProblem("case.wound_id", "not found")])
+        org_id, rule_id = await route_case(
+            conn, data.patient_id, obs.wound_type.value, actor.organisation_id
+        )
+    clean = await sanitize_all(photos, max_bytes=max_photo_bytes)
+    now = now or datetime.now(UTC)
+    staged = Staged()
+    try:
+        photo_ids = await store_photos(store, photos, clean, staged)
+        async with conn.transaction():
+            created = await _insert_case(conn, actor, data, org_id, rule_id, now)
+            rows = await insert_photos(
+                conn, actor, created["id"], created["event_id"], photo_ids, photos, clean, now
+            )
+            await outbox.enqueue(
+                conn,
+                "wound_case.submitted",
+                event_payload(created, "submitted"),
+                organisation_ids=[org_id],
+                patient_id=data.patient_id,
+            )
+    except BaseException:
+        await discard_staged(conn, store, staged)
+        raise
+    return CaseCreated(
+        id=created["id"],
+        wound_id=created["wound_id"],
+        state="submitted",
+        urgent=obs.urgent,
+        due_at=created["due_at"],
+        routed_org_id=org_id,
+        photos=[photo_out(row) for row in rows],
+    )
+
+
+async def _insert_case(
+    conn: AsyncConnection,
+    actor: Actor,
+    data: WoundCaseCreate,
+    org_id: uuid.UUID,
+    rule_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    obs = data.observation
+    wound_id = data.wound_id
+    if data.wound is not None:
+        cur = await conn.execute(
+            Q.insert_wound,
+            {
+                **msgspec.to_builtins(data.wound),
+                "onset": data.wound.onset,
+                "patient_id": data.patient_id,
+                "created_by": actor.user_id,
+                "created_by_org": actor.organisation_id,
+            },
+        )
+        wound_id = (await cur.fetchone())["id"]
+        await audit.record(
+            conn,
+            actor,
+            "create",
+            patient_id=data.patient_id,
+            object_type="wound",
+            object_id=wound_id,
+        )
+    case_id = uuid.uuid4()
+    due = await due_time(conn, org_id, obs.urgent, now)
+    await conn.execute(
+        Q.insert_case,
+        {
+            "id": case_id,
+            "wound_id": wound_id,
+            "patient_id": data.patient_id,
+            "urgent": obs.urgent,
+            "wound_type": obs.wound_type.value,
+            "observation": Jsonb(msgspec.to_builtins(obs)),
+            "length_cm": obs.length_cm,
+            "width_cm": obs.width_cm,
+            "depth_cm": obs.depth_cm,
+            "area_cm2": observations.area_cm2(obs),
+            "now": now,
+            "by": actor.user_id,
+            "by_org": actor.organisation_id,
+            "routed_org_id": org_id,
+            "routing_rule_id": rule_id,
+            "due_at": due,
+        },
+    )
+    event_id = await case_event(
+        conn,
+        actor,
+        case_id,
+        "submitted",
+        now=now,
+        from_state=None,
+        to_state="submitted",
+        text=obs.nurse_question,
+        detail={"photo_consent": True, "routing_rule_id": rule_id},
+    )
+    cur = await conn.execute(
+        Q.consult, {"patient_id": data.patient_id, "organisation_id": org_id, "by": actor.user_id}
+    )
+    if await cur.fetchone():
+        await audit.record(
+            conn,
+            actor,
+            "consult",
+            patient_id=data.patient_id,
+            object_type="care_relation",
+            object_id=org_id,
+            detail={"reason": "wound_case", "case_id": str(case_id)},
+        )
+    await audit.record(
+        conn,
+        actor,
+        "create",
+        patient_id=data.patient_id,
+        object_type="wound_case",
+        object_id=case_id,
+    )
+    return {
+        "id": case_id,
+        "wound_id": wound_id,
+        "urgent": obs.urgent,
+        "due_at": due,
+        "routed_org_id": org_id,
+        "submitted_by_org": actor.organisation_id,
+        "event_id": event_id,
+    }
