@@ -1,5 +1,6 @@
 """A reading from a home device, published over MQTT, becomes an alert that the open console
-shows without a reload; the specialist acknowledges and resolves it there with a note."""
+shows without a reload; the specialist acknowledges it, answers it with an instruction and
+resolves it there."""
 
 from __future__ import annotations
 
@@ -133,6 +134,24 @@ def test_an_alert_from_an_mqtt_reading_appears_in_the_console_without_a_reload(
         ).fetchone()
         assert row == {"state": "acknowledged", "acknowledgement_note": "Ringet op, har det godt"}
 
+        # The specialist answers it with an instruction for the carers, in place.
+        card = console.page.locator(f'#queue li[data-id="{alert_id}"]')
+        card.get_by_text("Skriv instruks").click()
+        card.get_by_label("Instruks til plejen").fill("Besøg i dag, mål SpO2 i hvile")
+        card.get_by_label("Besøg i dag").check()
+        console.assert_accessible()
+        console.screenshot("console-instruction")
+        card.get_by_role("button", name="Send instruks").click()
+        console.page.get_by_text("Instruksen er sendt.").wait_for()
+        written = db.execute(
+            "SELECT text, fields, author_id FROM instructions WHERE alert_id = %s",
+            (int(alert_id),),
+        ).fetchall()
+        assert written == [{"text": "Besøg i dag, mål SpO2 i hvile",
+                            "fields": {"program": "copd", "actions": ["visit_today"],
+                                       "oxygen_l_min": None, "other": None},
+                            "author_id": care.specialist.id}]  # fmt: skip
+
         card = console.page.locator(f'#queue li[data-id="{alert_id}"]')
         card.get_by_label("Note").fill("Målt igen: 95 %")
         card.get_by_role("button", name="Afslut").click()
@@ -151,3 +170,43 @@ def test_an_alert_from_an_mqtt_reading_appears_in_the_console_without_a_reload(
     finally:
         provisioning.revoke(db, device.device_id)
         broker.sync_broker(db, settings)
+
+
+def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
+    open_tab, care, db, db_dsn, factory
+):
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date, timedelta
+
+    from tests.alert_helpers import ago, row, store
+
+    patient = factory.patient(care.hospital, program="ak", stratum="2.0-3.0",
+                              serving=[care.nursing], name="Anna Antikoaguleret")  # fmt: skip
+    # Through the store and the alert rules, as a nurse's entry goes; in a thread of its own,
+    # since Playwright's event loop runs in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(store, db_dsn, [row(patient, "inr", 4.2, ago(hours=1), care.nurse.id)]).result()
+    (alert,) = db.execute("SELECT id FROM alerts WHERE patient_id = %s", (patient,)).fetchall()
+    console = open_tab()
+    console.sign_in(care.specialist.username, care.specialist.password)
+    card = console.page.locator(f'#queue li[data-id="{alert["id"]}"]')
+    card.get_by_text("Skriv instruks").click()
+    next_inr = date.today() + timedelta(days=5)
+    card.get_by_label("Instruks til plejen").fill("Spring én dosis over, derefter ny ugedosis")
+    card.get_by_label("Ny ugedosis warfarin (mg)").fill("32.5")
+    card.get_by_label("Næste INR-måling").fill(next_inr.isoformat())
+    console.assert_accessible()
+    card.get_by_role("button", name="Send instruks").click()
+    console.page.get_by_text("Instruksen er sendt.").wait_for()
+    (written,) = db.execute(
+        "SELECT text, fields FROM instructions WHERE alert_id = %s", (alert["id"],)
+    ).fetchall()
+    assert written["fields"] == {"program": "ak", "weekly_dose_mg": 32.5,
+                                 "next_inr_date": next_inr.isoformat()}  # fmt: skip
+    # An empty instruction is refused in the page, before any request.
+    card.get_by_text("Skriv instruks").click()
+    card.get_by_role("button", name="Send instruks").click()
+    console.page.get_by_text("Skriv instruksen.").wait_for()
+    count = db.execute("SELECT count(*) AS n FROM instructions WHERE alert_id = %s", (alert["id"],))
+    assert count.fetchone()["n"] == 1
+    console.assert_no_script_errors()

@@ -1,6 +1,7 @@
 // The triage queue: open alerts and wound cases of the specialist's organisation, red first,
 // redrawn whenever the event stream says something changed; alerts acknowledged or resolved
-// in place with a note.
+// in place with a note, and answered with an instruction for the carers (COPD: what to do now;
+// AK: the new weekly dose and the next INR date).
 (function () {
   "use strict";
   const T = window.Telemed;
@@ -9,12 +10,15 @@
   const RANK = { red: 0, yellow: 1, blue: 2 };
   // Wound cases in these states wait for the specialist team; the others for the nurse.
   const FOR_SPECIALIST = ["submitted", "awaiting_specialist"];
+  // alerts.service.CopdAction
+  const COPD_ACTIONS = ["start_rescue_pack", "call_patient", "visit_today", "change_oxygen", "other"];
 
   function fromAlert(a) {
     const kind = a.rule_key.split(":")[0];
     const value = a.last_value === null ? "" : " " + num(a.last_value);
     return {
-      kind: "alert", id: String(a.id), severity: a.severity, state: t("state." + a.state),
+      kind: "alert", id: String(a.id), program: a.program, severity: a.severity,
+      state: t("state." + a.state),
       open: a.state === "open", since: a.first_measured_at, latest: a.last_measured_at,
       title: a.patient_name + ": " + t("metric." + a.metric) + value,
       detail: t("rule." + kind) + (a.count > 1 ? " · " + t("alert.count") + " " + a.count : "")
@@ -56,6 +60,54 @@
     return form;
   }
 
+  function field(id, label, attrs) {
+    return el("span", { class: "field" }, el("label", { for: id }, label), el("input", { id, ...attrs }));
+  }
+
+  function instructionForm(item) {
+    const id = "instr-" + item.id;
+    const form = el("form", { class: "alert-instruction", "data-alert": item.id, "data-program": item.program },
+      el("label", { for: id + "-text" }, t("alert.instruction_text")),
+      el("textarea", { id: id + "-text", name: "text", maxlength: "10000", rows: "3" }));
+    if (item.program === "copd") {
+      const set = el("fieldset", {}, el("legend", {}, t("alert.copd_actions")));
+      for (const action of COPD_ACTIONS) {
+        set.append(el("span", { class: "check" },
+          el("input", { type: "checkbox", id: id + "-" + action, name: "actions", value: action }),
+          el("label", { for: id + "-" + action }, t("alert.action." + action))));
+      }
+      set.append(
+        field(id + "-oxygen", t("alert.oxygen_l_min"), { name: "oxygen_l_min", type: "number", min: "0", max: "15", step: "0.5" }),
+        field(id + "-other", t("alert.other"), { name: "other", maxlength: "500" }));
+      form.append(set);
+    } else if (item.program === "ak") {
+      form.append(
+        field(id + "-dose", t("alert.weekly_dose_mg"), { name: "weekly_dose_mg", type: "number", min: "0", max: "200", step: "0.25" }),
+        field(id + "-date", t("alert.next_inr_date"), { name: "next_inr_date", type: "date" }));
+    }
+    form.append(el("button", { type: "submit", class: "button primary" }, t("alert.send_instruction")));
+    return el("details", { class: "instruction" }, el("summary", {}, t("alert.write_instruction")), form);
+  }
+
+  // The request body of an instruction form; the server checks the rest (alerts.service).
+  function instruction(form) {
+    const body = { text: form.elements.text.value.trim() };
+    const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+    if (form.dataset.program === "copd") {
+      const actions = [...form.querySelectorAll("input[name=actions]:checked")].map((c) => c.value);
+      if (actions.length) {
+        body.fields = { program: "copd", actions };
+        if (value("oxygen_l_min")) body.fields.oxygen_l_min = Number(value("oxygen_l_min"));
+        if (value("other")) body.fields.other = value("other");
+      }
+    } else if (form.dataset.program === "ak" && (value("weekly_dose_mg") || value("next_inr_date"))) {
+      body.fields = { program: "ak" };
+      if (value("weekly_dose_mg")) body.fields.weekly_dose_mg = Number(value("weekly_dose_mg"));
+      if (value("next_inr_date")) body.fields.next_inr_date = value("next_inr_date");
+    }
+    return body;
+  }
+
   function card(item) {
     const li = el("li", { class: "card sev-" + item.severity, "data-kind": item.kind, "data-id": item.id },
       el("div", { class: "card-head" },
@@ -68,7 +120,7 @@
     if (item.thumb) {
       li.insertBefore(el("img", { src: item.thumb, alt: "", class: "thumb", width: "80", height: "80" }), li.children[1]);
     }
-    if (item.kind === "alert") li.append(actions(item));
+    if (item.kind === "alert") li.append(actions(item), instructionForm(item));
     return li;
   }
 
@@ -81,9 +133,16 @@
     }
   }
 
+  // Never redraw under the user's fingers: while a field has focus or an instruction form is
+  // open, note that the queue is stale and draw it when they are done.
+  function inUse() {
+    return Boolean(box.querySelector("details.instruction[open]")
+      || (box.contains(document.activeElement) && document.activeElement.matches("input, textarea")));
+  }
+
   async function load() {
-    if (box.contains(document.activeElement) && document.activeElement.matches("input")) {
-      box.dataset.stale = "true"; // never redraw under the user's fingers
+    if (inUse()) {
+      box.dataset.stale = "true";
       return;
     }
     try {
@@ -91,6 +150,10 @@
         fetchOr("/api/v1/alerts?state=unresolved", []),
         fetchOr("/api/v1/wound-cases?state=open", []),
       ]);
+      if (inUse()) { // the user began while the queue was being fetched
+        box.dataset.stale = "true";
+        return;
+      }
       const items = ordered(alerts.map(fromAlert).concat(
         cases.filter((c) => FOR_SPECIALIST.includes(c.state)).map(fromCase)));
       box.replaceChildren(items.length
@@ -106,8 +169,18 @@
   box.addEventListener("focusout", () => {
     if (box.dataset.stale) setTimeout(() => { if (!box.contains(document.activeElement)) load(); }, 0);
   });
+  // An instruction form closed unsent: draw what came meanwhile.
+  box.addEventListener("toggle", (event) => {
+    if (!event.target.open && box.dataset.stale) load();
+  }, true);
 
   box.addEventListener("submit", async (event) => {
+    const written = event.target.closest("form.alert-instruction");
+    if (written) {
+      event.preventDefault();
+      sendInstruction(written);
+      return;
+    }
     const form = event.target.closest("form.alert-action");
     if (!form) return;
     event.preventDefault();
@@ -130,6 +203,27 @@
       buttons.forEach((b) => { b.disabled = false; });
     }
   });
+
+  async function sendInstruction(form) {
+    const body = instruction(form);
+    if (!body.text) {
+      say(t("alert.instruction_required"), "error");
+      form.elements.text.focus();
+      return;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      await api("POST", "/api/v1/alerts/" + form.dataset.alert + "/instructions", body);
+      say(t("alert.instruction_sent"), "ok");
+      form.closest("details").open = false;
+      document.activeElement.blur();
+      load();
+    } catch (error) {
+      say(t("app.error", { detail: problemText(error) }), "error");
+      button.disabled = false;
+    }
+  }
 
   T.live.on(load);
   load();
