@@ -210,3 +210,26 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     count = db.execute("SELECT count(*) AS n FROM instructions WHERE alert_id = %s", (alert["id"],))
     assert count.fetchone()["n"] == 1
     console.assert_no_script_errors()
+
+    # The home nurse finds it on the patient's page and confirms it was carried out.
+    from tests.browser.conftest import PHONE
+
+    nurse = open_tab(PHONE)
+    nurse.sign_in(care.nurse.username, care.nurse.password)
+    nurse.go(f"/nurse/patients/{patient}")
+    order = nurse.page.locator("#orders-list li[data-instruction]")
+    order.wait_for()
+    text = order.inner_text()
+    assert "Spring én dosis over, derefter ny ugedosis" in text
+    assert "Ny ugedosis warfarin (mg): 32,5" in text and next_inr.isoformat() in text
+    nurse.assert_accessible()
+    order.get_by_role("button", name="Udført").click()
+    order.get_by_text("Udført af").wait_for()
+    nurse.screenshot("nurse-orders")
+    confirmed = db.execute(
+        "SELECT c.kind, c.user_id FROM instruction_confirmations c JOIN instructions i"
+        " ON i.id = c.instruction_id WHERE i.alert_id = %s",
+        (alert["id"],),
+    ).fetchall()
+    assert confirmed == [{"kind": "carried_out", "user_id": care.nurse.id}]
+    nurse.assert_no_script_errors()

@@ -1,0 +1,77 @@
+// The nurse's patient page: the hospital's instructions on the patient's alerts (what to do,
+// a new dose, the next INR date), each confirmed as read or carried out. Drawn from the
+// alerts API; the section stays hidden where alerts are not installed.
+(function () {
+  "use strict";
+  const T = window.Telemed;
+  const { t, api, el, num, when, problemText, say } = T;
+  const section = document.getElementById("alert-instructions");
+  if (!section) return;
+  const list = document.getElementById("orders-list");
+  const base = "/api/v1/patients/" + section.dataset.patient;
+
+  function details(fields) {
+    const lines = [];
+    if (fields.program === "copd") {
+      for (const action of fields.actions || []) lines.push(t("alert.action." + action));
+      if (fields.oxygen_l_min !== null && fields.oxygen_l_min !== undefined) {
+        lines.push(t("alert.oxygen_l_min") + ": " + num(fields.oxygen_l_min));
+      }
+      if (fields.other) lines.push(t("alert.other") + ": " + fields.other);
+    } else if (fields.program === "ak") {
+      if (fields.weekly_dose_mg !== null && fields.weekly_dose_mg !== undefined) {
+        lines.push(t("alert.weekly_dose_mg") + ": " + num(fields.weekly_dose_mg));
+      }
+      if (fields.next_inr_date) lines.push(t("alert.next_inr_date") + ": " + fields.next_inr_date);
+    }
+    return lines.length ? el("ul", { class: "order-fields" }, ...lines.map((line) => el("li", {}, line))) : null;
+  }
+
+  function order(i) {
+    const done = i.confirmations.map((c) => el("li", { class: "muted" },
+      t(c.kind === "read" ? "nurse.order_confirmed_read" : "nurse.order_confirmed_done",
+        { name: c.user_name, at: when(c.at) })));
+    return el("li", { class: "card", "data-instruction": i.id },
+      el("p", { class: "muted" }, t("nurse.order_by", { name: i.author_name, org: i.author_organisation, at: when(i.created_at) })),
+      el("p", { class: "order-text" }, i.text),
+      details(i.fields || {}),
+      done.length ? el("ul", { class: "plain" }, ...done) : null,
+      el("div", { class: "order-actions" },
+        el("button", { type: "button", class: "button secondary", "data-kind": "read" }, t("nurse.order_read")),
+        el("button", { type: "button", class: "button primary", "data-kind": "carried_out" }, t("nurse.order_done"))));
+  }
+
+  async function load() {
+    let found;
+    try {
+      found = await api("GET", base + "/instructions?limit=50");
+    } catch (error) {
+      if (error.status === 404) return; // alerts are not part of this installation
+      say(t("app.error", { detail: problemText(error) }), "error");
+      return;
+    }
+    const orders = found.filter((i) => i.alert_id !== null);
+    section.hidden = false;
+    list.replaceChildren(orders.length
+      ? el("ul", { class: "plain" }, ...orders.map(order))
+      : el("p", { class: "empty" }, t("nurse.no_orders")));
+  }
+
+  list.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-kind]");
+    if (!button) return;
+    const id = button.closest("[data-instruction]").dataset.instruction;
+    button.disabled = true;
+    try {
+      await api("POST", "/api/v1/instructions/" + id + "/confirmations", { kind: button.dataset.kind });
+      say(t("nurse.order_saved"), "ok");
+      await load();
+    } catch (error) {
+      say(t("app.error", { detail: problemText(error) }), "error");
+      button.disabled = false;
+    }
+  });
+
+  if (T.live) T.live.on(load);
+  load();
+})();
