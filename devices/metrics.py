@@ -86,9 +86,12 @@ class Metric(msgspec.Struct, frozen=True):
         return (self.unit, *(alias.unit for alias in self.aliases))
 
     def alias(self, unit: str) -> UnitAlias | None:
-        if unit == self.unit:
-            return UnitAlias(unit)
+        """The alias a device may declare instead of the canonical unit; None for any other."""
         return next((a for a in self.aliases if a.unit == unit), None)
+
+    def plausible(self, value: float) -> bool:
+        """Whether canonical `value` is a possible measurement (check_plausible says why not)."""
+        return self.low <= value <= self.high and (not self.whole_numbers or value.is_integer())
 
 
 _LB = Fraction("0.45359237")  # the international avoirdupois pound, exact by definition (1959)
@@ -259,6 +262,8 @@ def check_plausible(metric: Metric, value: float, *, shown: str | None = None) -
 
     `shown` is how the value was declared (e.g. "110 [degF]"), for the message.
     """
+    if metric.plausible(value):
+        return
     here = shown or f"{fmt_number(value)} {metric.unit}"
     if not metric.low <= value <= metric.high:
         bounds = f"{fmt_number(metric.low)}–{fmt_number(metric.high)} {metric.unit}"
@@ -273,8 +278,8 @@ def canonical_value(metric: Metric | str, value: float, unit: str) -> float:
     """Convert to the canonical unit and check the plausible range; raises a MetricError."""
     m = metric if isinstance(metric, Metric) else get_metric(metric)
     canonical = to_canonical(m, value, unit)
-    if m.low <= canonical <= m.high and (not m.whole_numbers or canonical.is_integer()):
-        return canonical  # plausible: no message to spell
+    if m.plausible(canonical):
+        return canonical  # no message to spell
     shown = f"{fmt_number(float(value))} {unit}"
     if unit.strip() != m.unit:
         shown += f" (= {fmt_number(canonical)} {m.unit})"
