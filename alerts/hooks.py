@@ -103,14 +103,17 @@ def rule_set(program: str, rules: Sequence[Rule]) -> RuleSet:
     for rule in per_reading:
         by_metric.setdefault(rule.metric, []).append(rule)
     # check_absolute returns before it looks at history when the value is in no band.
-    sustained = [r for r in per_reading if isinstance(r, AbsoluteRule) and r.sustain is not None]
     banded: dict[str, list[tuple[AbsoluteRule, HistoryNeed]]] = {}
-    for rule in sustained:
-        banded.setdefault(rule.metric, []).append((rule, history_need(rule)))
+    always: list[Rule] = []
+    for rule in per_reading:
+        if isinstance(rule, AbsoluteRule) and rule.sustain is not None:
+            banded.setdefault(rule.metric, []).append((rule, history_need(rule)))
+        else:
+            always.append(rule)
     return RuleSet(
         program,
         {m: tuple(r) for m, r in by_metric.items()},
-        history_needs([r for r in per_reading if not any(r is s for s in sustained)]),
+        history_needs(always),
         {m: tuple(pairs) for m, pairs in banded.items()},
     )
 
