@@ -383,6 +383,11 @@ def cpu_seconds(consumers: list[int]) -> dict[str, float]:
     return {"consumer": used(consumers), "postgres": used(postgres), "mosquitto": used([broker])}
 
 
+def cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """The cores each part used between two `cpu_seconds` readings `seconds` apart."""
+    return {k: round((after[k] - before[k]) / seconds, 2) for k in after}
+
+
 # --- profile, machine, references' venv ---------------------------------------------------
 
 

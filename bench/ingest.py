@@ -162,24 +162,24 @@ class Run:
         )
         return rows[0]["n"]
 
-    def commit_groups(self, table: str, phase: str) -> list[tuple[float, int, str]]:
-        """(commit seen, rows, a message id) per inserting transaction of the phase."""
-        rows = self.sql(
+    def _inserts(self, table: str, phase: str) -> list[dict]:
+        """The phase's inserting transactions: start (received_at, µs), rows, a message id."""
+        return self.sql(
             f"SELECT (extract(epoch FROM received_at) * 1000000)::bigint AS rx, count(*) AS n,"
             f" min(message_id) AS mid FROM {table} WHERE message_id LIKE %s GROUP BY rx",
             (f"{phase}-%",),
         )
+
+    def commit_groups(self, table: str, phase: str) -> list[tuple[float, int, str]]:
+        """(commit seen, rows, a message id) per inserting transaction of the phase."""
         seen = self.listener.commits.get(table, {})
+        rows = self._inserts(table, phase)
         return sorted((seen[r["rx"]], r["n"], r["mid"]) for r in rows if r["rx"] in seen)
 
     def transactions(self, table: str, phase: str) -> dict:
         """How many inserting transactions the phase took, their rows, and how long each ran
         from its start (received_at, now() of the transaction) to its commit being seen."""
-        rows = self.sql(
-            f"SELECT (extract(epoch FROM received_at) * 1000000)::bigint AS rx, count(*) AS n"
-            f" FROM {table} WHERE message_id LIKE %s GROUP BY rx",
-            (f"{phase}-%",),
-        )
+        rows = self._inserts(table, phase)
         seen = self.listener.commits.get(table, {})
         took = [(seen[r["rx"]] - r["rx"] / 1e6) * 1000 for r in rows if r["rx"] in seen]
         sizes = [r["n"] for r in rows]
@@ -292,9 +292,7 @@ def paced(
         "alert_ms": stats(alerts),
         "transactions": txns,
         # Cores used from the first send to the last commit; the publisher is not counted.
-        "cores_used": {k: round((cpu[k] - cpu_before[k]) / busy_s, 2) for k in cpu}
-        if busy_s > 0
-        else None,
+        "cores_used": common.cores(cpu_before, cpu, busy_s) if busy_s > 0 else None,
         "_commit": commit,
         "_alerts": alerts,
     }
@@ -348,7 +346,7 @@ def drain(run: Run, table: str, phase: str, count: int, start, stop, profile: bo
         "all_committed_after_s": round(last - started, 2),
         "transactions": len(groups),
         # Cores each part kept busy over the drain (the machine has os.cpu_count() of them).
-        "cores_used": {k: round((cpu[k] - cpu_before[k]) / (last - started), 2) for k in cpu},
+        "cores_used": common.cores(cpu_before, cpu, last - started),
     }
 
 
