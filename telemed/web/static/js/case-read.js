@@ -1,18 +1,11 @@
 // The nurse confirms she has read the specialist's instructions.
 (function () {
   "use strict";
-  const { t, api, say, problemText } = window.Telemed;
+  const { t, send } = window.Telemed;
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("#confirm-read");
     if (!button) return;
-    button.disabled = true;
-    try {
-      await api("POST", "/api/v1/wound-cases/" + button.dataset.case + "/read");
-      say(t("app.saved"), "ok");
-      window.Telemed.live.refresh();
-    } catch (error) {
-      say(t("app.error", { detail: problemText(error) }), "error");
-      button.disabled = false;
-    }
+    const url = "/api/v1/wound-cases/" + button.dataset.case + "/read";
+    if (await send([button], url, undefined, t("app.saved"))) window.Telemed.live.refresh();
   });
 })();

@@ -109,7 +109,23 @@
     status.className = "status " + (kind || "info");
   }
 
+  // POST with `buttons` disabled meanwhile. Says `done` and returns true; or says what went
+  // wrong, enables the buttons again and returns false.
+  async function send(buttons, url, body, done) {
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await api("POST", url, body);
+    } catch (error) {
+      say(t("app.error", { detail: problemText(error) }), "error");
+      buttons.forEach((b) => { b.disabled = false; });
+      return false;
+    }
+    say(done, "ok");
+    return true;
+  }
+
   window.Telemed = {
-    t, has, api, ApiError, problemText, el, when, num, parseNumber, say, csrfToken, lang, locale, zone,
+    t, has, api, ApiError, problemText, el, when, num, parseNumber, say, send, csrfToken, lang,
+    locale, zone,
   };
 })();

@@ -5,7 +5,7 @@
 (function () {
   "use strict";
   const T = window.Telemed;
-  const { t, api, el, num, when, problemText, say } = T;
+  const { t, api, el, num, when, problemText, say, send } = T;
   const box = document.getElementById("queue");
   const RANK = { red: 0, yellow: 1, blue: 2 };
   // Wound cases in these states wait for the specialist team; the others for the nurse.
@@ -191,16 +191,10 @@
       form.elements.note.focus();
       return;
     }
-    const buttons = form.querySelectorAll("button");
-    buttons.forEach((b) => { b.disabled = true; });
-    try {
-      await api("POST", "/api/v1/alerts/" + form.dataset.alert + "/" + action, note ? { note } : {});
-      say(t("alert.done"), "ok");
+    const url = "/api/v1/alerts/" + form.dataset.alert + "/" + action;
+    if (await send([...form.querySelectorAll("button")], url, note ? { note } : {}, t("alert.done"))) {
       document.activeElement.blur();
       load();
-    } catch (error) {
-      say(t("app.error", { detail: problemText(error) }), "error");
-      buttons.forEach((b) => { b.disabled = false; });
     }
   });
 
@@ -211,17 +205,11 @@
       form.elements.text.focus();
       return;
     }
-    const button = form.querySelector("button");
-    button.disabled = true;
-    try {
-      await api("POST", "/api/v1/alerts/" + form.dataset.alert + "/instructions", body);
-      say(t("alert.instruction_sent"), "ok");
+    const url = "/api/v1/alerts/" + form.dataset.alert + "/instructions";
+    if (await send([form.querySelector("button")], url, body, t("alert.instruction_sent"))) {
       form.closest("details").open = false;
       document.activeElement.blur();
       load();
-    } catch (error) {
-      say(t("app.error", { detail: problemText(error) }), "error");
-      button.disabled = false;
     }
   }
 

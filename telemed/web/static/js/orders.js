@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   const T = window.Telemed;
-  const { t, api, el, num, when, problemText, say } = T;
+  const { t, api, el, num, when, problemText, say, send } = T;
   const section = document.getElementById("alert-instructions");
   if (!section) return;
   const list = document.getElementById("orders-list");
@@ -61,15 +61,8 @@
     const button = event.target.closest("button[data-kind]");
     if (!button) return;
     const id = button.closest("[data-instruction]").dataset.instruction;
-    button.disabled = true;
-    try {
-      await api("POST", "/api/v1/instructions/" + id + "/confirmations", { kind: button.dataset.kind });
-      say(t("nurse.order_saved"), "ok");
-      await load();
-    } catch (error) {
-      say(t("app.error", { detail: problemText(error) }), "error");
-      button.disabled = false;
-    }
+    const url = "/api/v1/instructions/" + id + "/confirmations";
+    if (await send([button], url, { kind: button.dataset.kind }, t("nurse.order_saved"))) await load();
   });
 
   if (T.live) T.live.on(load);
