@@ -23,12 +23,11 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 import msgspec
-from msgspec import Meta
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -52,14 +51,6 @@ from telemed.wounds.storage import MediaStore, PhotoFiles, Staged
 log = logging.getLogger("telemed.wounds")
 Q = Queries("wounds")
 
-SPECIALIST_TURN: Final = ("submitted", "awaiting_specialist")
-# step -> (states it may start from, state it leads to)
-TRANSITIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
-    "question": (SPECIALIST_TURN, "awaiting_nurse"),
-    "answered": (SPECIALIST_TURN, "answered"),
-    "reply": (("awaiting_nurse", "answered"), "awaiting_specialist"),
-    "read": (("answered",), "closed"),
-}
 DEFAULT_LEVELS: Final = {
     "urgent": routing.ServiceLevel(urgency="urgent", working_hours=4),
     "normal": routing.ServiceLevel(urgency="normal", working_days=1),
@@ -72,9 +63,7 @@ _STATUS: Final[dict[int, type[DomainError]]] = {
 }
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
-Text = Annotated[str, Meta(min_length=1, max_length=4000, pattern=r"\S")]
 PHOTO_URL: Final = "/api/v1/wound-photos/{id}"
-FORMAT_SUFFIX: Final = {"jpeg": "jpg", "png": "png", "webp": "webp", "heic": "heic"}
 
 
 class WoundCaseCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+from msgspec import Meta
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -23,9 +24,7 @@ from telemed.errors import (
 )
 from telemed.wounds import observations
 from telemed.wounds.cases import (
-    TRANSITIONS,
     PhotoOut,
-    Text,
     case_event,
     decode_part,
     discard_staged,
@@ -41,6 +40,16 @@ from telemed.wounds.storage import MediaStore, Staged
 
 log = logging.getLogger("telemed.wounds")
 Q = Queries("wounds")
+
+SPECIALIST_TURN: Final = ("submitted", "awaiting_specialist")
+# step -> (states it may start from, state it leads to)
+TRANSITIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
+    "question": (SPECIALIST_TURN, "awaiting_nurse"),
+    "answered": (SPECIALIST_TURN, "answered"),
+    "reply": (("awaiting_nurse", "answered"), "awaiting_specialist"),
+    "read": (("answered",), "closed"),
+}
+Text = Annotated[str, Meta(min_length=1, max_length=4000, pattern=r"\S")]
 
 
 class SpecialistQuestion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -23,11 +23,14 @@ from telemed.errors import (
     NotFound,
 )
 from telemed.wounds import observations
-from telemed.wounds.cases import FORMAT_SUFFIX, PHOTO_URL, TRANSITIONS, PhotoOut, photo_out
+from telemed.wounds.cases import PHOTO_URL, PhotoOut, photo_out
+from telemed.wounds.steps import TRANSITIONS
 from telemed.wounds.storage import MediaStore
 
 log = logging.getLogger("telemed.wounds")
 Q = Queries("wounds")
+
+FORMAT_SUFFIX: Final = {"jpeg": "jpg", "png": "png", "webp": "webp", "heic": "heic"}
 
 
 class WoundOut(msgspec.Struct, kw_only=True):
