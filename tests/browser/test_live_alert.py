@@ -196,6 +196,14 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     card.get_by_label("Ny ugedosis warfarin (mg)").fill("32.5")
     card.get_by_label("Næste INR-måling").fill(next_inr.isoformat())
     console.assert_accessible()
+    # The queue's redraw after sending is held back, so the card is opened again before it: the
+    # form must be empty and usable, not keep the sent text (a resend) or a disabled button.
+    held = []
+
+    def queue_fetch(url):
+        return "/api/v1/alerts?state=unresolved" in url
+
+    console.page.route(queue_fetch, lambda route: held.append(route))
     card.get_by_role("button", name="Send instruks").click()
     console.page.get_by_text("Instruksen er sendt.").wait_for()
     (written,) = db.execute(
@@ -207,8 +215,13 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     card.get_by_text("Skriv instruks").click()
     card.get_by_role("button", name="Send instruks").click()
     console.page.get_by_text("Skriv instruksen.").wait_for()
+    assert card.get_by_label("Instruks til plejen").input_value() == ""
     count = db.execute("SELECT count(*) AS n FROM instructions WHERE alert_id = %s", (alert["id"],))
     assert count.fetchone()["n"] == 1
+    assert held, "the queue was not fetched again after the instruction was sent"
+    for route in held:
+        route.continue_()
+    console.page.unroute(queue_fetch)
     console.assert_no_script_errors()
 
     # The home nurse finds it on the patient's page and confirms it was carried out.

@@ -206,7 +206,12 @@
       return;
     }
     const url = "/api/v1/alerts/" + form.dataset.alert + "/instructions";
-    if (await send([form.querySelector("button")], url, body, t("alert.instruction_sent"))) {
+    const button = form.querySelector("button");
+    if (await send([button], url, body, t("alert.instruction_sent"))) {
+      // Emptied and ready for the next one: the card may be opened again before the queue is
+      // redrawn, and must neither resend this instruction nor stay disabled.
+      form.reset();
+      button.disabled = false;
       form.closest("details").open = false;
       document.activeElement.blur();
       load();
