@@ -187,6 +187,15 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     with ThreadPoolExecutor(1) as pool:
         pool.submit(store, db_dsn, [row(patient, "inr", 4.2, ago(hours=1), care.nurse.id)]).result()
     (alert,) = db.execute("SELECT id FROM alerts WHERE patient_id = %s", (patient,)).fetchall()
+    # The home nurse has the patient's page open on her phone before the hospital answers.
+    from tests.browser.conftest import PHONE
+
+    nurse = open_tab(PHONE)
+    nurse.sign_in(care.nurse.username, care.nurse.password)
+    nurse.go(f"/nurse/patients/{patient}")
+    nurse.page.locator("#orders-list").get_by_text("Ingen instrukser til alarmer.").wait_for()
+    nurse.page.evaluate("window.__notReloaded = true")
+
     console = open_tab()
     console.sign_in(care.specialist.username, care.specialist.password)
     card = console.page.locator(f'#queue li[data-id="{alert["id"]}"]')
@@ -224,14 +233,10 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     console.page.unroute(queue_fetch)
     console.assert_no_script_errors()
 
-    # The home nurse finds it on the patient's page and confirms it was carried out.
-    from tests.browser.conftest import PHONE
-
-    nurse = open_tab(PHONE)
-    nurse.sign_in(care.nurse.username, care.nurse.password)
-    nurse.go(f"/nurse/patients/{patient}")
+    # It appears on the nurse's open page without a reload, and she confirms it was carried out.
     order = nurse.page.locator("#orders-list li[data-instruction]")
     order.wait_for()
+    assert nurse.page.evaluate("window.__notReloaded") is True
     text = order.inner_text()
     assert "Spring én dosis over, derefter ny ugedosis" in text
     assert "Ny ugedosis warfarin (mg): 32,5" in text and next_inr.isoformat() in text
