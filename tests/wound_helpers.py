@@ -179,7 +179,8 @@ def unique_jpeg(name: str = "IMG_0002.jpg") -> Photo:
 
 
 def stored_files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()}
+    """The photo files (not the folder's installation mark, written by the first upload)."""
+    return {p for p in root.rglob("*") if p.is_file() and p.parent != root}
 
 
 def open_image(data: bytes) -> Image.Image:

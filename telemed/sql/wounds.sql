@@ -108,6 +108,9 @@ SELECT coalesce(max(position) + 1, 0) AS position FROM wound_photos WHERE case_i
 -- name: referenced_originals
 SELECT DISTINCT original_sha256 FROM wound_photos WHERE original_sha256 = ANY(%(digests)s);
 
+-- name: referenced_photos
+SELECT id FROM wound_photos WHERE id = ANY(%(ids)s);
+
 -- name: case_for_update
 SELECT id, patient_id, wound_id, state, urgent, routed_org_id, submitted_by_org, due_at
 FROM wound_cases WHERE id = %(id)s FOR UPDATE;

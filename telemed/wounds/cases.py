@@ -5,8 +5,9 @@ telemed.wounds.views, routing rules and service levels in telemed.wounds.admin.
 
 upload:  decode and check the case → scope, wound, route (one short read transaction)
          → images.sanitize every photo in worker threads (nothing written yet)
-         → files written durably (storage) → one transaction: wound, case, photos, event,
-         'consulted' relation, outbox, audit → 201; on any failure the files are removed.
+         → one transaction: the media locks, files written durably (storage), wound, case,
+         photos, event, 'consulted' relation, outbox, audit → 201; on any failure the files
+         are removed (media.discard).
 states:  submitted ─┬─ instructions ──► answered ── nurse reads ──► closed
 awaiting_specialist ┘└ question ─► awaiting_nurse ── nurse replies ──► awaiting_specialist
          (a nurse may also reply to an answered case: a follow-up question)
@@ -44,7 +45,7 @@ from telemed.errors import (
     TooLarge,
     Unsupported,
 )
-from telemed.wounds import images, observations, routing
+from telemed.wounds import images, media, observations, routing
 from telemed.wounds.multipart import FilePart
 from telemed.wounds.storage import MediaStore, PhotoFiles, Staged
 
@@ -224,23 +225,6 @@ async def store_photos(
     return [f.photo_id for f in files]
 
 
-async def discard_staged(conn: AsyncConnection, store: MediaStore, staged: Staged) -> None:
-    """After a failed transaction: remove this request's files; keep any original that a
-    committed row refers to (the same bytes sent in another case)."""
-    with anyio.CancelScope(shield=True):
-        try:
-            cur = await conn.execute(Q.referenced_originals, {"digests": staged.created_originals})
-            referenced = {r["original_sha256"] for r in await cur.fetchall()}
-            await conn.rollback()
-        except Exception:
-            log.exception("cannot check photo references; keeping the originals")
-            referenced = set(staged.created_originals)
-        unreferenced = set(staged.created_originals) - referenced
-        await anyio.to_thread.run_sync(
-            functools.partial(store.discard, staged, unreferenced=unreferenced)
-        )
-
-
 async def insert_photos(
     conn: AsyncConnection,
     actor: Actor,
@@ -397,8 +381,9 @@ async def submit_case(
     now = now or datetime.now(UTC)
     staged = Staged()
     try:
-        photo_ids = await store_photos(store, photos, clean, staged)
         async with conn.transaction():
+            await media.hold_for_upload(conn, store, [c.sha256 for c in clean])
+            photo_ids = await store_photos(store, photos, clean, staged)
             created = await _insert_case(conn, actor, data, org_id, rule_id, now)
             rows = await insert_photos(
                 conn, actor, created["id"], created["event_id"], photo_ids, photos, clean, now
@@ -411,7 +396,7 @@ async def submit_case(
                 patient_id=data.patient_id,
             )
     except BaseException:
-        await discard_staged(conn, store, staged)
+        await media.discard(conn, store, staged)
         raise
     return CaseCreated(
         id=created["id"],

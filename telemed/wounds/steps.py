@@ -22,12 +22,11 @@ from telemed.errors import (
     Forbidden,
     NotFound,
 )
-from telemed.wounds import observations
+from telemed.wounds import media, observations
 from telemed.wounds.cases import (
     PhotoOut,
     case_event,
     decode_part,
-    discard_staged,
     due_time,
     event_payload,
     insert_photos,
@@ -219,8 +218,9 @@ async def reply(
     now = now or datetime.now(UTC)
     staged = Staged()
     try:
-        photo_ids = await store_photos(store, photos, clean, staged)
         async with conn.transaction():
+            await media.hold_for_upload(conn, store, [c.sha256 for c in clean])
+            photo_ids = await store_photos(store, photos, clean, staged)
             case = await _locked_case(conn, actor, case_id, "nurse")
             due = await due_time(conn, case["routed_org_id"], case["urgent"], now)
             to, event_id = await _take_step(
@@ -231,7 +231,7 @@ async def reply(
                 conn, actor, case_id, event_id, photo_ids, photos, clean, now
             )
     except BaseException:
-        await discard_staged(conn, store, staged)
+        await media.discard(conn, store, staged)
         raise
     return CaseStep(
         id=case_id, state=to, due_at=due, event_id=event_id, photos=[photo_out(r) for r in rows]

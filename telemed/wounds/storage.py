@@ -4,18 +4,22 @@ that counts as stored.
     <media>/originals/ab/cd/<sha256>      the uploaded bytes, content-addressed, write-once
     <media>/photos/<id[:2]>/<id>/         display.jpg, thumb-240.jpg, thumb-100.jpg
     <media>/tmp/                          files being written; renamed into place when complete
+    <media>/installation                  the id of the database whose rows refer to these files
 
 A file counts as stored only when a wound_photos row refers to it, and that row is committed
 after the files are durable (fsync of the file and of its directory). A request that fails after
 writing removes its photo folders (their names are fresh ids, so nobody else uses them) and the
 originals it created that no committed row refers to. An original that already existed is never
-removed: another case refers to the same bytes.
+removed by a request: another case refers to the same bytes. What a crash left behind (files
+without a row) is found by `leftovers` and removed by the sweep; telemed.wounds.media has the
+locks that keep both from removing a file an upload in flight is about to refer to.
 
 Blocking I/O; callers run these methods in a worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +32,13 @@ import msgspec
 _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
 FILE_MODE: Final = 0o440
 DIR_MODE: Final = 0o750
+
+
+OWNER_FILE: Final = "installation"
+
+
+class MediaMismatch(RuntimeError):
+    """The media folder belongs to another database."""
 
 
 class PhotoFiles(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,8 +54,16 @@ class PhotoFiles(msgspec.Struct, frozen=True, kw_only=True):
 class Staged(msgspec.Struct, kw_only=True):
     """Files one request wrote, for cleaning up if its transaction does not commit."""
 
-    photo_dirs: list[Path] = msgspec.field(default_factory=list)
+    photo_ids: list[uuid.UUID] = msgspec.field(default_factory=list)
     created_originals: list[str] = msgspec.field(default_factory=list)
+
+
+class Leftovers(msgspec.Struct, kw_only=True):
+    """Files older than a cutoff that may have no row: the sweep asks the database which."""
+
+    photo_ids: list[uuid.UUID] = msgspec.field(default_factory=list)
+    originals: list[str] = msgspec.field(default_factory=list)
+    tmp: list[Path] = msgspec.field(default_factory=list)
 
 
 class MediaStore:
@@ -73,7 +92,7 @@ class MediaStore:
         for photo in photos:
             if self.put_original(photo.sha256, photo.original):
                 staged.created_originals.append(photo.sha256)
-            staged.photo_dirs.append(self.photo_dir(photo.photo_id))
+            staged.photo_ids.append(photo.photo_id)
             self.put_derivatives(photo)
 
     def put_original(self, sha256: str, data: bytes) -> bool:
@@ -113,14 +132,70 @@ class MediaStore:
         _fsync_dir(final.parent)
         return final
 
-    def discard(self, staged: Staged, *, unreferenced: set[str]) -> None:
-        """Remove what a failed request wrote; `unreferenced` are the digests of originals it
-        created that no committed row refers to."""
-        for folder in staged.photo_dirs:
-            shutil.rmtree(folder, ignore_errors=True)
-        for sha256 in staged.created_originals:
-            if sha256 in unreferenced:
-                self.original_path(sha256).unlink(missing_ok=True)
+    def claim(self, installation: str) -> None:
+        """Record that this folder belongs to `installation` (the database's identity), or check
+        that it does: a folder shared by two databases would have each one's photos look like
+        leftovers to the other."""
+        owner = self.owner()
+        if owner is None:
+            _mkdirs(self.root)
+            tmp = self._tmp_name()
+            _write_durably(tmp, installation.encode())
+            try:
+                os.link(tmp, self.root / OWNER_FILE)
+            except FileExistsError:
+                pass  # another request claimed it meanwhile; checked below
+            finally:
+                tmp.unlink()
+            _fsync_dir(self.root)
+            owner = self.owner()
+        if owner != installation:
+            raise MediaMismatch(
+                f"the media folder {self.root} belongs to installation {owner}, but this "
+                f"database is installation {installation}: point TELEMED_MEDIA_DIR at this "
+                "database's folder (or move that folder aside for a new database)"
+            )
+
+    def owner(self) -> str | None:
+        try:
+            return (self.root / OWNER_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def leftovers(self, cutoff: float) -> Leftovers:
+        """Photo folders, originals and temporary files last changed before `cutoff` (a Unix
+        time); names that are not ours are left alone."""
+        found = Leftovers()
+        for folder in _entries(self.root / "photos", 2):
+            try:
+                photo_id = uuid.UUID(folder.name)
+            except ValueError:
+                continue
+            if str(photo_id) == folder.name and _older(folder, cutoff):
+                found.photo_ids.append(photo_id)
+        for path in _entries(self.root / "originals", 3):
+            if _SHA256.match(path.name) and _older(path, cutoff):
+                found.originals.append(path.name)
+        found.tmp = [p for p in _entries(self.tmp, 1) if _older(p, cutoff)]
+        return found
+
+    def remove_photo_dir(self, photo_id: uuid.UUID) -> None:
+        folder = self.photo_dir(photo_id)
+        shutil.rmtree(folder, ignore_errors=True)
+        _fsync_dir_if_there(folder.parent)
+
+    def remove_original(self, sha256: str) -> None:
+        path = self.original_path(sha256)
+        path.unlink(missing_ok=True)
+        _fsync_dir_if_there(path.parent)
+
+    def remove_tmp(self, path: Path) -> None:
+        if path.parent != self.tmp:
+            raise ValueError(f"{path} is not in {self.tmp}")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def read(self, path: Path) -> bytes:
         return path.read_bytes()
@@ -128,6 +203,33 @@ class MediaStore:
     def _tmp_name(self) -> Path:
         _mkdirs(self.tmp)
         return self.tmp / uuid.uuid4().hex
+
+
+def _entries(folder: Path, depth: int) -> list[Path]:
+    """The entries `depth` levels below `folder` (1: its own entries)."""
+    level = [folder]
+    for _ in range(depth):
+        below = []
+        for parent in level:
+            try:
+                with os.scandir(parent) as it:
+                    below.extend(Path(e.path) for e in it)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        level = below
+    return level
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.lstat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
+def _fsync_dir_if_there(folder: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _fsync_dir(folder)
 
 
 def _mkdirs(folder: Path) -> None:

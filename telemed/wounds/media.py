@@ -1,0 +1,123 @@
+"""Who may remove a photo file, and when.
+
+Files are written before the rows that refer to them are committed (telemed.wounds.storage), so
+between the two a file has no row and looks exactly like one a crash left behind. Two things
+remove files without a row, and each must never take one that an upload in flight is about to
+refer to:
+
+- a failed request removes the originals it created, unless a committed row refers to the
+  same bytes; but another request may have found that original already there and be about to
+  commit a row for it;
+- the sweep removes what a crash left: photo folders, originals and temporary files older than
+  a grace period that no row refers to; but an upload may reuse an old orphaned original.
+
+So an upload holds, in the transaction that writes its files and commits its rows, a shared
+advisory lock on the media folder and one on each of its originals' digests. A failed request
+takes the digest's lock exclusively (one at a time, never two at once) before it asks whether a
+row refers to the original; the sweep takes the folder's lock exclusively for its few queries
+and removals, so it waits for the uploads in flight to commit or fail, and new ones wait for it.
+The grace period keeps fresh files out of the sweep's view even without the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+from psycopg import AsyncConnection
+
+from telemed.db import Queries
+from telemed.wounds.storage import MediaStore, Staged
+
+log = logging.getLogger("telemed.wounds.media")
+Q = Queries("wounds")
+
+MEDIA_LOCK: Final = 0x7E1E_0F16  # pg_advisory_*lock key of the media folder
+ORIGINAL_LOCKS: Final = 0x7E1E_0F17  # first key of an original's lock; the second is its hash
+GRACE_S: Final = 24 * 3600.0
+MIN_GRACE_S: Final = 3600.0  # far longer than an upload takes
+LOCK_TIMEOUT: Final = "60s"  # the sweep waits this long for the uploads in flight
+
+
+async def installation(conn: AsyncConnection) -> str:
+    cur = await conn.execute("SELECT id::text AS id FROM installation")
+    return (await cur.fetchone())["id"]
+
+
+async def hold_for_upload(conn: AsyncConnection, store: MediaStore, digests: list[str]) -> None:
+    """In the transaction that writes an upload's files and commits its rows: the locks, and the
+    check that the media folder is this database's (storage.MediaStore.claim)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (MEDIA_LOCK,))
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock_shared(%s, hashtext(d))"
+        " FROM (SELECT DISTINCT unnest(%s::text[]) AS d) AS digests",
+        (ORIGINAL_LOCKS, digests),
+    )
+    await anyio.to_thread.run_sync(store.claim, await installation(conn))
+
+
+async def discard(conn: AsyncConnection, store: MediaStore, staged: Staged) -> None:
+    """After a failed transaction: remove this request's files; keep any original that a
+    committed row refers to, or that an upload in flight is about to."""
+    with anyio.CancelScope(shield=True):
+        for photo_id in staged.photo_ids:
+            await anyio.to_thread.run_sync(store.remove_photo_dir, photo_id)
+        try:
+            await conn.rollback()
+            for sha256 in staged.created_originals:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ORIGINAL_LOCKS, sha256)
+                    )
+                    cur = await conn.execute(Q.referenced_originals, {"digests": [sha256]})
+                    if not await cur.fetchall():
+                        await anyio.to_thread.run_sync(store.remove_original, sha256)
+        except Exception:
+            log.exception("cannot check photo references; keeping the originals")
+
+
+async def sweep(
+    conn: AsyncConnection, store: MediaStore, *, grace_s: float = GRACE_S, now: float | None = None
+) -> dict[str, Any]:
+    """Remove the files older than `grace_s` (at least an hour) that no wound_photos row refers
+    to; nothing at all from a folder this database has not claimed."""
+    grace_s = max(grace_s, MIN_GRACE_S)
+    owner, this = store.owner(), await installation(conn)
+    await conn.rollback()
+    if owner != this:
+        why = "it has no photos yet" if owner is None else f"it belongs to installation {owner}"
+        log.warning("not sweeping the media folder %s: %s", store.root, why)
+        return {"skipped": why}
+    cutoff = (time.time() if now is None else now) - grace_s
+    found = await anyio.to_thread.run_sync(store.leftovers, cutoff)
+    photos: set[uuid.UUID] = set()
+    originals: set[str] = set()
+    if found.photo_ids or found.originals or found.tmp:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MEDIA_LOCK,))
+            cur = await conn.execute(Q.referenced_photos, {"ids": found.photo_ids})
+            photos = set(found.photo_ids) - {r["id"] for r in await cur.fetchall()}
+            cur = await conn.execute(Q.referenced_originals, {"digests": found.originals})
+            originals = set(found.originals) - {r["original_sha256"] for r in await cur.fetchall()}
+
+            def remove() -> None:
+                for photo_id in photos:
+                    store.remove_photo_dir(photo_id)
+                for sha256 in originals:
+                    store.remove_original(sha256)
+                for path in found.tmp:
+                    store.remove_tmp(path)
+
+            await anyio.to_thread.run_sync(remove)
+    for photo_id in sorted(photos):
+        log.warning("removed photo folder %s: no wound photo refers to it", photo_id)
+    for sha256 in sorted(originals):
+        log.warning("removed original %s: no wound photo refers to it", sha256)
+    if found.tmp:
+        log.warning("removed %d temporary media files", len(found.tmp))
+    return {"photo_dirs": len(photos), "originals": len(originals), "tmp": len(found.tmp)}
