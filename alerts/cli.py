@@ -16,13 +16,21 @@ if TYPE_CHECKING:
 
 # The scheduler's job names (alerts.scheduler.JOBS and WEBHOOKS), here so that building the
 # command line imports nothing heavy.
-JOB_NAMES = ("missed_measurements", "escalations", "daily_rollups", "retention", "webhooks")
+JOB_NAMES = (
+    "missed_measurements",
+    "escalations",
+    "daily_rollups",
+    "retention",
+    "media_sweep",
+    "webhooks",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "scheduler",
-        help="run the periodic jobs: missed measurements, escalation, webhooks, retention, rollups",
+        help="run the periodic jobs: missed measurements, escalation, webhooks, retention, "
+        "rollups, the sweep of leftover photo files",
         description="Run the periodic jobs. Any number of replicas may run; a PostgreSQL "
         "advisory lock makes one of them the leader, which alone runs the jobs.",
     )
@@ -40,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from alerts.scheduler import Scheduler
 
-    scheduler = Scheduler(load_settings().dsn, instance=args.instance)
+    settings = load_settings()
+    scheduler = Scheduler(settings.dsn, instance=args.instance, media_dir=settings.media_dir)
     if args.once:
         return asyncio.run(_once(scheduler, args.once))
     return asyncio.run(_forever(scheduler))

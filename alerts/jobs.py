@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -151,6 +152,21 @@ async def escalations(conn: AsyncConnection, *, now: datetime) -> dict[str, int]
     if overdue is not None:
         result["wound_cases"] = await overdue(conn, now=now)
     return result
+
+
+async def media_sweep(
+    conn: AsyncConnection, *, now: datetime, media_dir: Path | None, grace_h: float | None = None
+) -> dict[str, Any]:
+    """Remove the wound photo files a crash left without a row (telemed.wounds.media.sweep)."""
+    if media_dir is None:
+        return {"skipped": "no media folder given"}
+    from telemed.wounds import media
+    from telemed.wounds.storage import MediaStore
+
+    if grace_h is None:
+        grace_h = float(os.environ.get("TELEMED_MEDIA_SWEEP_GRACE_H", media.GRACE_S / 3600))
+    store = MediaStore(media_dir)
+    return await media.sweep(conn, store, grace_s=grace_h * 3600, now=now.timestamp())
 
 
 def readings_keep_years(env: dict[str, str] | None = None) -> int:

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,7 +42,7 @@ _KEEPALIVE = {
     "keepalives_count": 3,
 }
 WEBHOOKS = "webhooks"
-JOBS = ("missed_measurements", "escalations", "daily_rollups", "retention")
+JOBS = ("missed_measurements", "escalations", "daily_rollups", "retention", "media_sweep")
 
 
 class Intervals(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,6 +50,7 @@ class Intervals(msgspec.Struct, frozen=True, kw_only=True):
     escalations_s: float = 60.0
     daily_rollups_s: float = 900.0
     retention_s: float = 86400.0
+    media_sweep_s: float = 86400.0
     webhook_poll_s: float = 5.0
     lock_retry_s: float = 5.0
     reconnect_s: float = 2.0
@@ -82,8 +84,10 @@ class Scheduler:
         intervals: Intervals | None = None,
         clock: Callable[[], datetime] = _utcnow,
         lock_key: int = LOCK_KEY,
+        media_dir: Path | None = None,
     ) -> None:
         self.dsn = dsn
+        self.media_dir = media_dir  # the wound photos' folder, for the sweep of leftovers
         self.instance = instance or jobs.new_instance_name()
         self.intervals = intervals or Intervals.from_env()
         self.clock = clock
@@ -204,6 +208,8 @@ class Scheduler:
             return lambda: jobs.escalations(conn, now=now)
         if name == "retention":
             return lambda: jobs.retention(conn, now=now)
+        if name == "media_sweep":
+            return lambda: jobs.media_sweep(conn, now=now, media_dir=self.media_dir)
         if name == "daily_rollups":
             last = await jobs.last_success(conn, name)
             # an hour's overlap: a reading stamped before the last run may commit after it
