@@ -88,9 +88,12 @@ async def sweep(
     grace_s = max(grace_s, MIN_GRACE_S)
     owner, this = store.owner(), await installation(conn)
     await conn.rollback()
+    if owner is None:
+        log.info("nothing to sweep in %s: it has no photos yet", store.root)
+        return {"skipped": "it has no photos yet"}
     if owner != this:
-        why = "it has no photos yet" if owner is None else f"it belongs to installation {owner}"
-        log.warning("not sweeping the media folder %s: %s", store.root, why)
+        why = f"it belongs to installation {owner}"
+        log.warning("not sweeping the media folder %s: %s, not %s", store.root, why, this)
         return {"skipped": why}
     cutoff = (time.time() if now is None else now) - grace_s
     found = await anyio.to_thread.run_sync(store.leftovers, cutoff)
