@@ -11,7 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
-from alerts import service, thresholds
+from alerts import instructions, service, thresholds
 from telemed.access import Actor
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
@@ -77,9 +77,13 @@ class AlertController(Controller):
         summary="A specialist answers the alert with an instruction",
     )
     async def instruct(
-        self, conn: AsyncConnection, actor: Actor, alert_id: int, data: service.InstructionCreate
-    ) -> service.InstructionOut:
-        return await service.add_instruction(conn, actor, alert_id, data)
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        alert_id: int,
+        data: instructions.InstructionCreate,
+    ) -> instructions.InstructionOut:
+        return await instructions.add_instruction(conn, actor, alert_id, data)
 
 
 class InstructionController(Controller):
@@ -96,9 +100,9 @@ class InstructionController(Controller):
         conn: AsyncConnection,
         actor: Actor,
         instruction_id: uuid.UUID,
-        data: service.ConfirmationCreate,
-    ) -> service.InstructionOut:
-        return await service.confirm_instruction(conn, actor, instruction_id, data)
+        data: instructions.ConfirmationCreate,
+    ) -> instructions.InstructionOut:
+        return await instructions.confirm_instruction(conn, actor, instruction_id, data)
 
 
 class PatientAlertController(Controller):
@@ -123,8 +127,8 @@ class PatientAlertController(Controller):
     )
     async def instructions(
         self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, limit: Limit = 200
-    ) -> list[service.InstructionOut]:
-        return await service.patient_instructions(conn, actor, patient_id, limit=limit)
+    ) -> list[instructions.InstructionOut]:
+        return await instructions.patient_instructions(conn, actor, patient_id, limit=limit)
 
     @get(
         "/thresholds",

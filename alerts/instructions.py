@@ -1,0 +1,225 @@
+"""A specialist's instructions in reply to an alert (COPD: what to do now; AK: the new weekly
+warfarin dose and the next INR date), and the carers' confirmations that they read an
+instruction (an alert's or a wound case's) or carried it out. A specialist of an organisation
+that owns the alert writes one; anyone who may read it confirms. Every read and change is
+audited; an instruction and a confirmation on an alert are outbox events for the alert's
+addressees and the patient's serving organisations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from alerts import access, lifecycle
+from alerts.access import Note, Q
+from telemed import audit, outbox
+from telemed.access import Actor, require_patient, require_role
+from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
+
+
+class ConfirmationOut(msgspec.Struct, kw_only=True):
+    id: int
+    user_id: uuid.UUID
+    user_name: str
+    kind: str
+    at: datetime
+    note: str | None
+
+
+class InstructionOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    alert_id: int | None
+    wound_case_id: uuid.UUID | None
+    author_id: uuid.UUID
+    author_name: str
+    author_org_id: uuid.UUID
+    author_organisation: str
+    created_at: datetime
+    text: str
+    fields: dict[str, Any]
+    confirmations: list[ConfirmationOut]
+
+
+CopdAction = Literal["start_rescue_pack", "call_patient", "visit_today", "change_oxygen", "other"]
+
+
+class AkFields(msgspec.Struct, tag="ak", tag_field="program", forbid_unknown_fields=True):
+    """Anticoagulation: the new weekly warfarin dose and when to measure INR next."""
+
+    weekly_dose_mg: Annotated[float, Meta(gt=0, le=200)] | None = None
+    next_inr_date: date | None = None
+
+
+class CopdFields(msgspec.Struct, tag="copd", tag_field="program", forbid_unknown_fields=True):
+    """COPD: what to do now; `oxygen_l_min` with change_oxygen, `other` with other."""
+
+    actions: Annotated[list[CopdAction], Meta(min_length=1, max_length=5)]
+    oxygen_l_min: Annotated[float, Meta(ge=0, le=15)] | None = None
+    other: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
+class InstructionCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    text: Annotated[str, Meta(min_length=1, max_length=10000)]
+    fields: AkFields | CopdFields | None = None
+
+
+class ConfirmationCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["read", "carried_out"]
+    note: Note | None = None
+
+
+_CONFIRMATIONS = msgspec.json.Decoder(list[ConfirmationOut])
+
+
+def _instruction(row: dict[str, Any]) -> InstructionOut:
+    return msgspec.convert(
+        {**row, "confirmations": _CONFIRMATIONS.decode(row["confirmations"])}, InstructionOut
+    )
+
+
+async def find(
+    conn: AsyncConnection,
+    *,
+    alert_id: int | None = None,
+    patient_id: uuid.UUID | None = None,
+    instruction_id: uuid.UUID | None = None,
+    limit: int = 200,
+) -> list[InstructionOut]:
+    params = {"alert_id": alert_id, "patient_id": patient_id, "id": instruction_id, "limit": limit}
+    cur = await conn.execute(Q.instructions, params)
+    return [_instruction(row) for row in await cur.fetchall()]
+
+
+def _check_fields(alert: dict[str, Any], fields: AkFields | CopdFields | None, today: date) -> None:
+    problems: list[FieldProblem] = []
+    if fields is not None and fields.__struct_config__.tag != alert["program"]:
+        problems.append(
+            FieldProblem("fields.program", f"the alert is of program {alert['program']}")
+        )
+    if isinstance(fields, AkFields) and fields.next_inr_date and fields.next_inr_date < today:
+        problems.append(FieldProblem("fields.next_inr_date", "is in the past"))
+    if isinstance(fields, CopdFields):
+        if len(set(fields.actions)) != len(fields.actions):
+            problems.append(FieldProblem("fields.actions", "lists an action twice"))
+        if "change_oxygen" in fields.actions and fields.oxygen_l_min is None:
+            problems.append(FieldProblem("fields.oxygen_l_min", "is needed with change_oxygen"))
+        if "other" in fields.actions and not (fields.other and fields.other.strip()):
+            problems.append(FieldProblem("fields.other", "says what, with the action other"))
+    if problems:
+        raise Invalid("the instruction is not valid", problems)
+
+
+async def add_instruction(
+    conn: AsyncConnection, actor: Actor, alert_id: int, data: InstructionCreate
+) -> InstructionOut:
+    """A specialist of an organisation that owns the alert answers it."""
+    require_role(actor, ("specialist",))
+    async with conn.transaction():
+        alert = await access.visible_alert(conn, actor, alert_id, act=True)
+        _check_fields(alert, data.fields, date.today())
+        fields = msgspec.to_builtins(data.fields) if data.fields is not None else {}
+        cur = await conn.execute(
+            Q.insert_instruction,
+            {
+                "patient_id": alert["patient_id"],
+                "alert_id": alert_id,
+                "author_id": actor.user_id,
+                "author_org_id": actor.organisation_id,
+                "text": data.text,
+                "fields": Jsonb(fields),
+            },
+        )
+        instruction_id = (await cur.fetchone())["id"]
+        await outbox.enqueue(
+            conn,
+            "alert.instruction",
+            {**lifecycle.event_payload(alert), "instruction_id": str(instruction_id)},
+            organisation_ids=lifecycle.addressees(
+                alert, await access.serving_orgs(conn, alert["patient_id"])
+            ),
+            patient_id=alert["patient_id"],
+        )
+        await audit.record(
+            conn,
+            actor,
+            "create",
+            patient_id=alert["patient_id"],
+            object_type="instruction",
+            object_id=instruction_id,
+            detail={"alert_id": alert_id, "fields": fields},
+        )
+        return (await find(conn, instruction_id=instruction_id))[0]
+
+
+async def patient_instructions(
+    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, *, limit: int = 200
+) -> list[InstructionOut]:
+    await require_patient(conn, actor, patient_id)
+    async with conn.transaction():
+        found = await find(conn, patient_id=patient_id, limit=limit)
+        await audit.record(conn, actor, "read", patient_id=patient_id, object_type="instruction")
+    return found
+
+
+async def confirm_instruction(
+    conn: AsyncConnection, actor: Actor, instruction_id: uuid.UUID, data: ConfirmationCreate
+) -> InstructionOut:
+    """The nurse or patient team says it read an instruction, or carried it out."""
+    require_role(actor, access.CLINICIANS)
+    async with conn.transaction():
+        found = await find(conn, instruction_id=instruction_id)
+        if not found:
+            raise NotFound("instruction not found")
+        instruction = found[0]
+        alert = None
+        if instruction.alert_id is not None:
+            alert = await access.visible_alert(conn, actor, instruction.alert_id)
+        else:
+            await require_patient(conn, actor, instruction.patient_id)
+        cur = await conn.execute(
+            Q.insert_confirmation,
+            {
+                "instruction_id": instruction_id,
+                "user_id": actor.user_id,
+                "kind": data.kind,
+                "note": data.note,
+            },
+        )
+        if await cur.fetchone() is None:
+            raise Conflict(f"you have already confirmed this instruction as {data.kind}")
+        if alert is not None:
+            orgs = lifecycle.addressees(
+                alert,
+                [instruction.author_org_id],
+                await access.serving_orgs(conn, alert["patient_id"]),
+            )
+            await outbox.enqueue(
+                conn,
+                "alert.instruction_confirmed",
+                {
+                    **lifecycle.event_payload(alert),
+                    "instruction_id": str(instruction_id),
+                    "kind": data.kind,
+                    "by": str(actor.user_id),
+                },
+                organisation_ids=orgs,
+                patient_id=alert["patient_id"],
+            )
+        await audit.record(
+            conn,
+            actor,
+            "confirm",
+            patient_id=instruction.patient_id,
+            object_type="instruction",
+            object_id=instruction_id,
+            detail={"kind": data.kind},
+        )
+        return (await find(conn, instruction_id=instruction_id))[0]
