@@ -1,10 +1,11 @@
 """Wound cases: the nurse's upload, from the request's parts to the committed case.
 
-The steps after it are in telemed.wounds.steps, reading cases and photos in
-telemed.wounds.views, routing rules and service levels in telemed.wounds.admin.
+The steps after it are in telemed.wounds.steps, an upload's photos in telemed.wounds.photos,
+reading cases and photos in telemed.wounds.views, routing rules and service levels in
+telemed.wounds.admin.
 
 upload:  decode and check the case → scope, wound, route (one short read transaction)
-         → images.sanitize every photo in worker threads (nothing written yet)
+         → images.sanitize every photo in worker threads (photos; nothing written yet)
          → one transaction: the media locks, files written durably (storage), wound, case,
          photos, event, 'consulted' relation, outbox, audit → 201; on any failure the files
          are removed (media.discard).
@@ -15,19 +16,13 @@ awaiting_specialist ┘└ question ─► awaiting_nurse ── nurse replies �
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import os
 import re
 import uuid
-import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import anyio
-import anyio.to_thread
 import msgspec
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -35,19 +30,11 @@ from psycopg.types.json import Jsonb
 from telemed import audit, outbox
 from telemed.access import Actor, require_patient, require_role
 from telemed.db import Queries
-from telemed.errors import (
-    BadRequest,
-    Conflict,
-    DomainError,
-    FieldProblem,
-    Invalid,
-    NotFound,
-    TooLarge,
-    Unsupported,
-)
-from telemed.wounds import images, media, observations, routing
+from telemed.errors import BadRequest, Conflict, FieldProblem, Invalid, NotFound
+from telemed.wounds import media, observations, routing
 from telemed.wounds.multipart import FilePart
-from telemed.wounds.storage import MediaStore, PhotoFiles, Staged
+from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, store_photos
+from telemed.wounds.storage import MediaStore, Staged
 
 log = logging.getLogger("telemed.wounds")
 Q = Queries("wounds")
@@ -56,15 +43,8 @@ DEFAULT_LEVELS: Final = {
     "urgent": routing.ServiceLevel(urgency="urgent", working_hours=4),
     "normal": routing.ServiceLevel(urgency="normal", working_days=1),
 }
-_STATUS: Final[dict[int, type[DomainError]]] = {
-    400: BadRequest,
-    413: TooLarge,
-    415: Unsupported,
-    422: Invalid,
-}
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
-PHOTO_URL: Final = "/api/v1/wound-photos/{id}"
 
 
 class WoundCaseCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -77,20 +57,6 @@ class WoundCaseCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     photo_consent: bool = False  # CLINICAL.md: consent before photos go into the record
 
 
-class PhotoOut(msgspec.Struct, kw_only=True):
-    id: uuid.UUID
-    position: int
-    filename: str
-    format: str
-    width: int
-    height: int
-    taken_at: datetime | None
-    display_url: str
-    thumb_urls: dict[str, str]
-    original_url: str
-    event_id: int | None = None
-
-
 class CaseCreated(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     wound_id: uuid.UUID
@@ -101,39 +67,7 @@ class CaseCreated(msgspec.Struct, kw_only=True):
     photos: list[PhotoOut]
 
 
-def photo_out(row: dict[str, Any]) -> PhotoOut:
-    base = PHOTO_URL.format(id=row["id"])
-    return PhotoOut(
-        id=row["id"],
-        position=row["position"],
-        filename=row["filename"],
-        format=row["format"],
-        width=row["width"],
-        height=row["height"],
-        taken_at=row["taken_at"],
-        display_url=f"{base}/display",
-        thumb_urls={str(size): f"{base}/thumb?size={size}" for size in row["thumb_sizes"]},
-        original_url=f"{base}/original",
-        event_id=row.get("event_id"),
-    )
-
-
 _case_decoder: Final = msgspec.json.Decoder(WoundCaseCreate)
-_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
-
-
-def sanitize_threads() -> int:
-    return int(os.environ.get("TELEMED_WOUND_SANITIZE_THREADS", os.cpu_count() or 2))
-
-
-def _limiter() -> anyio.CapacityLimiter:
-    """One bound per event loop on photos decoded at once, shared by all requests: each decode
-    holds a full-size image in memory and a core busy."""
-    loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(sanitize_threads())
-    return limiter
 
 
 def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> Any:
@@ -179,90 +113,6 @@ def check_case(data: WoundCaseCreate) -> list[FieldProblem]:
             FieldProblem("case.photo_consent", "the patient must consent to photos in the record")
         )
     return problems
-
-
-async def sanitize_all(photos: list[FilePart], *, max_bytes: int) -> list[images.SanitizedPhoto]:
-    """Sanitise every photo in worker threads; one error naming each bad photo, or all results."""
-    results: list[images.SanitizedPhoto | images.PhotoError | None] = [None] * len(photos)
-    limiter = _limiter()
-
-    async def one(part: FilePart) -> None:
-        job = functools.partial(images.sanitize, part.data, max_bytes=max_bytes)
-        try:
-            results[part.index] = await anyio.to_thread.run_sync(job, limiter=limiter)
-        except images.PhotoError as exc:
-            results[part.index] = exc
-
-    async with anyio.create_task_group() as tg:
-        for part in photos:
-            tg.start_soon(one, part)
-    failed = [
-        (part, result)
-        for part, result in zip(photos, results, strict=True)
-        if isinstance(result, images.PhotoError)
-    ]
-    if failed:
-        detail = "; ".join(f"{part.label}: {error.detail}" for part, error in failed)
-        problems = [FieldProblem(part.field, f"{e.code}: {e.detail}") for part, e in failed]
-        raise _STATUS.get(failed[0][1].http_status, Invalid)(detail, problems)
-    return [r for r in results if isinstance(r, images.SanitizedPhoto)]
-
-
-async def store_photos(
-    store: MediaStore, parts: list[FilePart], clean: list[images.SanitizedPhoto], staged: Staged
-) -> list[uuid.UUID]:
-    files = [
-        PhotoFiles(
-            photo_id=uuid.uuid4(),
-            sha256=s.sha256,
-            original=p.data,
-            display=s.display,
-            thumbnails=s.thumbnails,
-        )
-        for p, s in zip(parts, clean, strict=True)
-    ]
-    await anyio.to_thread.run_sync(store.stage, files, staged)
-    return [f.photo_id for f in files]
-
-
-async def insert_photos(
-    conn: AsyncConnection,
-    actor: Actor,
-    case_id: uuid.UUID,
-    event_id: int,
-    ids: list[uuid.UUID],
-    parts: list[FilePart],
-    clean: list[images.SanitizedPhoto],
-    now: datetime,
-) -> list[dict[str, Any]]:
-    cur = await conn.execute(Q.next_position, {"case_id": case_id})
-    first = (await cur.fetchone())["position"]
-    rows = [
-        {
-            "id": pid,
-            "case_id": case_id,
-            "event_id": event_id,
-            "position": first + i,
-            "filename": part.filename,
-            "original_sha256": s.sha256,
-            "original_bytes": len(part.data),
-            "format": s.format,
-            "mime": s.mime,
-            "width": s.width,
-            "height": s.height,
-            "display_width": s.display_width,
-            "display_height": s.display_height,
-            "thumb_sizes": sorted(s.thumbnails, reverse=True),
-            "taken_at": s.taken_at,
-            "taken_at_zone_assumed": s.taken_at_zone_assumed,
-            "at": now,
-            "by": actor.user_id,
-        }
-        for i, (pid, part, s) in enumerate(zip(ids, parts, clean, strict=True))
-    ]
-    async with conn.cursor() as c:
-        await c.executemany(Q.insert_photo, rows)
-    return rows
 
 
 async def case_event(

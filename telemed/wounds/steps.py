@@ -23,18 +23,9 @@ from telemed.errors import (
     NotFound,
 )
 from telemed.wounds import media, observations
-from telemed.wounds.cases import (
-    PhotoOut,
-    case_event,
-    decode_part,
-    due_time,
-    event_payload,
-    insert_photos,
-    photo_out,
-    sanitize_all,
-    store_photos,
-)
+from telemed.wounds.cases import case_event, decode_part, due_time, event_payload
 from telemed.wounds.multipart import FilePart
+from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, store_photos
 from telemed.wounds.storage import MediaStore, Staged
 
 log = logging.getLogger("telemed.wounds")

@@ -23,7 +23,7 @@ from telemed.errors import (
     NotFound,
 )
 from telemed.wounds import observations
-from telemed.wounds.cases import PHOTO_URL, PhotoOut, photo_out
+from telemed.wounds.photos import PHOTO_URL, PhotoOut, photo_out
 from telemed.wounds.steps import TRANSITIONS
 from telemed.wounds.storage import MediaStore
 
