@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 
 from alerts import escalation, sse, webhooks
 from telemed.access import Actor, require_role
+from telemed.errors import FieldProblem, Invalid
 
 
 class EventController(Controller):
@@ -28,12 +29,21 @@ class EventController(Controller):
         self,
         request: Request,
         actor: Actor,
-        last_event_id: int | None = Parameter(default=None, ge=0),
+        last_event_id: str | None = Parameter(
+            default=None,
+            description="the id of the last event received (as the stream sent it), for a page "
+            "that cannot send the Last-Event-ID header",
+        ),
     ) -> ServerSentEvent:
         require_role(actor, ["nurse", "specialist"])
         state = request.app.state
         header = sse.parse_last_event_id(request.headers.get("last-event-id"))
-        resume = header if header is not None else last_event_id
+        resume = header if header is not None else sse.parse_last_event_id(last_event_id)
+        if last_event_id is not None and resume is None:
+            raise Invalid(
+                "last_event_id is not an event id",
+                [FieldProblem("last_event_id", "an outbox id, or id:horizon as sent")],
+            )
         hub = sse.hub_for(state, state.settings.dsn)
         return ServerSentEvent(sse.stream(state.pool, hub, actor, request.auth, resume))
 

@@ -5,8 +5,13 @@ outbox id and arrives only once its transaction committed, so the hub fetches ex
 named, never "everything after the last id" — a lower id that commits late is not skipped.
 A stream sees an event when the event's `organisation_ids` contain the user's organisation.
 
-On reconnect a client sends `Last-Event-ID` (the outbox id of the last event it got) and the
-stream first replays the organisation's newer events, at most REPLAY_WINDOW old. Streams end
+An event's SSE id is `<outbox id>:<horizon>`, the horizon being the xmin of the writing
+transaction's snapshot (migration 0024): every transaction below it had ended. An event with a
+lower id that commits after this one was running then, so its xid is at or above the horizon;
+one that committed before it was notified before it and sent first. On reconnect a client sends
+`Last-Event-ID` and the stream first replays the organisation's events, at most REPLAY_WINDOW
+old, with a higher outbox id, or a lower one written by a transaction at or above the horizon.
+A replay may repeat an event the client has (its outbox id tells); it skips none. Streams end
 after MAX_STREAM_S so that a server can shut down and a revoked sign-in stops receiving; the
 `retry` field makes the browser reconnect at once, with its Last-Event-ID.
 """
@@ -48,7 +53,9 @@ KEEPALIVE = {
 }
 REPLAY_PAGE = 500
 
-_ROWS = "SELECT id, created_at, event, patient_id, organisation_ids, payload FROM outbox"
+_ROWS = (
+    "SELECT id, created_at, event, patient_id, organisation_ids, payload, horizon::text FROM outbox"
+)
 
 
 class Resync:
@@ -145,28 +152,54 @@ def hub_for(state: Any, dsn: str) -> OutboxHub:
     return hub
 
 
-def parse_last_event_id(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
+class Resume(msgspec.Struct, frozen=True):
+    """Where a client was: the outbox id of its last event, and that event's horizon."""
+
+    after: int
+    horizon: int | None = None
+
+
+def parse_last_event_id(value: str | None) -> Resume | None:
+    """`4711:90210` as this stream sends it, or a bare outbox id `4711`; None if neither."""
+    if value is None:
         return None
-    return int(value.strip())
+    after, sep, horizon = value.strip().partition(":")
+    if not after.isdigit() or (sep and not horizon.isdigit()):
+        return None
+    return Resume(int(after), int(horizon) if sep else None)
 
 
 def message(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the fields of one server-sent event; the data is the JSON envelope."""
     data = msgspec.json.encode(notify.envelope(row)).decode()
-    return {"id": row["id"], "event": row["event"], "data": data}
+    return {"id": f"{row['id']}:{row['horizon']}", "event": row["event"], "data": data}
 
 
 async def replay(
-    conn: AsyncConnection, organisation_id: uuid.UUID, after: int, *, now: datetime
+    conn: AsyncConnection, organisation_id: uuid.UUID, since: Resume, *, now: datetime
 ) -> list[dict[str, Any]]:
+    """The organisation's events after `since`: a page of higher ids, and before it the lower
+    ids of transactions at or above the horizon (few: those running at one moment)."""
+    mine = "organisation_ids @> ARRAY[%(org)s]::uuid[] AND created_at >= %(oldest)s"
+    params = {
+        "org": organisation_id,
+        "oldest": now - REPLAY_WINDOW,
+        "after": since.after,
+        "horizon": str(since.horizon),
+        "page": REPLAY_PAGE,
+    }
     async with conn.transaction():
+        late: list[dict[str, Any]] = []
+        if since.horizon is not None:
+            cur = await conn.execute(
+                f"{_ROWS} WHERE id < %(after)s AND xid >= %(horizon)s::xid8 AND {mine} ORDER BY id",
+                params,
+            )
+            late = await cur.fetchall()
         cur = await conn.execute(
-            f"{_ROWS} WHERE id > %s AND organisation_ids @> ARRAY[%s]::uuid[] "
-            "AND created_at >= %s ORDER BY id LIMIT %s",
-            (after, organisation_id, now - REPLAY_WINDOW, REPLAY_PAGE),
+            f"{_ROWS} WHERE id > %(after)s AND {mine} ORDER BY id LIMIT %(page)s", params
         )
-        return await cur.fetchall()
+        return late + await cur.fetchall()
 
 
 async def _audit(pool: AsyncConnectionPool, actor: Actor, rows: list[dict[str, Any]]) -> None:
@@ -199,7 +232,7 @@ async def stream(
     hub: OutboxHub,
     actor: Actor,
     token: str,
-    last_event_id: int | None,
+    resume: Resume | None,
     *,
     heartbeat_s: float | None = None,
     max_s: float | None = None,
@@ -211,25 +244,28 @@ async def stream(
     org = actor.organisation_id
     sub = await hub.subscribe(org)
     ends = time.monotonic() + max_s
-    replayed: set[int] = set()
+    sent: set[int] = set()  # outbox ids, so that a replay never repeats what this stream sent
     try:
         pending: list[dict[str, Any]] | Resync | None = RESYNC
-        last = last_event_id
-        if last is None:
+        since = resume
+        if since is None:
             pending = None
             async with pool.connection() as conn, conn.transaction():
-                cur = await conn.execute("SELECT coalesce(max(id), 0) AS id FROM outbox")
-                last = (await cur.fetchone())["id"]
+                cur = await conn.execute(
+                    "SELECT coalesce(max(id), 0) AS id,"
+                    " pg_snapshot_xmin(pg_current_snapshot())::text AS horizon FROM outbox"
+                )
+                start = await cur.fetchone()
+                since = Resume(start["id"], int(start["horizon"]))
         yield {"comment": "connected", "retry": RETRY_MS, "data": None}
         while time.monotonic() < ends:
             if isinstance(pending, Resync):
                 async with pool.connection() as conn:
-                    rows = await replay(conn, org, last, now=datetime.now(UTC))
-                replayed.update(r["id"] for r in rows)
-                pending = RESYNC if len(rows) == REPLAY_PAGE else None
+                    found = await replay(conn, org, since, now=datetime.now(UTC))
+                more = sum(r["id"] > since.after for r in found) == REPLAY_PAGE
+                pending = RESYNC if more else None
             elif pending is not None:
-                rows = [r for r in pending if r["id"] not in replayed]
-                pending = None
+                found, pending = pending, None
             else:
                 wait = min(heartbeat_s, ends - time.monotonic())
                 try:
@@ -239,10 +275,13 @@ async def stream(
                         return
                     yield {"comment": "keep-alive", "data": None}
                 continue
+            rows = [r for r in found if r["id"] not in sent]
             if rows:
                 await _audit(pool, actor, rows)
                 for row in rows:
                     yield message(row)
-                    last = max(last, row["id"])
+                    sent.add(row["id"])
+                    if row["id"] > since.after:  # the highest id sent is the point to resume
+                        since = Resume(row["id"], int(row["horizon"]))
     finally:
         hub.unsubscribe(sub)

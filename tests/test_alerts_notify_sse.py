@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -49,6 +50,8 @@ class Stream:
                         name, _, value = line.partition(":")
                         fields[name] = value.removeprefix(" ")
                     elif "data" in fields:
+                        # the SSE id is "<outbox id>:<horizon>" (alerts.sse)
+                        fields["outbox_id"] = fields.get("id", "").partition(":")[0]
                         self.items.put(("event", fields))
                         fields = {}
                     else:
@@ -112,13 +115,14 @@ def test_event_reaches_its_organisations_only(
 
     event = enqueue(own_db, "alert.raised", {"alert_id": 1}, [hospital, nursing], patient)
     got = mine.next_event()
-    assert got["id"] == str(event) and got["event"] == "alert.raised"
+    assert got["outbox_id"] == str(event) and got["event"] == "alert.raised"
+    assert re.fullmatch(rf"{event}:[0-9]+", got["id"])
     body = json.loads(got["data"])
     assert body["id"] == event and body["payload"] == {"alert_id": 1}
     assert body["patient_id"] == str(patient)
 
     own = enqueue(own_db, "alert.raised", {"alert_id": 2}, [other])
-    assert theirs.next_event()["id"] == str(own)
+    assert theirs.next_event()["outbox_id"] == str(own)
     assert theirs.events_within(0.5) == []
     assert mine.events_within(0.5) == []
     read = own_db.execute(
@@ -141,15 +145,52 @@ def test_resume_from_last_event_id_then_live(
 
     resumed = open_stream({**specialist.headers, "Last-Event-ID": str(first)})
     _connected(resumed)
-    got = [resumed.next_event()["id"], resumed.next_event()["id"]]
+    got = [resumed.next_event()["outbox_id"], resumed.next_event()["outbox_id"]]
     assert got == [str(second), str(third)]
     live = enqueue(own_db, "alert.raised", {"n": 4}, [org])
-    assert resumed.next_event()["id"] == str(live)
+    assert resumed.next_event()["outbox_id"] == str(live)
     assert resumed.events_within(0.3) == []
 
     by_query = open_stream(specialist.headers, f"?last_event_id={third}")
     _connected(by_query)
-    assert by_query.next_event()["id"] == str(live)
+    assert by_query.next_event()["outbox_id"] == str(live)
+
+
+def test_resume_replays_an_event_that_committed_late_with_a_lower_id(
+    open_stream, own_db: psycopg.Connection, own_dsn: str, own_factory
+) -> None:
+    """Ids are taken at insert: a slow transaction's event gets a lower id than a quick one's
+    but commits after the client got the quick one and went away. The resumed stream has it."""
+    org = own_factory.org()
+    specialist = own_factory.user("specialist", org)
+    first = open_stream(specialist.headers)
+    _connected(first)
+    with psycopg.connect(own_dsn) as slow:  # not autocommit: its transaction stays open
+        late = slow.execute(
+            "INSERT INTO outbox (event, organisation_ids, payload) "
+            "VALUES ('alert.raised', %s, '{\"n\": \"late\"}') RETURNING id",
+            ([org],),
+        ).fetchone()[0]
+        quick = enqueue(own_db, "alert.upgraded", {"n": "quick"}, [org])
+        seen = first.next_event()
+        assert seen["outbox_id"] == str(quick) and late < quick
+        slow.commit()  # the client has gone with the quick event's id
+    resumed = open_stream({**specialist.headers, "Last-Event-ID": seen["id"]})
+    _connected(resumed)
+    assert resumed.next_event()["outbox_id"] == str(late)
+    assert resumed.events_within(0.3) == []  # the quick one, which the client has, is not resent
+    # A bare outbox id (a hand-made resume point) replays only higher ids.
+    bare = open_stream({**specialist.headers, "Last-Event-ID": str(quick)})
+    _connected(bare)
+    assert bare.events_within(0.3) == []
+
+
+def test_a_resume_point_that_is_not_an_event_id_is_refused(events_server: str, own_factory) -> None:
+    specialist = own_factory.user("specialist", own_factory.org())
+    url = f"{events_server}/api/v1/events?last_event_id=yesterday"
+    r = httpx.get(url, headers=specialist.headers)
+    assert r.status_code == 422
+    assert [p["field"] for p in r.json()["problems"]] == ["last_event_id"]
 
 
 def test_only_signed_in_clinicians_may_listen(events_server: str, own_factory) -> None:
@@ -189,14 +230,14 @@ def test_stream_catches_up_after_the_listen_connection_is_lost(
     s = open_stream(own_factory.user("specialist", org).headers)
     _connected(s)
     before = enqueue(own_db, "alert.raised", {"n": 1}, [org])
-    assert s.next_event()["id"] == str(before)
+    assert s.next_event()["outbox_id"] == str(before)
     killed = own_db.execute(
         "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
         "WHERE application_name = 'telemed-events' AND datname = current_database()"
     ).fetchone()
     assert killed["n"] == 1
     during = enqueue(own_db, "alert.raised", {"n": 2}, [org])  # nobody listens now
-    assert s.next_event(timeout=10)["id"] == str(during)
+    assert s.next_event(timeout=10)["outbox_id"] == str(during)
     after = enqueue(own_db, "alert.raised", {"n": 3}, [org])
-    assert s.next_event()["id"] == str(after)
+    assert s.next_event()["outbox_id"] == str(after)
     assert s.events_within(0.3) == []
