@@ -157,7 +157,8 @@ async def escalations(conn: AsyncConnection, *, now: datetime) -> dict[str, int]
 async def media_sweep(
     conn: AsyncConnection, *, now: datetime, media_dir: Path | None, grace_h: float | None = None
 ) -> dict[str, Any]:
-    """Remove the wound photo files a crash left without a row (telemed.wounds.media.sweep)."""
+    """Set aside the wound photo files a crash left without a row, and prune what was set aside
+    long ago (telemed.wounds.media.sweep)."""
     if media_dir is None:
         return {"skipped": "no media folder given"}
     from telemed.wounds import media
@@ -165,8 +166,11 @@ async def media_sweep(
 
     if grace_h is None:
         grace_h = float(os.environ.get("TELEMED_MEDIA_SWEEP_GRACE_H", media.GRACE_S / 3600))
+    keep = int(os.environ.get("TELEMED_MEDIA_ORPHANS_KEEP_DAYS", media.ORPHANS_KEEP_DAYS))
     store = MediaStore(media_dir)
-    return await media.sweep(conn, store, grace_s=grace_h * 3600, now=now.timestamp())
+    return await media.sweep(
+        conn, store, grace_s=grace_h * 3600, keep_days=keep, now=now.timestamp()
+    )
 
 
 def readings_keep_years(env: dict[str, str] | None = None) -> int:

@@ -1,6 +1,6 @@
-"""The sweep of photo files a crash left without a row: what it removes, what it never touches
-(a stored photo, a fresh file, an original an upload in flight is about to refer to, a folder of
-another database), and its scheduler job."""
+"""The sweep of photo files a crash left without a row: what it sets aside, what it never
+touches (a stored photo, a fresh file, an original an upload in flight is about to refer to, a
+folder of another database), and its scheduler job, which prunes what was set aside long ago."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
 import psycopg
@@ -78,12 +79,17 @@ def test_the_sweep_removes_what_a_crash_left_and_keeps_every_stored_photo(
     ):
         age(path, 2 * DAY)
 
+    set_aside = store.root / "orphans" / datetime.now(UTC).date().isoformat()
     swept = asyncio.run(sweep(db_dsn, store))
 
-    assert swept == {"photo_dirs": 1, "originals": 1, "tmp": 1}
+    assert swept == {"photo_dirs": 1, "originals": 1, "tmp": 1, "orphan_days_pruned": 0}
     assert not store.photo_dir(old.photo_id).exists()
     assert not store.original_path(old.sha256).exists()
     assert not (store.tmp / "half-written").exists()
+    # Set aside, not deleted: after a restore to an earlier point they are the only copy.
+    moved = set_aside / store.original_path(old.sha256).relative_to(store.root)
+    assert moved.read_bytes() == old.original
+    assert (set_aside / store.display_path(old.photo_id).relative_to(store.root)).exists()
     # less than a day old: perhaps an upload about to commit
     assert store.display_path(fresh.photo_id).exists()
     assert store.original_path(fresh.sha256).exists()
@@ -91,7 +97,9 @@ def test_the_sweep_removes_what_a_crash_left_and_keeps_every_stored_photo(
     assert store.original_path(stored["original_sha256"]).exists()
     photo = api.get(r.json()["photos"][0]["display_url"], headers=wc.nurse.headers)
     assert photo.status_code == 200
-    assert asyncio.run(sweep(db_dsn, store)) == {"photo_dirs": 0, "originals": 0, "tmp": 0}
+    assert asyncio.run(sweep(db_dsn, store)) == {
+        "photo_dirs": 0, "originals": 0, "tmp": 0, "orphan_days_pruned": 0
+    }  # fmt: skip
 
 
 def test_the_sweep_waits_for_an_upload_that_reuses_an_orphaned_original(
@@ -180,8 +188,18 @@ def test_the_scheduler_job_sweeps_its_media_folder(db, db_dsn, tmp_path) -> None
         async with await psycopg.AsyncConnection.connect(db_dsn, row_factory=dict_row) as conn:
             return await scheduler.run_job(conn, "media_sweep")
 
+    long_ago = store.root / "orphans" / "2026-01-05" / "originals"
+    long_ago.mkdir(parents=True)
+    (long_ago / "x").write_bytes(b"set aside in January")
+    recent = store.root / "orphans" / (datetime.now(UTC).date() - timedelta(days=30)).isoformat()
+    recent.mkdir(parents=True)
+
     asyncio.run(run())
     (run_row,) = rows(db, "SELECT ok, result FROM job_runs WHERE instance = 'sweeper'")
-    assert run_row == {"ok": True, "result": {"photo_dirs": 1, "originals": 0, "tmp": 0}}
+    assert run_row == {
+        "ok": True,
+        "result": {"photo_dirs": 1, "originals": 0, "tmp": 0, "orphan_days_pruned": 1},
+    }
     assert not store.photo_dir(leftover.photo_id).exists()
     assert store.original_path(leftover.sha256).exists()  # one day old at most: kept
+    assert not long_ago.parent.exists() and recent.exists()  # kept for 90 days

@@ -8,14 +8,16 @@ refer to:
 - a failed request removes the originals it created, unless a committed row refers to the
   same bytes; but another request may have found that original already there and be about to
   commit a row for it;
-- the sweep removes what a crash left: photo folders, originals and temporary files older than
-  a grace period that no row refers to; but an upload may reuse an old orphaned original.
+- the sweep sets aside what a crash left (photo folders and originals older than a grace period
+  that no row refers to, moved to `orphans/<day>/` and pruned months later: after a restore of
+  the database to an earlier point they are the only copy of photos it once accepted) and
+  removes such temporary files; but an upload may reuse an old orphaned original.
 
 So an upload holds, in the transaction that writes its files and commits its rows, a shared
 advisory lock on the media folder and one on each of its originals' digests. A failed request
 takes the digest's lock exclusively (one at a time, never two at once) before it asks whether a
 row refers to the original; the sweep takes the folder's lock exclusively for its few queries
-and removals, so it waits for the uploads in flight to commit or fail, and new ones wait for it.
+and moves, so it waits for the uploads in flight to commit or fail, and new ones wait for it.
 The grace period keeps fresh files out of the sweep's view even without the lock.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import anyio
@@ -39,6 +42,8 @@ Q = Queries("wounds")
 MEDIA_LOCK: Final = 0x7E1E_0F16  # pg_advisory_*lock key of the media folder
 ORIGINAL_LOCKS: Final = 0x7E1E_0F17  # first key of an original's lock; the second is its hash
 GRACE_S: Final = 24 * 3600.0
+ORPHANS_KEEP_DAYS: Final = 90  # set-aside files, for recovery after a restore to an earlier point
+MIN_KEEP_DAYS: Final = 7
 MIN_GRACE_S: Final = 3600.0  # far longer than an upload takes
 LOCK_TIMEOUT: Final = "60s"  # the sweep waits this long for the uploads in flight
 
@@ -81,10 +86,16 @@ async def discard(conn: AsyncConnection, store: MediaStore, staged: Staged) -> N
 
 
 async def sweep(
-    conn: AsyncConnection, store: MediaStore, *, grace_s: float = GRACE_S, now: float | None = None
+    conn: AsyncConnection,
+    store: MediaStore,
+    *,
+    grace_s: float = GRACE_S,
+    keep_days: int = ORPHANS_KEEP_DAYS,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """Remove the files older than `grace_s` (at least an hour) that no wound_photos row refers
-    to; nothing at all from a folder this database has not claimed."""
+    """Set aside the photo folders and originals older than `grace_s` (at least an hour) that no
+    wound_photos row refers to, remove such temporary files, and prune what was set aside more
+    than `keep_days` ago; nothing at all in a folder this database has not claimed."""
     grace_s = max(grace_s, MIN_GRACE_S)
     owner, this = store.owner(), await installation(conn)
     await conn.rollback()
@@ -95,8 +106,9 @@ async def sweep(
         why = f"it belongs to installation {owner}"
         log.warning("not sweeping the media folder %s: %s, not %s", store.root, why, this)
         return {"skipped": why}
-    cutoff = (time.time() if now is None else now) - grace_s
-    found = await anyio.to_thread.run_sync(store.leftovers, cutoff)
+    now = time.time() if now is None else now
+    today = datetime.fromtimestamp(now, UTC).date()
+    found = await anyio.to_thread.run_sync(store.leftovers, now - grace_s)
     photos: set[uuid.UUID] = set()
     originals: set[str] = set()
     if found.photo_ids or found.originals or found.tmp:
@@ -108,19 +120,29 @@ async def sweep(
             cur = await conn.execute(Q.referenced_originals, {"digests": found.originals})
             originals = set(found.originals) - {r["original_sha256"] for r in await cur.fetchall()}
 
-            def remove() -> None:
+            def set_aside() -> None:
                 for photo_id in photos:
-                    store.remove_photo_dir(photo_id)
+                    store.set_aside(store.photo_dir(photo_id), today)
                 for sha256 in originals:
-                    store.remove_original(sha256)
+                    store.set_aside(store.original_path(sha256), today)
                 for path in found.tmp:
                     store.remove_tmp(path)
 
-            await anyio.to_thread.run_sync(remove)
+            await anyio.to_thread.run_sync(set_aside)
     for photo_id in sorted(photos):
-        log.warning("removed photo folder %s: no wound photo refers to it", photo_id)
+        log.warning("set aside photo folder %s: no wound photo refers to it", photo_id)
     for sha256 in sorted(originals):
-        log.warning("removed original %s: no wound photo refers to it", sha256)
+        log.warning("set aside original %s: no wound photo refers to it", sha256)
     if found.tmp:
         log.warning("removed %d temporary media files", len(found.tmp))
-    return {"photo_dirs": len(photos), "originals": len(originals), "tmp": len(found.tmp)}
+    pruned = await anyio.to_thread.run_sync(
+        store.prune_orphans, today - timedelta(days=max(keep_days, MIN_KEEP_DAYS))
+    )
+    if pruned:
+        log.warning("removed %d days of set-aside media older than %d days", pruned, keep_days)
+    return {
+        "photo_dirs": len(photos),
+        "originals": len(originals),
+        "tmp": len(found.tmp),
+        "orphan_days_pruned": pruned,
+    }

@@ -5,6 +5,7 @@ that counts as stored.
     <media>/photos/<id[:2]>/<id>/         display.jpg, thumb-240.jpg, thumb-100.jpg
     <media>/tmp/                          files being written; renamed into place when complete
     <media>/installation                  the id of the database whose rows refer to these files
+    <media>/orphans/<day>/                files the sweep found without a row, kept for a while
 
 A file counts as stored only when a wound_photos row refers to it, and that row is committed
 after the files are durable (fsync of the file and of its directory). A request that fails after
@@ -24,6 +25,7 @@ import os
 import re
 import shutil
 import uuid
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -35,6 +37,7 @@ DIR_MODE: Final = 0o750
 
 
 OWNER_FILE: Final = "installation"
+ORPHANS: Final = "orphans"
 
 
 class MediaMismatch(RuntimeError):
@@ -196,6 +199,33 @@ class MediaStore:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    def set_aside(self, path: Path, day: date) -> Path:
+        """Move a photo folder or an original no row refers to into `orphans/<day>/`, under the
+        same relative path: a database restored to an earlier point has no rows for photos it
+        once accepted, and their files are then the only copy left."""
+        target = self.root / ORPHANS / day.isoformat() / path.relative_to(self.root)
+        _mkdirs(target.parent)
+        try:
+            path.rename(target)
+        except FileNotFoundError:
+            return target
+        _fsync_dir(target.parent)
+        _fsync_dir_if_there(path.parent)
+        return target
+
+    def prune_orphans(self, before: date) -> int:
+        """Remove the days of set-aside files older than `before`; how many days went."""
+        pruned = 0
+        for folder in _entries(self.root / ORPHANS, 1):
+            try:
+                day = date.fromisoformat(folder.name)
+            except ValueError:
+                continue
+            if day < before:
+                shutil.rmtree(folder, ignore_errors=True)
+                pruned += 1
+        return pruned
 
     def read(self, path: Path) -> bytes:
         return path.read_bytes()
