@@ -8,7 +8,7 @@ upload:  decode and check the case → scope, wound, route (one short read trans
          → images.sanitize every photo in worker threads (photos; nothing written yet)
          → one transaction: the media locks, files written durably (storage), wound, case,
          photos, event, 'consulted' relation, outbox, audit → 201; on any failure the files
-         are removed (media.discard).
+         are removed (photos.written, media.discard).
 states:  submitted ─┬─ instructions ──► answered ── nurse reads ──► closed
 awaiting_specialist ┘└ question ─► awaiting_nurse ── nurse replies ──► awaiting_specialist
          (a nurse may also reply to an answered case: a follow-up question)
@@ -31,10 +31,10 @@ from telemed import audit, outbox
 from telemed.access import Actor, require_patient, require_role
 from telemed.db import Queries
 from telemed.errors import BadRequest, Conflict, FieldProblem, Invalid, NotFound
-from telemed.wounds import media, observations, routing
+from telemed.wounds import observations, routing
 from telemed.wounds.multipart import FilePart
-from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, store_photos
-from telemed.wounds.storage import MediaStore, Staged
+from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
+from telemed.wounds.storage import MediaStore
 
 log = logging.getLogger("telemed.wounds")
 Q = Queries("wounds")
@@ -229,25 +229,18 @@ async def submit_case(
         )
     clean = await sanitize_all(photos, max_bytes=max_photo_bytes)
     now = now or datetime.now(UTC)
-    staged = Staged()
-    try:
-        async with conn.transaction():
-            await media.hold_for_upload(conn, store, [c.sha256 for c in clean])
-            photo_ids = await store_photos(store, photos, clean, staged)
-            created = await _insert_case(conn, actor, data, org_id, rule_id, now)
-            rows = await insert_photos(
-                conn, actor, created["id"], created["event_id"], photo_ids, photos, clean, now
-            )
-            await outbox.enqueue(
-                conn,
-                "wound_case.submitted",
-                event_payload(created, "submitted"),
-                organisation_ids=[org_id],
-                patient_id=data.patient_id,
-            )
-    except BaseException:
-        await media.discard(conn, store, staged)
-        raise
+    async with written(conn, store, photos, clean) as photo_ids:
+        created = await _insert_case(conn, actor, data, org_id, rule_id, now)
+        rows = await insert_photos(
+            conn, actor, created["id"], created["event_id"], photo_ids, photos, clean, now
+        )
+        await outbox.enqueue(
+            conn,
+            "wound_case.submitted",
+            event_payload(created, "submitted"),
+            organisation_ids=[org_id],
+            patient_id=data.patient_id,
+        )
     return CaseCreated(
         id=created["id"],
         wound_id=created["wound_id"],

@@ -6,10 +6,12 @@ with. Used by the nurse's upload (telemed.wounds.cases) and her reply (telemed.w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import uuid
 import weakref
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,7 +23,7 @@ from psycopg import AsyncConnection
 from telemed.access import Actor
 from telemed.db import Queries
 from telemed.errors import BadRequest, DomainError, FieldProblem, Invalid, TooLarge, Unsupported
-from telemed.wounds import images
+from telemed.wounds import images, media
 from telemed.wounds.multipart import FilePart
 from telemed.wounds.storage import MediaStore, PhotoFiles, Staged
 
@@ -108,6 +110,26 @@ async def sanitize_all(photos: list[FilePart], *, max_bytes: int) -> list[images
         problems = [FieldProblem(part.field, f"{e.code}: {e.detail}") for part, e in failed]
         raise _STATUS.get(failed[0][1].http_status, Invalid)(detail, problems)
     return [r for r in results if isinstance(r, images.SanitizedPhoto)]
+
+
+@contextlib.asynccontextmanager
+async def written(
+    conn: AsyncConnection,
+    store: MediaStore,
+    parts: list[FilePart],
+    clean: list[images.SanitizedPhoto],
+) -> AsyncIterator[list[uuid.UUID]]:
+    """A transaction that holds the media locks and has the photos' files written, for the
+    caller to add the rows that refer to them; if anything fails, the files are removed
+    (media.discard). Yields the new photo ids."""
+    staged = Staged()
+    try:
+        async with conn.transaction():
+            await media.hold_for_upload(conn, store, [c.sha256 for c in clean])
+            yield await store_photos(store, parts, clean, staged)
+    except BaseException:
+        await media.discard(conn, store, staged)
+        raise
 
 
 async def store_photos(

@@ -22,11 +22,11 @@ from telemed.errors import (
     Forbidden,
     NotFound,
 )
-from telemed.wounds import media, observations
+from telemed.wounds import observations
 from telemed.wounds.cases import case_event, decode_part, due_time, event_payload
 from telemed.wounds.multipart import FilePart
-from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, store_photos
-from telemed.wounds.storage import MediaStore, Staged
+from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
+from telemed.wounds.storage import MediaStore
 
 log = logging.getLogger("telemed.wounds")
 Q = Queries("wounds")
@@ -207,23 +207,14 @@ async def reply(
         next_state((await _locked_case(conn, actor, case_id, "nurse"))["state"], "reply")
     clean = await sanitize_all(photos, max_bytes=max_photo_bytes) if photos else []
     now = now or datetime.now(UTC)
-    staged = Staged()
-    try:
-        async with conn.transaction():
-            await media.hold_for_upload(conn, store, [c.sha256 for c in clean])
-            photo_ids = await store_photos(store, photos, clean, staged)
-            case = await _locked_case(conn, actor, case_id, "nurse")
-            due = await due_time(conn, case["routed_org_id"], case["urgent"], now)
-            to, event_id = await _take_step(
-                conn, actor, case, "reply", now, due_at=due, text=data.text,
-                detail={"photos": len(photo_ids)},
-            )  # fmt: skip
-            rows = await insert_photos(
-                conn, actor, case_id, event_id, photo_ids, photos, clean, now
-            )
-    except BaseException:
-        await media.discard(conn, store, staged)
-        raise
+    async with written(conn, store, photos, clean) as photo_ids:
+        case = await _locked_case(conn, actor, case_id, "nurse")
+        due = await due_time(conn, case["routed_org_id"], case["urgent"], now)
+        to, event_id = await _take_step(
+            conn, actor, case, "reply", now, due_at=due, text=data.text,
+            detail={"photos": len(photo_ids)},
+        )  # fmt: skip
+        rows = await insert_photos(conn, actor, case_id, event_id, photo_ids, photos, clean, now)
     return CaseStep(
         id=case_id, state=to, due_at=due, event_id=event_id, photos=[photo_out(r) for r in rows]
     )
