@@ -155,7 +155,7 @@ async def escalations(conn: AsyncConnection, *, now: datetime) -> dict[str, int]
 
 
 async def media_sweep(
-    conn: AsyncConnection, *, now: datetime, media_dir: Path | None, grace_h: float | None = None
+    conn: AsyncConnection, *, now: datetime, media_dir: Path | None
 ) -> dict[str, Any]:
     """Set aside the wound photo files a crash left without a row, and prune what was set aside
     long ago (telemed.wounds.media.sweep)."""
@@ -164,8 +164,7 @@ async def media_sweep(
     from telemed.wounds import media
     from telemed.wounds.storage import MediaStore
 
-    if grace_h is None:
-        grace_h = float(os.environ.get("TELEMED_MEDIA_SWEEP_GRACE_H", media.GRACE_S / 3600))
+    grace_h = float(os.environ.get("TELEMED_MEDIA_SWEEP_GRACE_H", media.GRACE_S / 3600))
     keep = int(os.environ.get("TELEMED_MEDIA_ORPHANS_KEEP_DAYS", media.ORPHANS_KEEP_DAYS))
     store = MediaStore(media_dir)
     return await media.sweep(
