@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from devices.metrics import METRICS
+from telemed.catalogue.metrics import METRICS
 from telemed.patients import PatientDetail
 
 # What a program's patient measures, in the order the console shows the plots.
