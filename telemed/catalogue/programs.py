@@ -30,6 +30,10 @@ PROGRAM_NAMES = MappingProxyType(
     {"copd": "COPD (KOL) home monitoring", "ak": "oral anticoagulation (AK), INR self-testing"}
 )
 COPD_STRATA = ("mild", "moderate", "severe")
+# What a program's patient measures: a COPD kit (oximeter, spirometer, scale, thermometer and the
+# questionnaires) or an INR meter.
+_COPD_KIT = ("spo2", "pulse", "resp_rate", "temperature", "fev1", "pef", "weight")
+PROGRAM_METRICS = MappingProxyType({"copd": (*_COPD_KIT, "cat", "mrc"), "ak": ("inr",)})
 
 # The policy, in tenths of an INR unit.
 AK_LOW_MIN = 15
