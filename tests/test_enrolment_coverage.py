@@ -10,6 +10,7 @@ from alerts.defaults import default_rules
 from alerts.rules import AbsoluteRule, InrRule, MissedRule
 from telemed.errors import Invalid
 from telemed.patients import check_stratum
+from tests.alert_helpers import ago, alert_by_rule, row, store
 
 
 def _candidates() -> list[tuple[str, str]]:
@@ -111,3 +112,38 @@ def test_enrolment_takes_a_low_intensity_range_with_urgent_bounds_outside_it(
         "urgent_high": 5.0,
     }
     assert program["problems"] == []
+
+
+def test_a_specialist_sets_a_patients_urgent_bounds_with_who_when_and_why(
+    client, db, db_dsn, care, factory
+) -> None:
+    patient = factory.patient(care.hospital, program="ak", stratum="1.5-2.5")
+    url = f"/api/v1/patients/{patient}/thresholds"
+    change = [{"rule_key": "inr:range", "field": "urgent_low", "value": 1.2}]
+    for reason in ("", "   "):
+        r = client.put(url, headers=care.specialist.headers, json={"reason": reason,
+                                                                   "changes": change})  # fmt: skip
+        assert r.status_code in (400, 422) and "reason" in r.text
+    inside = [{"rule_key": "inr:range", "field": "urgent_low", "value": 1.6}]
+    r = client.put(url, headers=care.specialist.headers, json={"reason": "x", "changes": inside})
+    assert r.status_code == 422 and r.json()["problems"][0]["field"] == "inr:range.urgent_low"
+    assert client.put(url, headers=care.nurse.headers,
+                      json={"reason": "x", "changes": change}).status_code == 403  # fmt: skip
+    why = "recurrent thrombosis on low intensity"
+    r = client.put(url, headers=care.specialist.headers, json={"reason": why, "changes": change})
+    assert r.status_code == 200, r.text
+    (program,) = r.json()["programs"]
+    (inr,) = [rule for rule in program["rules"] if rule["key"] == "inr:range"]
+    (urgent,) = [f for f in inr["fields"] if f["field"] == "urgent_low"]
+    assert (urgent["value"], urgent["default"], urgent["source"]) == (1.2, 1.0, "override")
+    assert urgent["set_by"] == str(care.specialist.id) and urgent["reason"] == why
+    assert urgent["set_at"] is not None
+    audited = db.execute(
+        "SELECT detail FROM audit_log WHERE patient_id = %s AND object_type = 'thresholds' "
+        "AND action = 'update'",
+        (patient,),
+    ).fetchall()
+    assert [a["detail"]["reason"] for a in audited] == [why]
+    store(db_dsn, [row(patient, "inr", 1.2, ago(hours=1), care.nurse.id)])
+    alert = alert_by_rule(db, patient, "inr:range")
+    assert alert["severity"] == "red" and "at or below urgent limit 1.2" in alert["message"]
