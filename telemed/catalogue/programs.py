@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from types import MappingProxyType
+from typing import Literal
 
 import msgspec
 
@@ -80,13 +81,14 @@ class InrRange(msgspec.Struct, frozen=True):
 class AkProduct(msgspec.Struct, frozen=True):
     """A Danish oral anticoagulant product (CLINICAL.md, "Doses"). Warfarin products are not
     substitutable for one another (Danish Medicines Agency, 20 April 2015), so the product
-    matters; `score_line` is None where our sources do not say."""
+    matters; `scored` (a score line, so half tablets are given) is None where our sources do
+    not say."""
 
     code: str
     name: str
-    substance: str
+    substance: Literal["warfarin", "phenprocoumon"]
     tablet_mg: float
-    score_line: bool | None
+    scored: bool | None
 
 
 AK_PRODUCTS = MappingProxyType(
@@ -95,7 +97,7 @@ AK_PRODUCTS = MappingProxyType(
         for p in (
             AkProduct("marevan", "Marevan", "warfarin", 2.5, True),
             AkProduct("waran", "Waran", "warfarin", 2.5, True),
-            AkProduct("warfarin_orion", "Warfarin Orion", "warfarin", 2.5, True),
+            AkProduct("warfarin_orion", 'Warfarin "Orion"', "warfarin", 2.5, True),
             AkProduct("marcoumar", "Marcoumar", "phenprocoumon", 3.0, None),
         )
     }
