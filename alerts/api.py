@@ -12,7 +12,7 @@ from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
 from alerts import instructions, service, thresholds
-from alerts.coverage_api import RuleCoverageController
+from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]

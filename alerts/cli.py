@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_rules_coverage(args: argparse.Namespace) -> int:
     """One line per program and stratum: `program stratum: rule, rule, ...`, or `NO RULES`
     with the reason; the exit status is 1 when any accepted stratum is not covered."""
-    from alerts.coverage import coverage
+    from alerts.rule_coverage import coverage
 
     lines = coverage()
     for line in lines:

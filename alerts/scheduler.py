@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from alerts import coverage, jobs, webhooks
+from alerts import jobs, rule_coverage, webhooks
 from telemed.outbox import CHANNEL
 
 log = logging.getLogger("telemed.scheduler")
@@ -219,7 +219,7 @@ class Scheduler:
         if name == "media_sweep":
             return lambda: jobs.media_sweep(conn, now=now, media_dir=self.media_dir)
         if name == "rule_coverage":
-            return lambda: coverage.check_rule_coverage(conn, now=now)
+            return lambda: rule_coverage.check_rule_coverage(conn, now=now)
         if name == "daily_rollups":
             last = await jobs.last_success(conn, name)
             # an hour's overlap: a reading stamped before the last run may commit after it

@@ -25,13 +25,15 @@ $$;
 
 -- Enrollments made before this migration with a range the catalogue does not cover are kept as
 -- they are and marked, never changed or ended silently: the scheduler's rule coverage check
--- (alerts/coverage.py) raises an alert to the patient's holder for every running one, and the
--- admin API lists them (GET /api/v1/admin/rule-coverage), until an admin ends the enrollment
--- and enrols the patient in a range that has rules. Ranges the catalogue now covers (such as
--- 1.5-2.5, which had no rules before) get the urgent bounds of its policy with no change here.
+-- (alerts/rule_coverage.py) raises an alert to the patient's holder for every running one, and
+-- the admin API lists them (GET /api/v1/admin/rule-coverage), until an admin ends the
+-- enrollment and enrols the patient in a range that has rules. Ranges the catalogue now covers
+-- (such as 1.5-2.5, which had no rules before) get the urgent bounds of its policy with no
+-- change here.
 ALTER TABLE enrollments ADD COLUMN stratum_outside_catalogue boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN enrollments.stratum_outside_catalogue IS
-    'set by migration 0040 on enrollments whose stratum the catalogue does not cover; never set otherwise';
+    'set by migration 0040 on enrollments whose stratum the catalogue does not cover; '
+    'never set otherwise';
 UPDATE enrollments SET stratum_outside_catalogue = true
 WHERE NOT enrollment_stratum_in_catalogue(program, stratum);
 

@@ -8,7 +8,7 @@ from itertools import groupby
 
 import pytest
 
-from alerts.coverage import coverage
+from alerts.rule_coverage import coverage
 from telemed.catalogue.programs import UnknownStratum, ak_ranges, inr_range
 from telemed.settings import REPO_ROOT
 

@@ -18,8 +18,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from alerts import coverage
-from alerts.coverage import check_rule_coverage
+from alerts import rule_coverage
+from alerts.rule_coverage import check_rule_coverage
 from alerts.scheduler import Scheduler
 from telemed import cli
 from telemed.catalogue.programs import UnknownStratum
@@ -60,7 +60,7 @@ def test_the_command_lists_every_accepted_stratum_with_its_rules_without_a_datab
 def test_the_command_exits_non_zero_when_an_accepted_stratum_has_no_rules(
     monkeypatch, capsys
 ) -> None:
-    real = coverage.default_rules
+    real = rule_coverage.default_rules
 
     def broken(program: str, stratum: str) -> list:
         if (program, stratum) == ("ak", "2.5-3.5"):
@@ -70,7 +70,7 @@ def test_the_command_exits_non_zero_when_an_accepted_stratum_has_no_rules(
             return [r for r in rules if not r.key.startswith("missed:")]
         return rules
 
-    monkeypatch.setattr(coverage, "default_rules", broken)
+    monkeypatch.setattr(rule_coverage, "default_rules", broken)
     assert cli.main(["rules", "coverage"]) == 1
     out, err = capsys.readouterr()
     assert "ak 2.5-3.5: NO RULES: no rules: '2.5-3.5' lost its rules" in out
@@ -258,6 +258,6 @@ def test_the_admin_api_lists_unwatched_enrolments(client, db, care, factory) -> 
     ],
 )  # fmt: skip
 def test_diagnose_names_each_problem(overrides: str, expected: list[str]) -> None:
-    found = coverage.diagnose("ak", "2.0-3.0", overrides)
+    found = rule_coverage.diagnose("ak", "2.0-3.0", overrides)
     assert [p.severity for p in found] == expected
-    assert coverage.diagnose("ak", "4.0-5.0", "[]")[0].no_rules
+    assert rule_coverage.diagnose("ak", "4.0-5.0", "[]")[0].no_rules

@@ -1,5 +1,5 @@
 """The admin's list of running enrolments whose alert rules cannot be built as configured
-(alerts.coverage): the same check the scheduler's `rule_coverage` job alerts on, live."""
+(alerts.rule_coverage): the same check the scheduler's `rule_coverage` job alerts on, live."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from litestar import Controller, get
 from psycopg import AsyncConnection
 
-from alerts.coverage import Unwatched, find_unwatched
+from alerts.rule_coverage import Unwatched, find_unwatched
 from telemed import audit
 from telemed.access import Actor, require_role
 
