@@ -134,11 +134,14 @@ def diagnose(program: str, stratum: str, overrides_json: str | bytes) -> list[Pr
             Problem(
                 "red",
                 f"no alert rules: {exc}. Readings are stored but judged by no rule, and missed "
-                "measurements go unnoticed; enrol the patient in a range the catalogue covers",
+                "measurements go unnoticed; enrol the patient in a stratum the catalogue covers",
                 no_rules=True,
             )
         ]
     problems: list[Problem] = []
+    lacking = gap(program, defaults)
+    if lacking is not None:
+        problems.append(Problem("red", f"the program's default rules have {lacking}"))
     overrides: list[Override] = []
     for raw in _RAW_LIST.decode(overrides_json):
         try:

@@ -261,3 +261,14 @@ def test_diagnose_names_each_problem(overrides: str, expected: list[str]) -> Non
     found = rule_coverage.diagnose("ak", "2.0-3.0", overrides)
     assert [p.severity for p in found] == expected
     assert rule_coverage.diagnose("ak", "4.0-5.0", "[]")[0].no_rules
+
+
+def test_diagnose_finds_a_rule_set_without_missed_measurement_rules(monkeypatch) -> None:
+    real = rule_coverage.default_rules
+    monkeypatch.setattr(
+        rule_coverage,
+        "default_rules",
+        lambda p, s: [r for r in real(p, s) if not r.key.startswith("missed:")],
+    )
+    (problem,) = rule_coverage.diagnose("copd", "severe", "[]")
+    assert problem.severity == "red" and "no missed-measurement rule" in problem.text
