@@ -12,6 +12,7 @@ from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
 from alerts import instructions, service, thresholds
+from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
@@ -181,4 +182,4 @@ class PatientAlertController(Controller):
 
 
 def routers() -> list[type[Controller]]:
-    return [AlertController, InstructionController, PatientAlertController]
+    return [AlertController, InstructionController, PatientAlertController, RuleCoverageController]

@@ -1,4 +1,4 @@
-"""Commands of the alerts package: `telemed scheduler`."""
+"""Commands of the alerts package: `telemed scheduler` and `telemed rules coverage`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 from telemed.settings import load_settings
@@ -22,6 +23,7 @@ JOB_NAMES = (
     "daily_rollups",
     "retention",
     "media_sweep",
+    "rule_coverage",
     "webhooks",
 )
 
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "scheduler",
         help="run the periodic jobs: missed measurements, escalation, webhooks, retention, "
-        "rollups, the sweep of leftover photo files",
+        "rollups, the sweep of leftover photo files, the rule coverage check",
         description="Run the periodic jobs. Any number of replicas may run; a PostgreSQL "
         "advisory lock makes one of them the leader, which alone runs the jobs.",
     )
@@ -43,6 +45,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--instance", help="this replica's name in job_runs (default: host-pid-id)")
     p.set_defaults(func=cmd_scheduler)
+
+    rules = subparsers.add_parser("rules", help="the alert rules of the programs")
+    commands = rules.add_subparsers(dest="rules_command", required=True)
+    p = commands.add_parser(
+        "coverage",
+        help="list every program and stratum the catalogue accepts with the rules it gets; "
+        "exit 1 if any has none (needs no database)",
+    )
+    p.set_defaults(func=cmd_rules_coverage)
+
+
+def cmd_rules_coverage(args: argparse.Namespace) -> int:
+    """One line per program and stratum: `program stratum: rule, rule, ...`, or `NO RULES`
+    with the reason; the exit status is 1 when any accepted stratum is not covered."""
+    from alerts.rule_coverage import coverage
+
+    lines = coverage()
+    for line in lines:
+        if line.problem is None:
+            print(f"{line.program} {line.stratum}: {', '.join(line.rules)}")
+        else:
+            print(f"{line.program} {line.stratum}: NO RULES: {line.problem}")
+    uncovered = sum(line.problem is not None for line in lines)
+    if uncovered:
+        print(f"{uncovered} of {len(lines)} accepted strata have no rules", file=sys.stderr)
+        return 1
+    print(f"all {len(lines)} accepted strata have rules", file=sys.stderr)
+    return 0
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:

@@ -1,11 +1,13 @@
 """Default rule sets per program and stratum, their JSON form, and per-patient overrides.
 
 Every value is a starting point a specialist can change per patient; the comment beside each
-names where it comes from (see docs/alert-rules.md and CLINICAL.md).
+names where it comes from (see docs/alert-rules.md and CLINICAL.md). Programs, strata, the
+accepted INR ranges with their urgent bounds and the measuring schedules come from the clinical
+catalogue (`telemed.catalogue`): a stratum it accepts always has a rule set here, one it does not
+is UnknownStratum.
 """
 
 import math
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -18,24 +20,23 @@ from alerts.rules import (
     BaselineRule,
     ChangeRule,
     InrRule,
-    InvalidRule,
     MissedRule,
     Rule,
     Sustain,
     validate_rule_set,
 )
-from alerts.schedule import default_schedules
 
-PROGRAMS = ("copd", "ak")
-COPD_STRATA = ("mild", "moderate", "severe")
-
-
-class UnknownProgram(ValueError):
-    pass
-
-
-class UnknownStratum(ValueError):
-    pass
+# default_rules raises the catalogue's UnknownProgram and UnknownStratum; callers catch them here.
+from telemed.catalogue.programs import (
+    UnknownProgram as UnknownProgram,
+)
+from telemed.catalogue.programs import (
+    UnknownStratum,
+    check_stratum,
+    inr_range,
+    parse_ak_stratum,
+)
+from telemed.catalogue.schedules import default_schedules
 
 
 class InvalidOverride(ValueError):
@@ -122,44 +123,33 @@ def _copd_rules(stratum: str) -> list[Rule]:
     ]
 
 
-_RANGE = re.compile(r"^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$")
-
-
 def parse_inr_range(stratum: str) -> tuple[float, float]:
-    """'2.0-3.0' -> (2.0, 3.0)."""
-    match = _RANGE.match(stratum)
-    if match is None:
-        raise UnknownStratum(
-            f"AK stratum must name the therapeutic range like '2.0-3.0' or '2.5-3.5', "
-            f"got {stratum!r}"
-        )
-    return float(match.group(1)), float(match.group(2))
+    """'2.0-3.0' -> (2.0, 3.0), whether or not the catalogue accepts the range."""
+    parsed = parse_ak_stratum(stratum)
+    if parsed is None:
+        raise UnknownStratum("ak", stratum, "is not an INR range written low-high")
+    return parsed
 
 
 def _ak_rules(stratum: str) -> list[Rule]:
-    low, high = parse_inr_range(stratum)
-    try:
-        # Urgent bounds: Danish labs phone results above 5.0 (5.0 itself taken as urgent) and
-        # INR <= 1.5 (CLINICAL.md); ranges 2.0-3.0 standard, 2.5-3.5 / 3.0-4.0 mechanical valves.
-        inr = InrRule(low=low, high=high, urgent_low=1.5, urgent_high=5.0)
-    except InvalidRule as exc:
-        raise UnknownStratum(
-            f"AK stratum {stratum!r} does not fit the urgent bounds: {exc}"
-        ) from exc
+    # The range and its urgent bounds come from the catalogue's policy (urgent >= 5.0: Danish
+    # labs phone results above 5.0; urgent <= 1.5, or low - 0.5 for ranges starting below 2.0).
+    accepted = inr_range(stratum)
+    inr = InrRule(
+        low=accepted.low,
+        high=accepted.high,
+        urgent_low=accepted.urgent_low,
+        urgent_high=accepted.urgent_high,
+    )
     schedules = default_schedules("ak", stratum)
     return [inr, *(MissedRule(metric, schedule) for metric, schedule in schedules.items())]
 
 
 def default_rules(program: str, stratum: str) -> list[Rule]:
-    """The default rule set of a program and stratum."""
-    if program == "copd":
-        if stratum not in COPD_STRATA:
-            raise UnknownStratum(f"unknown COPD stratum {stratum!r}; expected one of {COPD_STRATA}")
-        rules = _copd_rules(stratum)
-    elif program == "ak":
-        rules = _ak_rules(stratum)
-    else:
-        raise UnknownProgram(f"unknown program {program!r}; expected one of {PROGRAMS}")
+    """The default rule set of a program and stratum; UnknownProgram or UnknownStratum for a
+    pair the catalogue does not accept."""
+    check_stratum(program, stratum)
+    rules = _copd_rules(stratum) if program == "copd" else _ak_rules(stratum)
     validate_rule_set(rules)
     return rules
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import msgspec
 
-from alerts.schedule import Schedule
+from telemed.catalogue.schedules import Schedule
 
 Comparator = Literal["<", "<=", ">", ">="]
 

@@ -1,50 +1,21 @@
 """Measurement schedules and which due slot a patient missed (the no-data alert).
 
-A schedule is data: slots fall on local calendar days in Europe/Copenhagen counted from the
-enrolment day, each due at `due_time` local time and missed once `grace_hours` have passed
-after that without a measurement. A measurement counts for a slot when it was taken after the
-previous slot's deadline (early is fine) — or later, once it is there: a late measurement
-clears the no-data state even though it came after the deadline.
+A schedule is data (`telemed.catalogue.schedules`, where the programs' defaults are): slots
+fall on local calendar days in Europe/Copenhagen counted from the enrolment day, each due at
+`due_time` local time and missed once `grace_hours` have passed after that without a
+measurement. A measurement counts for a slot when it was taken after the previous slot's
+deadline (early is fine) — or later, once it is there: a late measurement clears the no-data
+state even though it came after the deadline.
 """
 
-import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from telemed.catalogue.schedules import Schedule
+
 LOCAL_TZ = ZoneInfo("Europe/Copenhagen")
-
-
-class InvalidSchedule(ValueError):
-    """A schedule whose values cannot describe a sensible measurement plan."""
-
-
-class Schedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Every `every_n_days` days, after `initial_days` days at every `initial_every_n_days`."""
-
-    every_n_days: int
-    due_time: time = time(10, 0)
-    grace_hours: float = 4.0
-    initial_days: int = 0
-    initial_every_n_days: int = 1
-
-    def __post_init__(self) -> None:
-        if self.every_n_days < 1 or self.initial_every_n_days < 1:
-            raise InvalidSchedule("every_n_days and initial_every_n_days must be at least 1")
-        if self.initial_days < 0:
-            raise InvalidSchedule("initial_days must not be negative")
-        if self.due_time.tzinfo is not None:
-            raise InvalidSchedule("due_time is local Europe/Copenhagen time: give it no tzinfo")
-        shortest = self.every_n_days
-        if self.initial_days > 0:
-            shortest = min(shortest, self.initial_every_n_days)
-        # Overlapping tolerance windows would let one measurement satisfy two slots.
-        if not 0 <= self.grace_hours < 24 * shortest:
-            raise InvalidSchedule(
-                f"grace_hours must be at least 0 and below {24 * shortest} "
-                f"(the shortest spacing of {shortest} day(s)), got {self.grace_hours}"
-            )
 
 
 class Slot(msgspec.Struct, frozen=True):
@@ -166,39 +137,3 @@ def _window_start(
     if previous.due_at < enrolled_at:
         return datetime.min.replace(tzinfo=UTC)
     return previous.deadline
-
-
-# Danish COPD tele-monitoring enrols GOLD 3–4 patients and has them measure daily for 14 days,
-# then weekly or as agreed (TeleCare Nord / FUT practice, CLINICAL.md). SpO2 and pulse come from
-# one oximeter reading, so one no-data rule on SpO2 stands for the session.
-COPD_SCHEDULES: dict[str, Schedule] = {
-    "spo2": Schedule(
-        every_n_days=7,
-        due_time=time(10, 0),
-        grace_hours=4.0,
-        initial_days=14,
-        initial_every_n_days=1,
-    ),
-}
-# Self-testing AK patients in Denmark measure INR weekly (home self-management, CLINICAL.md);
-# a day's grace because the agreed weekday often slips by one.
-AK_SCHEDULES: dict[str, Schedule] = {
-    "inr": Schedule(every_n_days=7, due_time=time(12, 0), grace_hours=24.0),
-}
-COPD_STRATA = ("mild", "moderate", "severe")
-_RANGE = re.compile(r"^\d+(\.\d+)?-\d+(\.\d+)?$")
-
-
-def default_schedules(program: str, stratum: str) -> dict[str, Schedule]:
-    """Measurement schedules per metric for a program and stratum."""
-    if program == "copd":
-        if stratum not in COPD_STRATA:
-            raise ValueError(f"unknown COPD stratum {stratum!r}; expected one of {COPD_STRATA}")
-        return dict(COPD_SCHEDULES)
-    if program == "ak":
-        if not _RANGE.match(stratum):
-            raise ValueError(
-                f"AK stratum must name the therapeutic range like '2.0-3.0', got {stratum!r}"
-            )
-        return dict(AK_SCHEDULES)
-    raise ValueError(f"unknown program {program!r}; expected 'copd' or 'ak'")

@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from alerts import jobs, webhooks
+from alerts import jobs, rule_coverage, webhooks
 from telemed.outbox import CHANNEL
 
 log = logging.getLogger("telemed.scheduler")
@@ -42,7 +42,14 @@ _KEEPALIVE = {
     "keepalives_count": 3,
 }
 WEBHOOKS = "webhooks"
-JOBS = ("missed_measurements", "escalations", "daily_rollups", "retention", "media_sweep")
+JOBS = (
+    "missed_measurements",
+    "escalations",
+    "daily_rollups",
+    "retention",
+    "media_sweep",
+    "rule_coverage",
+)
 
 
 class Intervals(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +58,7 @@ class Intervals(msgspec.Struct, frozen=True, kw_only=True):
     daily_rollups_s: float = 900.0
     retention_s: float = 86400.0
     media_sweep_s: float = 86400.0
+    rule_coverage_s: float = 300.0
     webhook_poll_s: float = 5.0
     lock_retry_s: float = 5.0
     reconnect_s: float = 2.0
@@ -210,6 +218,8 @@ class Scheduler:
             return lambda: jobs.retention(conn, now=now)
         if name == "media_sweep":
             return lambda: jobs.media_sweep(conn, now=now, media_dir=self.media_dir)
+        if name == "rule_coverage":
+            return lambda: rule_coverage.check_rule_coverage(conn, now=now)
         if name == "daily_rollups":
             last = await jobs.last_success(conn, name)
             # an hour's overlap: a reading stamped before the last run may commit after it

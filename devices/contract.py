@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Protocol, TypeVar
 
 import msgspec
 
-from devices.metrics import (
+from telemed.catalogue.metrics import (
     CAT_ITEM_MAX,
     CAT_ITEMS,
     METRICS,

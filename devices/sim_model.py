@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from devices.contract import Format, Reading, ReadingMessage, encode_message
-from devices.metrics import CAT_ITEM_MAX, CAT_ITEMS
+from telemed.catalogue.metrics import CAT_ITEM_MAX, CAT_ITEMS
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 KIT_METRICS = ("spo2", "pulse", "resp_rate", "fev1", "pef", "temperature", "weight")

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection, errors
 
 from telemed import audit
 from telemed.access import Actor, patients_in_scope, require_patient, require_role
+from telemed.catalogue import programs as catalogue
 from telemed.cpr import CprError, birth_date, normalise_cpr
 from telemed.db import Queries
 from telemed.directory import get_organisation
@@ -21,8 +22,7 @@ from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 Q = Queries("patients")
 AQ = Queries("access")
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Program = Literal["copd", "ak"]
-COPD_STRATA = ("mild", "moderate", "severe")
+Program = Literal[catalogue.PROGRAMS]  # type: ignore[valid-type]
 _PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -123,25 +123,14 @@ def new_pseudonym() -> str:
 
 
 def check_stratum(program: str, stratum: str, field: str = "stratum") -> None:
-    if program == "copd" and stratum not in COPD_STRATA:
+    """Refuse a stratum the clinical catalogue does not cover (and so no alert rules would
+    watch), naming the field and what is allowed."""
+    try:
+        catalogue.check_stratum(program, stratum)
+    except (catalogue.UnknownProgram, catalogue.UnknownStratum) as exc:
         raise Invalid(
-            "unknown stratum",
-            [FieldProblem(field, f"COPD stratum must be one of {', '.join(COPD_STRATA)}")],
-        )
-    if program == "ak":
-        try:
-            low, high = (float(x) for x in stratum.split("-"))
-        except ValueError:
-            low = high = 0.0
-        if not (len(stratum) == 7 and 0.5 <= low < high <= 8.0):
-            raise Invalid(
-                "unknown stratum",
-                [
-                    FieldProblem(
-                        field, "AK stratum is the therapeutic INR range, e.g. 2.0-3.0 or 2.5-3.5"
-                    )
-                ],
-            )
+            "the clinical catalogue does not cover this stratum", [FieldProblem(field, str(exc))]
+        ) from None
 
 
 def _validate_patient(data: PatientCreate) -> str | None:
@@ -266,7 +255,13 @@ async def _insert_enrollment(
             return await cur.fetchone()
     except errors.UniqueViolation:
         raise Conflict(f"the patient already has a running {data.program} enrollment") from None
-    except errors.CheckViolation:
+    except errors.CheckViolation as exc:
+        if exc.diag.constraint_name == "enrollments_stratum_in_catalogue":
+            # The database's copy of the catalogue refused what check_stratum let through.
+            raise Invalid(
+                "the clinical catalogue does not cover this stratum",
+                [FieldProblem("stratum", catalogue.allowed_text(data.program))],
+            ) from None
         raise Invalid(
             "invalid enrollment", [FieldProblem("end_date", "must not be before start_date")]
         ) from None

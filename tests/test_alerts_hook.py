@@ -157,10 +157,27 @@ def test_no_rules_outside_an_enrollment(db_dsn, db, care, factory):
     assert alerts_of(db, care.patient) == []
 
 
-def test_a_stratum_without_defaults_stores_readings_and_raises_nothing(db_dsn, db, care, factory):
-    odd = factory.patient(care.hospital, program="ak", stratum="1.5-2.5")
-    stored = store(db_dsn, [row(odd, "inr", 6.0, ago(hours=1), care.nurse.id)])
-    assert len(stored) == 1 and alerts_of(db, odd) == []
+@pytest.mark.parametrize(
+    ("value", "severity", "fragment"),
+    [
+        (6.0, "red", "INR 6.0 at or above urgent limit 5.0"),
+        (2.0, None, None),
+        (1.3, "yellow", "INR 1.3 below therapeutic range 1.5–2.5"),
+        (1.0, "red", "INR 1.0 at or below urgent limit 1.0"),
+        (2.8, "yellow", "INR 2.8 above therapeutic range 1.5–2.5"),
+    ],
+)
+def test_a_low_intensity_range_is_watched_with_urgent_bounds_outside_it(
+    db_dsn, db, care, factory, value, severity, fragment
+):
+    low = factory.patient(care.hospital, program="ak", stratum="1.5-2.5")
+    stored = store(db_dsn, [row(low, "inr", value, ago(hours=1), care.nurse.id)])
+    assert len(stored) == 1
+    alert = alert_by_rule(db, low, "inr:range")
+    if severity is None:
+        assert alert is None
+        return
+    assert alert["severity"] == severity and fragment in alert["message"]
 
 
 # --- sustain by minutes, and the bounded history against the full one ----------------------

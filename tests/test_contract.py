@@ -35,7 +35,7 @@ from devices.contract import (
     readings_topic,
     status_topic,
 )
-from devices.metrics import METRICS
+from telemed.catalogue.metrics import METRICS
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.contract import PayloadError, decode_status, parse_message, status_topic
-from devices.metrics import METRICS
+from telemed.catalogue.metrics import METRICS
 from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
 
 NOW = datetime.now(UTC)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.metrics import (
+from telemed.catalogue.metrics import (
     METRICS,
     Implausible,
     Metric,

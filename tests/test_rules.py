@@ -43,7 +43,7 @@ from alerts.rules import (
     history_window,
     validate_rule_set,
 )
-from alerts.schedule import Schedule
+from telemed.catalogue.schedules import Schedule
 
 T0 = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
 RED, YELLOW = Severity.RED, Severity.YELLOW
@@ -580,11 +580,21 @@ def test_copd_default_behaviour_end_to_end() -> None:
 
 
 @pytest.mark.parametrize(
-    ("stratum", "low", "high"), [("2.0-3.0", 2.0, 3.0), ("2.5-3.5", 2.5, 3.5), ("3.0-4.0", 3, 4)]
+    ("stratum", "low", "high", "urgent_low"),
+    [
+        ("2.0-3.0", 2.0, 3.0, 1.5),
+        ("2.5-3.5", 2.5, 3.5, 1.5),
+        ("3.0-4.0", 3, 4, 1.5),
+        # Ranges starting below 2.0 are urgent 0.5 below their low bound (docs/alert-rules.md).
+        ("1.5-2.5", 1.5, 2.5, 1.0),
+        ("1.8-2.5", 1.8, 2.5, 1.3),
+    ],
 )
-def test_ak_defaults_use_the_stratum_range(stratum: str, low: float, high: float) -> None:
+def test_ak_defaults_use_the_stratum_range(
+    stratum: str, low: float, high: float, urgent_low: float
+) -> None:
     inr = default_rules("ak", stratum)[0]
-    assert inr == InrRule(low=low, high=high, urgent_low=1.5, urgent_high=5.0)
+    assert inr == InrRule(low=low, high=high, urgent_low=urgent_low, urgent_high=5.0)
     assert parse_inr_range(stratum) == (low, high)
 
 
@@ -595,7 +605,8 @@ def test_ak_defaults_use_the_stratum_range(stratum: str, low: float, high: float
         ("copd", "2.0-3.0", UnknownStratum),
         ("ak", "severe", UnknownStratum),
         ("ak", "2,0-3,0", UnknownStratum),
-        ("ak", "1.5-2.5", UnknownStratum),  # low bound on the urgent bound
+        ("ak", "4.0-5.0", UnknownStratum),  # holds the urgent bound 5.0
+        ("ak", "1.0-1.4", UnknownStratum),  # below any range in use
         ("ak", "3.0-2.0", UnknownStratum),
         ("hf", "mild", UnknownProgram),
     ],

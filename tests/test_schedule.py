@@ -4,15 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.schedule import (
-    LOCAL_TZ,
-    InvalidSchedule,
-    Schedule,
-    default_schedules,
-    missed,
-    slot,
-    slot_offset,
-)
+from alerts.schedule import LOCAL_TZ, missed, slot, slot_offset
+from telemed.catalogue.schedules import InvalidSchedule, Schedule, default_schedules
 
 COPD = Schedule(every_n_days=7, due_time=time(10), grace_hours=4, initial_days=14)
 WEEKLY = Schedule(every_n_days=7, due_time=time(12), grace_hours=24)

@@ -19,7 +19,6 @@ from alerts.checks import evaluate
 from alerts.defaults import default_rules
 from alerts.rules import AbsoluteRule, InrRule, Obs, classify
 from devices.contract import PayloadError, parse_message
-from devices.metrics import METRICS
 from devices.sim_device import VirtualDevice, demo_scenarios, offline_windows
 from devices.sim_model import (
     MALFORMED_KINDS,
@@ -30,6 +29,7 @@ from devices.sim_model import (
     profile_for,
     readings_for,
 )
+from telemed.catalogue.metrics import METRICS
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 COPD = [

@@ -131,6 +131,7 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "rule.change": ("Hurtig ændring", "Rapid change"),
     "rule.inr": ("INR uden for intervallet", "INR out of range"),
     "rule.missed": ("Manglende måling", "Missed measurement"),
+    "rule.coverage": ("Alarmregler kan ikke dannes", "Alert rules cannot be built"),
     "alert.value": ("Værdi", "Value"),
     "alert.since": ("Siden", "Since"),
     "alert.count": ("Antal", "Count"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from devices.metrics import METRICS
+from telemed.catalogue.metrics import METRICS
+from telemed.catalogue.programs import parse_ak_stratum
 from telemed.patients import PatientDetail
 
 # What a program's patient measures, in the order the console shows the plots.
@@ -50,11 +51,8 @@ def metric_view(code: str) -> MetricView:
 
 
 def inr_range(stratum: str) -> tuple[float, float] | None:
-    try:
-        low, high = (float(x) for x in stratum.split("-"))
-    except ValueError:
-        return None
-    return (low, high) if low < high else None
+    found = parse_ak_stratum(stratum)
+    return found if found is not None and found[0] < found[1] else None
 
 
 def running(detail: PatientDetail) -> list:
