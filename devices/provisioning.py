@@ -205,6 +205,19 @@ def provision_many(
 ) -> list[tuple[ProvisionedDevice, str]]:
     """Register every row, or none: a bad row raises Invalid/NotFound/Conflict naming its index.
     Each device with its password hash, for the broker."""
+    for i, row in enumerate(rows):
+        for name in ("patient", "kind", "serial"):
+            value = getattr(row, name) or ""
+            if "\x00" in value or len(value) > 200:
+                raise Invalid(
+                    f"row {i + 1}: bad {name}",
+                    [FieldProblem(name, "no NUL characters, at most 200 characters")],
+                )
+    with conn.transaction():
+        try:
+            return _provision_batch(conn, rows, created_by)
+        except (errors.UniqueViolation, _RowProblem):
+            pass  # an id clash or a bad row: one at a time below, for the row's own error
     made = []
     with conn.transaction():
         for i, row in enumerate(rows):
@@ -214,6 +227,41 @@ def provision_many(
             except (Invalid, NotFound, Conflict) as exc:
                 exc.detail = f"row {i + 1}: {exc.detail}"
                 raise
+    return made
+
+
+class _RowProblem(Exception):
+    pass
+
+
+def _provision_batch(
+    conn: Connection, rows: list[NewDevice], created_by: uuid.UUID | None
+) -> list[tuple[ProvisionedDevice, str]]:
+    """Every row in one INSERT round trip; _RowProblem when any row is bad."""
+    refs = [r.patient.strip() for r in rows]
+    ids = []
+    for ref in refs:
+        try:
+            ids.append(uuid.UUID(ref))
+        except ValueError:
+            pass
+    found = conn.execute(
+        "SELECT id, pseudonym FROM patients WHERE pseudonym = ANY(%s) OR id = ANY(%s)",
+        (refs, ids),
+    ).fetchall()
+    by_ref = {r["pseudonym"]: r["id"] for r in found} | {str(r["id"]): r["id"] for r in found}
+    made, params = [], []
+    for row, ref in zip(rows, refs, strict=True):
+        patient_id = by_ref.get(ref) or by_ref.get(ref.lower())
+        if patient_id is None or row.kind not in KINDS:
+            raise _RowProblem()
+        if row.serial is not None and not 1 <= len(row.serial) <= 100:
+            raise _RowProblem()
+        p, device = _new_device(patient_id, row.kind, row.serial, created_by)
+        made.append((device, p["password_hash"]))
+        params.append(p)
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT, params)
     return made
 
 

@@ -319,3 +319,52 @@ def test_devices_demo_provisions_each_demo_patient_once(demo_db, settings, tmp_p
     old = demo_db.execute("SELECT active FROM devices WHERE id = %s", (lost["device_id"],))
     assert old.fetchone()["active"] is False
     assert set(KINDS) >= {e["kind"] for e in third}
+
+
+def test_bulk_provisioning_from_a_file_enrols_all_or_nothing(db, settings, factory, tmp_path):
+    patients = [factory.patient(factory.org()) for _ in range(3)]
+    pseudonyms = [
+        db.execute("SELECT pseudonym FROM patients WHERE id = %s", (p,)).fetchone()["pseudonym"]
+        for p in patients
+    ]
+    good = tmp_path / "fleet.csv"
+    good.write_text(
+        "patient,kind,serial\n"
+        f"{pseudonyms[0]},copd_kit,KIT-{uuid.uuid4().hex[:6]}\n"
+        f"{patients[1]},inr_meter,\n"
+        f"{pseudonyms[2]},scale,\n"
+    )
+    out = tmp_path / "passwords.json"
+    done = _telemed(settings, "devices", "provision-bulk", str(good), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    entries = json.loads(out.read_text())
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert [e["patient_id"] for e in entries] == [str(p) for p in patients]
+    for e in entries:
+        link = DeviceLink(settings, e["device_id"], e["password"])
+        assert link.connect().value == 0, e
+        link.close()
+    # A bad row anywhere: nothing is enrolled, and the error names the row.
+    before = db.execute("SELECT count(*) AS n FROM devices").fetchone()["n"]
+    cases = {
+        "unknown.csv": (f"patient,kind,serial\n{pseudonyms[0]},scale,\nP-NOBODY,scale,\n", "row 2"),
+        "kind.csv": (f"patient,kind,serial\n{pseudonyms[0]},17,5\n", "row 1"),
+        "nul.csv": (f"patient,kind,serial\n{pseudonyms[0]}\x00,scale,\n", "row 1"),
+        "columns.csv": ("patient,kind,colour\nx,scale,red\n", "columns"),
+        "bad.json": ('[{"patient": "x", "kind": "scale", "extra": 1}]', "extra"),
+        "deep.json": ("[" * 5000 + "]" * 5000, "bad.json"),
+    }
+    for name, (text, said) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        again = tmp_path / f"{name}.out"
+        res = _telemed(settings, "devices", "provision-bulk", str(path), "--out", str(again))
+        assert res.returncode == 1, (name, res.stdout, res.stderr)
+        assert said in res.stderr or name == "deep.json", (name, res.stderr)
+        assert not again.exists()
+    assert db.execute("SELECT count(*) AS n FROM devices").fetchone()["n"] == before
+    # The passwords file is never overwritten.
+    assert (
+        _telemed(settings, "devices", "provision-bulk", str(good), "--out", str(out)).returncode
+        == 1
+    )
