@@ -10,6 +10,7 @@ The sync and async functions share everything but the awaits.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
 from datetime import datetime
@@ -241,10 +242,8 @@ def _provision_batch(
     refs = [r.patient.strip() for r in rows]
     ids = []
     for ref in refs:
-        try:
+        with contextlib.suppress(ValueError):
             ids.append(uuid.UUID(ref))
-        except ValueError:
-            pass
     found = conn.execute(
         "SELECT id, pseudonym FROM patients WHERE pseudonym = ANY(%s) OR id = ANY(%s)",
         (refs, ids),
