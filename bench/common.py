@@ -45,6 +45,10 @@ SERVICES_ENV = {
     "TELEMED_PG_PORT": os.environ.get("TELEMED_BENCH_PG_PORT", "55452"),
     "TELEMED_MQTT_PORT": os.environ.get("TELEMED_BENCH_MQTT_PORT", "51903"),
 }
+# The devices' TLS listener of the benchmark instance (scripts/services starts one).
+SERVICES_ENV["TELEMED_MQTT_TLS_PORT"] = os.environ.get("TELEMED_BENCH_MQTT_TLS_PORT") or str(
+    int(SERVICES_ENV["TELEMED_MQTT_PORT"]) + 1
+)
 DB_NAME = "telemed_bench"
 VENV = REPO / "bench" / ".venv"
 STRATA = ("severe", "moderate", "mild")

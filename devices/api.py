@@ -1,8 +1,10 @@
 """Admin API for devices: provision one for a patient (the password is in the answer, once),
 list a patient's devices, revoke one, and see recently rejected device messages.
 
-A change and the broker sync happen in one transaction: if the broker files cannot be written,
-nothing changes in the database either, so a revoked device is never left able to connect.
+A change and the broker's update happen in one transaction: if the broker cannot be told (it
+runs and refuses, or does not answer), nothing changes in the database either, so a revoked
+device is never left able to connect. A broker that does not run reads the change from its
+journal when it starts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from litestar.params import Parameter
 from psycopg import AsyncConnection
 
 from devices import provisioning
-from devices.broker import sync_broker_async
+from devices.broker import apply_changes_async
 from devices.provisioning import DeviceOut, Kind, ProvisionedDevice
 from ingest.rejections import RejectionOut, list_rejections_async
 from telemed import audit
@@ -42,7 +44,7 @@ async def provision_device(
 ) -> ProvisionedDevice:
     require_role(actor, ["admin"])
     async with conn.transaction():
-        device = await provisioning.provision_async(
+        device, password_hash = await provisioning.provision_async(
             conn,
             patient_id=patient_id,
             kind=data.kind,
@@ -58,7 +60,7 @@ async def provision_device(
             object_id=device.device_id,
             detail={"kind": device.kind, "serial": device.serial},
         )
-        await sync_broker_async(conn, settings)
+        await apply_changes_async(conn, settings, added=[(device.device_id, password_hash)])
     log.info("device provisioned", extra={"device_id": device.device_id})
     return device
 
@@ -87,7 +89,7 @@ async def revoke_device(
             object_type="device",
             object_id=device.id,
         )
-        await sync_broker_async(conn, settings)
+        await apply_changes_async(conn, settings, removed=[device.id])
     log.info("device revoked", extra={"device_id": device.id})
     return device
 

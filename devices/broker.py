@@ -1,11 +1,23 @@
-"""The broker's view of the device registry: Mosquitto's password file and ACL, rendered from the
-database, swapped in atomically, then a SIGHUP so that the broker rereads them.
+"""The broker's view of the device registry, kept by Mosquitto's telemed_auth plugin
+(devices/broker_plugin/telemed_auth.c).
+
+The plugin checks every login (password, and the client id: a device's is its own id), every
+publish and every subscribe (a device may publish to its own two topics and subscribe to
+nothing; only the ingest account may subscribe to the device topics, shared or not). It holds
+the accounts in memory and reads them at start from two files in the broker folder:
+
+- `accounts`, a snapshot of every account (`add <kind> <username> <$7$ hash>` lines), written
+  whole by `sync_broker` from the database;
+- `accounts.journal`, the changes since that snapshot, one appended line per provisioned or
+  revoked device, tagged with the snapshot's generation.
+
+A change appends to the journal and sends the same lines to the running broker as a control
+message (devices/broker_control.py), which updates its table and disconnects a removed
+device at once. Nothing is rewritten or reloaded per device, so a change costs the broker the
+same at 100 devices as at 100,000; a full `sync_broker` (a reload) is an operator's repair.
 
 Only hashes are stored, in Mosquitto's own format, so both files can be rebuilt from the
-database at any time. Measured on Mosquitto 2.0.11: on SIGHUP a connected client whose user
-left the password file is disconnected, and one whose ACL entries are gone may no longer
-publish. So each device gets its own ACL entries (not a `%u` pattern), and leaving a revoked
-device out of both files locks it out, connected or not.
+database at any time.
 """
 
 from __future__ import annotations
@@ -17,38 +29,54 @@ import hmac
 import logging
 import os
 import re
-import signal
 import tempfile
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 from psycopg import AsyncConnection, Connection
 
-from devices.contract import READINGS_FILTER, STATUS_FILTER, readings_topic, status_topic
+from devices.broker_control import (
+    ADMIN_USERNAME,
+    AdminRefused,
+    BrokerDown,
+    send_commands,
+    signal_reload,
+)
 from telemed.settings import Settings
 
 log = logging.getLogger("devices.broker")
 
 # mosquitto_passwd 2.0 writes PBKDF2-SHA512 with 101 iterations and a 12-byte salt. The device
 # passwords are 192 random bits, for which iterations add nothing, while the broker pays them
-# on every connect; so we write what mosquitto_passwd writes.
+# on a device's first login; so we write what mosquitto_passwd writes.
 HASH_ITERATIONS = 101
 SALT_BYTES = 12
 _HASH = re.compile(r"\$7\$(?P<it>[0-9]+)\$(?P<salt>[A-Za-z0-9+/=]+)\$(?P<digest>[A-Za-z0-9+/=]+)")
-# A username ends up on a line of both files: no ':' (the passwd separator), no spaces.
+# A username ends up in topics, log lines and the plugin's files: no spaces, no wildcards.
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Any lock key unique to this use; it serialises rewrites (see sync_broker).
+# Any lock key unique to this use; it serialises the account files (see sync_broker).
 _SYNC_LOCK = 0x7E1E_B40C
+SNAPSHOT = "accounts"
+JOURNAL = "accounts.journal"
+# Past this, the next change also writes a fresh snapshot (files only; the broker already has
+# every change), so that a broker start does not replay a long journal.
+COMPACT_BYTES = 8 << 20
 
 _ACTIVE_DEVICES = "SELECT id, mqtt_username, password_hash FROM devices WHERE active ORDER BY id"
+
+Kind = Literal["device", "ingest", "admin"]
 
 
 class BrokerAccount(msgspec.Struct, frozen=True, kw_only=True):
     username: str
     password_hash: str
-    read: tuple[str, ...] = ()
-    write: tuple[str, ...] = ()
+    kind: Kind = "device"
+
+    def line(self) -> str:
+        return f"add {self.kind} {_checked(self.username)} {self.password_hash}"
 
 
 class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,71 +109,72 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-# --- accounts and files (pure) ------------------------------------------------------------
-
-
-def device_account(device_id: str, password_hash: str) -> BrokerAccount:
-    """A device may publish its readings and status and read nothing."""
-    return BrokerAccount(
-        username=device_id,
-        password_hash=password_hash,
-        write=(readings_topic(device_id), status_topic(device_id)),
-    )
-
-
-def ingest_account(username: str, password: str, current_hash: str | None = None) -> BrokerAccount:
-    """The workers' account; `current_hash` (from the file in place) is kept if it still fits,
-    so that a sync changes nothing for the workers."""
-    keep = current_hash is not None and verify_password(password, current_hash)
-    # Mosquitto checks a shared subscription ($share/<group>/<filter>) against the ACL of the
-    # plain filter, so these two lines cover every group name.
-    return BrokerAccount(
-        username=username,
-        password_hash=current_hash if keep and current_hash else hash_password(password),
-        read=(READINGS_FILTER, STATUS_FILTER),
-    )
-
-
-def hash_in_file(passwd: Path, username: str) -> str | None:
-    try:
-        lines = passwd.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    prefix = f"{username}:"
-    return next((line[len(prefix) :] for line in lines if line.startswith(prefix)), None)
-
-
-def render_passwd(accounts: Sequence[BrokerAccount]) -> str:
-    return "".join(f"{_checked(a.username)}:{a.password_hash}\n" for a in accounts)
-
-
-def render_acl(accounts: Sequence[BrokerAccount]) -> str:
-    lines = ["# Written by telemed from the device registry (telemed devices sync); do not edit."]
-    for a in accounts:
-        lines += ["", f"user {_checked(a.username)}"]
-        lines += [f"topic read {t}" for t in a.read]
-        lines += [f"topic write {t}" for t in a.write]
-    return "\n".join(lines) + "\n"
-
-
 def _checked(username: str) -> str:
     if _USERNAME.fullmatch(username) is None:
-        raise ValueError(f"not a username the broker files can hold: {username!r}")
+        raise ValueError(f"not a username the broker can hold: {username!r}")
     return username
 
 
+# --- accounts (pure) -----------------------------------------------------------------------
+
+
+def device_account(device_id: str, password_hash: str) -> BrokerAccount:
+    """A device may publish its readings and status and subscribe to nothing."""
+    return BrokerAccount(username=device_id, password_hash=password_hash, kind="device")
+
+
+def service_account(
+    kind: Kind, username: str, password: str, current_hash: str | None = None
+) -> BrokerAccount:
+    """The ingest or admin account; `current_hash` (from the snapshot in place) is kept while
+    it fits the password, so that a sync changes nothing for the connected workers."""
+    keep = current_hash is not None and verify_password(password, current_hash)
+    return BrokerAccount(
+        username=username,
+        password_hash=current_hash if keep and current_hash else hash_password(password),
+        kind=kind,
+    )
+
+
 def accounts_from_rows(
-    rows: Iterable[dict], settings: Settings, ingest_hash: str | None = None
+    rows: Iterable[dict], settings: Settings, current: dict[str, str] | None = None
 ) -> list[BrokerAccount]:
-    accounts = [ingest_account(settings.ingest_username, settings.ingest_password, ingest_hash)]
+    current = current or {}
+    accounts = [
+        service_account("admin", ADMIN_USERNAME, settings.broker_admin_password,
+                        current.get(ADMIN_USERNAME)),
+        service_account("ingest", settings.ingest_username, settings.ingest_password,
+                        current.get(settings.ingest_username)),
+    ]  # fmt: skip
     accounts += [device_account(r["mqtt_username"], r["password_hash"]) for r in rows]
     names = [a.username for a in accounts]
     if len(set(names)) != len(names):
-        raise ValueError("a device has the ingest service account's username")
+        raise ValueError("a device has the username of a service account")
     return accounts
 
 
-# --- files and the broker process ----------------------------------------------------------
+def render_snapshot(accounts: Sequence[BrokerAccount], generation: str) -> str:
+    lines = [f"telemed-accounts 1 {generation}"]
+    lines += ["# Written by telemed from the device registry (telemed devices sync); do not edit."]
+    lines += [a.line() for a in accounts]
+    return "\n".join(lines) + "\n"
+
+
+def hashes_in_snapshot(path: Path) -> dict[str, str]:
+    """username -> hash of the service accounts in the snapshot in place."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 4 and parts[0] == "add" and parts[1] != "device":
+            found[parts[2]] = parts[3]
+    return found
+
+
+# --- files -----------------------------------------------------------------------------------
 
 
 def write_atomically(path: Path, text: str, *, mode: int = 0o640, for_broker: bool = True) -> None:
@@ -168,48 +197,83 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o640, for_broker: bo
         raise
 
 
-def reload_broker(pidfile: Path) -> bool:
-    """SIGHUP the broker of `pidfile`; False (with a warning) when it does not run."""
+def write_files(settings: Settings, accounts: Sequence[BrokerAccount]) -> str:
+    """A new snapshot and an empty journal of a new generation; the generation. In this order:
+    a broker starting in between reads the new snapshot and ignores the old journal, whose
+    changes the new snapshot already holds."""
+    folder = settings.broker_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    generation = uuid.uuid4().hex
+    write_atomically(folder / SNAPSHOT, render_snapshot(accounts, generation))
+    write_atomically(folder / JOURNAL, f"telemed-journal 1 {generation}\n")
+    return generation
+
+
+def append_journal(settings: Settings, lines: Sequence[str]) -> int:
+    """Append `lines` to the journal, on disk before the broker hears of them; its new size."""
+    with open(settings.broker_dir / JOURNAL, "a") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+        return f.tell()
+
+
+# --- telling the broker ------------------------------------------------------------------------
+
+
+def notify_broker(settings: Settings, lines: Sequence[str]) -> bool:
+    """Send `lines` to the running broker; False when none runs (it reads the files when it
+    starts). A broker that does not know the admin account yet is told to reread the files
+    with SIGHUP. Any other failure raises BrokerError."""
     try:
-        pid = int(pidfile.read_text().strip())
-        # A stale pid file must not make us signal some other process.
-        if Path("/proc").is_dir() and "mosquitto" not in Path(f"/proc/{pid}/comm").read_text():
-            raise ProcessLookupError(pid)
-        os.kill(pid, signal.SIGHUP)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        log.warning("broker not running (pid file %s); it reads the files when it starts", pidfile)
+        send_commands(settings.mqtt_host, settings.mqtt_port, settings.broker_admin_password, lines)
+    except BrokerDown as exc:
+        log.warning("%s; it reads the account files when it starts", exc)
         return False
+    except AdminRefused:
+        log.warning("the broker does not know the admin account yet: sending it SIGHUP")
+        return signal_reload(settings.broker_pidfile)
     return True
 
 
-def apply_accounts(settings: Settings, accounts: Sequence[BrokerAccount]) -> bool:
-    settings.broker_dir.mkdir(parents=True, exist_ok=True)
-    # The ACL first: a new device is usable once both files have it, a removed one is shut out
-    # by either, so no order opens a gap between the two writes.
-    write_atomically(settings.broker_dir / "acl", render_acl(accounts))
-    write_atomically(settings.broker_dir / "passwd", render_passwd(accounts))
-    return reload_broker(settings.broker_pidfile)
-
-
-# --- from the database -----------------------------------------------------------------------
-
-
-def _ingest_hash_in_place(settings: Settings) -> str | None:
-    found = hash_in_file(settings.broker_dir / "passwd", settings.ingest_username)
-    if found is not None and not verify_password(settings.ingest_password, found):
-        # Measured on Mosquitto 2.0.11: on the reload, a worker session whose password no
-        # longer fits is cut off, offline or not, and messages published until it logs in again
-        # with the new password are not queued for it.
+def _full_sync(settings: Settings, rows: list[dict]) -> bool:
+    current = hashes_in_snapshot(settings.broker_dir / SNAPSHOT)
+    ingest = current.get(settings.ingest_username)
+    if ingest is not None and not verify_password(settings.ingest_password, ingest):
+        # The plugin disconnects every connection of an account whose password changes.
         log.warning(
-            "the ingest account's password in %s changes: every ingest worker must use the new "
-            "one (TELEMED_INGEST_PASSWORD), and readings sent before they reconnect are lost",
-            settings.broker_dir / "passwd",
+            "the ingest account's password changes: every ingest worker must use the new one "
+            "(TELEMED_INGEST_PASSWORD) and is disconnected until it does",
         )
-    return found
+    write_files(settings, accounts_from_rows(rows, settings, current))
+    return notify_broker(settings, ["reload"])
+
+
+def _changes(
+    settings: Settings,
+    rows: list[dict] | None,
+    added: Sequence[tuple[str, str]],
+    removed: Sequence[str],
+) -> bool:
+    """Journal and send the changes; with `rows` (the active devices, these changes included),
+    also compact the files."""
+    lines = [device_account(d, h).line() for d, h in added] + [
+        f"remove {_checked(d)}" for d in removed
+    ]
+    append_journal(settings, lines)
+    if rows is not None:
+        current = hashes_in_snapshot(settings.broker_dir / SNAPSHOT)
+        write_files(settings, accounts_from_rows(rows, settings, current))
+    return notify_broker(settings, lines)
+
+
+def _has_snapshot(settings: Settings) -> bool:
+    return (settings.broker_dir / SNAPSHOT).exists() and (settings.broker_dir / JOURNAL).exists()
 
 
 def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
-    """Rewrite the broker's passwd and acl from the active devices and SIGHUP the broker.
+    """Rewrite the account files from the active devices and make the broker reread them
+    (removed or changed accounts are disconnected).
 
     Serialised by a transaction-level advisory lock, so that a sync that read the registry
     before another's change cannot write its older picture after it. Inside the caller's
@@ -219,9 +283,8 @@ def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
         rows = conn.execute(_ACTIVE_DEVICES).fetchall()
-        accounts = accounts_from_rows(rows, settings, _ingest_hash_in_place(settings))
-        reloaded = apply_accounts(settings, accounts)
-    log.info("broker files written for %d devices", len(rows), extra={"count": len(rows)})
+        reloaded = _full_sync(settings, rows)
+    log.info("broker accounts written for %d devices", len(rows), extra={"count": len(rows)})
     return SyncResult(devices=len(rows), reloaded=reloaded)
 
 
@@ -231,7 +294,54 @@ async def sync_broker_async(conn: AsyncConnection, settings: Settings) -> SyncRe
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
         cur = await conn.execute(_ACTIVE_DEVICES)
         rows = await cur.fetchall()
-        accounts = accounts_from_rows(rows, settings, _ingest_hash_in_place(settings))
-        reloaded = await asyncio.to_thread(apply_accounts, settings, accounts)
-    log.info("broker files written for %d devices", len(rows), extra={"count": len(rows)})
+        reloaded = await asyncio.to_thread(_full_sync, settings, rows)
+    log.info("broker accounts written for %d devices", len(rows), extra={"count": len(rows)})
     return SyncResult(devices=len(rows), reloaded=reloaded)
+
+
+def apply_changes(
+    conn: Connection,
+    settings: Settings,
+    *,
+    added: Sequence[tuple[str, str]] = (),
+    removed: Sequence[str] = (),
+) -> bool:
+    """Tell the broker of provisioned (`(device_id, hash)`) and revoked devices, inside the
+    caller's transaction (held under the sync lock until it commits). True when a running
+    broker applied them; a broker that runs and fails raises BrokerError, so the caller's
+    transaction rolls back."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
+        if not _has_snapshot(settings):
+            rows = conn.execute(_ACTIVE_DEVICES).fetchall()
+            return _full_sync(settings, rows)
+        rows = None
+        if _journal_size(settings) > COMPACT_BYTES:
+            rows = conn.execute(_ACTIVE_DEVICES).fetchall()
+        return _changes(settings, rows, added, removed)
+
+
+async def apply_changes_async(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    added: Sequence[tuple[str, str]] = (),
+    removed: Sequence[str] = (),
+) -> bool:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
+        if not _has_snapshot(settings) or _journal_size(settings) > COMPACT_BYTES:
+            cur = await conn.execute(_ACTIVE_DEVICES)
+            rows = await cur.fetchall()
+            if not _has_snapshot(settings):
+                return await asyncio.to_thread(_full_sync, settings, rows)
+        else:
+            rows = None
+        return await asyncio.to_thread(_changes, settings, rows, added, removed)
+
+
+def _journal_size(settings: Settings) -> int:
+    try:
+        return (settings.broker_dir / JOURNAL).stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,12 +1,15 @@
-"""`telemed devices …`: provision, revoke, list, sync the broker, demo devices, rejections.
+"""`telemed devices …`: provision (one, or a file of them), revoke, list, sync the broker, demo
+devices, rejections.
 
-Every change syncs the broker in the same transaction (see devices/api.py for why).
+Every change reaches the broker in the same transaction (see devices/api.py for why).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
+import io
 import json
 import os
 import sys
@@ -119,14 +122,14 @@ def _connect() -> tuple[Any, Any]:
 
 @_reported
 def cmd_provision(args: argparse.Namespace) -> int:
-    from devices.broker import sync_broker
-    from devices.provisioning import find_patient, provision
+    from devices.broker import apply_changes
+    from devices.provisioning import NewDevice, provision_many
 
     conn, settings = _connect()
     with conn, conn.transaction():
-        patient_id = find_patient(conn, args.patient)
-        device = provision(conn, patient_id=patient_id, kind=args.kind, serial=args.serial)
-        sync_broker(conn, settings)
+        row = NewDevice(patient=args.patient, kind=args.kind, serial=args.serial)
+        [(device, password_hash)] = provision_many(conn, [row])
+        apply_changes(conn, settings, added=[(device.device_id, password_hash)])
     print(f"device_id: {device.device_id}")
     print(f"password:  {device.password}")
     print("(the password is shown only now; it is not stored)", file=sys.stderr)
@@ -135,15 +138,68 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 @_reported
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from devices.broker import sync_broker
+    from devices.broker import apply_changes
     from devices.provisioning import revoke
 
     conn, settings = _connect()
     with conn, conn.transaction():
-        device = revoke(conn, args.device_id)
-        sync_broker(conn, settings)
-    at = device.revoked_at.isoformat(timespec="seconds") if device.revoked_at else "?"
-    print(f"revoked {device.id} (patient {device.patient_id}) at {at}")
+        devices = [revoke(conn, device_id) for device_id in args.device_id]
+        apply_changes(conn, settings, removed=[d.id for d in devices])
+    for device in devices:
+        at = device.revoked_at.isoformat(timespec="seconds") if device.revoked_at else "?"
+        print(f"revoked {device.id} (patient {device.patient_id}) at {at}")
+    return 0
+
+
+def read_bulk_file(path: Path) -> list[Any]:
+    """Rows to enrol from a CSV file (a header with patient,kind and optionally serial) or a
+    JSON list of {"patient", "kind", "serial"} objects; the patient by id or pseudonym."""
+    import msgspec
+
+    from devices.provisioning import NewDevice
+    from telemed.errors import FieldProblem, Invalid
+
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix.lower() == ".json":
+            return msgspec.json.decode(text, type=list[NewDevice])
+        rows = []
+        for i, rec in enumerate(csv.DictReader(io.StringIO(text), strict=True), start=1):
+            extra = set(rec) - {"patient", "kind", "serial"}
+            if extra or None in rec.values():
+                raise Invalid(
+                    f"row {i}: columns are patient,kind,serial; got {sorted(rec, key=str)}"
+                )
+            rows.append(msgspec.convert({k: v or None for k, v in rec.items()}, NewDevice))
+        return rows
+    except (msgspec.ValidationError, msgspec.DecodeError, csv.Error) as exc:
+        raise Invalid(f"{path}: {exc}", [FieldProblem("file", str(exc))]) from None
+
+
+@_reported
+def cmd_provision_bulk(args: argparse.Namespace) -> int:
+    from devices.broker import apply_changes, write_atomically
+    from devices.provisioning import provision_many
+    from telemed.errors import Invalid
+
+    rows = read_bulk_file(args.file)
+    if not rows:
+        raise Invalid(f"{args.file}: no devices")
+    if args.out.exists():
+        raise Invalid(f"{args.out} exists; the passwords are written to a new file only")
+    conn, settings = _connect()
+    with conn, conn.transaction():
+        made = provision_many(conn, rows)
+        apply_changes(conn, settings, added=[(d.device_id, h) for d, h in made])
+        # Before the commit: a failure to write the passwords leaves nothing enrolled.
+        entries = [
+            {"device_id": d.device_id, "password": d.password, "patient_id": str(d.patient_id),
+             "kind": d.kind, "serial": d.serial}
+            for d, _ in made
+        ]  # fmt: skip
+        write_atomically(args.out, json.dumps(entries, indent=1) + "\n", mode=0o600,
+                         for_broker=False)  # fmt: skip
+    print(f"{len(made)} devices enrolled; their passwords (shown nowhere else) are in {args.out}")
     return 0
 
 
@@ -211,8 +267,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--serial", help="the hardware serial (default: the device id)")
     c.set_defaults(func=cmd_provision)
 
-    c = sub.add_parser("revoke", help="revoke a device and lock it out of the broker")
-    c.add_argument("device_id")
+    c = sub.add_parser(
+        "provision-bulk",
+        help="enrol the devices of a CSV (patient,kind,serial) or JSON file in one transaction",
+    )
+    c.add_argument("file", type=Path)
+    c.add_argument("--out", type=Path, required=True, help="new file for the passwords (0600)")
+    c.set_defaults(func=cmd_provision_bulk)
+
+    c = sub.add_parser("revoke", help="revoke devices and lock them out of the broker at once")
+    c.add_argument("device_id", nargs="+")
     c.set_defaults(func=cmd_revoke)
 
     c = sub.add_parser("list", help="list devices")
@@ -220,7 +284,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--all", action="store_true", help="include revoked devices")
     c.set_defaults(func=cmd_list)
 
-    c = sub.add_parser("sync", help="rewrite the broker's passwd and acl from the database")
+    c = sub.add_parser("sync", help="rewrite the broker's accounts from the database, reload them")
     c.set_defaults(func=cmd_sync)
 
     c = sub.add_parser("demo", help="devices for the demo patients, credentials for the simulator")

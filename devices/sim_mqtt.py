@@ -10,9 +10,12 @@ device would be announced.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -30,6 +33,17 @@ from devices.sim_model import DeviceSpec, Outgoing
 
 log = logging.getLogger("devices.simulator")
 
+
+class Tls(msgspec.Struct, frozen=True, kw_only=True):
+    """A device's TLS files: the CA that signed the broker's certificate, and the device's own
+    certificate and key (the broker's TLS listener refuses a client without one that chains to
+    its devices' CA)."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+
 # CONNACK reason codes after which retrying with the same credentials is pointless.
 _REFUSED = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C}
 _WILL_DISCONNECT = 0x04
@@ -46,6 +60,7 @@ class DeviceLink:
         firmware: str = "sim-1.0",
         keepalive: int = 30,
         on_ack: Callable[[DeviceLink, int], None] | None = None,
+        tls: Tls | None = None,
     ) -> None:
         self.spec = spec
         self.host, self.port, self.keepalive = host, port, keepalive
@@ -67,6 +82,15 @@ class DeviceLink:
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         client.username_pw_set(spec.device_id, spec.password)
+        if tls is not None:
+            # Verifies the broker's chain and name, and presents the device's certificate.
+            client.tls_set(
+                ca_certs=str(tls.cafile),
+                certfile=str(tls.certfile),
+                keyfile=str(tls.keyfile),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         client.will_set(status_topic(spec.device_id), OFFLINE_PAYLOAD, qos=1, retain=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect

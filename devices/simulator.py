@@ -30,7 +30,7 @@ import msgspec
 from devices.contract import Format
 from devices.sim_device import VirtualDevice, demo_scenarios, offline_windows
 from devices.sim_model import DeviceSpec, Outgoing, Shape, seeded
-from devices.sim_mqtt import DeviceLink
+from devices.sim_mqtt import DeviceLink, Tls
 
 log = logging.getLogger("devices.simulator")
 
@@ -70,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--history-days", type=int, help="past days to send first (demo: 28)")
     p.add_argument("--seed", type=int, help="for a repeatable run")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect to the devices' TLS listener (TELEMED_MQTT_TLS_PORT) with the CA and the "
+        "device certificate of TELEMED_MQTT_CAFILE / _CERTFILE / _KEYFILE",
+    )
     p.set_defaults(func=cmd_simulate)
 
 
@@ -245,8 +251,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = load_settings()
     fmt: Format = args.format
     rng = seeded("battery", args.seed)
+    port, tls = settings.mqtt_port, None
+    if args.tls:
+        port = settings.mqtt_tls_port
+        tls = Tls(
+            cafile=settings.mqtt_cafile,
+            certfile=settings.mqtt_certfile,
+            keyfile=settings.mqtt_keyfile,
+        )
+        missing = [str(p) for p in (tls.cafile, tls.certfile, tls.keyfile) if not p.is_file()]
+        if missing:
+            print(f"telemed simulate: --tls needs {', '.join(missing)}")
+            return 2
     links = [
-        DeviceLink(spec, settings.mqtt_host, settings.mqtt_port, battery=rng.uniform(35, 100))
+        DeviceLink(spec, settings.mqtt_host, port, battery=rng.uniform(35, 100), tls=tls)
         for spec in specs
     ]
     stop = threading.Event()
@@ -256,7 +274,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     shape: Shape = args.shape
     log.info(
         f"simulating {len(specs)} devices ({fmt}, {shape}) against"
-        f" {settings.mqtt_host}:{settings.mqtt_port}"
+        f" {settings.mqtt_host}:{port}{' (TLS)' if tls else ''}"
     )
     try:
         connect(links)

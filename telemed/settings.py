@@ -24,6 +24,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_s: int
     ingest_username: str
     ingest_password: str
+    broker_admin_password: str
+    mqtt_tls_port: int
+    mqtt_cafile: Path
+    mqtt_certfile: Path
+    mqtt_keyfile: Path
     pool_min: int
     pool_max: int
     http_host: str
@@ -39,16 +44,28 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     e = os.environ if env is None else env
     state = Path(e.get("TELEMED_STATE_DIR", _state_dir()))
     pg_port = e.get("TELEMED_PG_PORT", "55432")
+    mqtt_port = e.get("TELEMED_MQTT_PORT", "51883")
     return Settings(
         dsn=e.get("TELEMED_DSN", f"postgresql://telemed:telemed@127.0.0.1:{pg_port}/telemed"),
         mqtt_host=e.get("TELEMED_MQTT_HOST", "127.0.0.1"),
-        mqtt_port=int(e.get("TELEMED_MQTT_PORT", "51883")),
+        mqtt_port=int(mqtt_port),
         broker_dir=Path(e.get("TELEMED_BROKER_DIR", state / "mosquitto")),
         media_dir=Path(e.get("TELEMED_MEDIA_DIR", state / "media")),
         migrations_dir=Path(e.get("TELEMED_MIGRATIONS_DIR", REPO_ROOT / "migrations")),
         token_ttl_s=int(e.get("TELEMED_TOKEN_TTL_S", str(8 * 3600))),
         ingest_username=e.get("TELEMED_INGEST_USERNAME", "telemed-ingest"),
         ingest_password=e.get("TELEMED_INGEST_PASSWORD", "") or _local_secret(state, "ingest"),
+        broker_admin_password=e.get("TELEMED_BROKER_ADMIN_PASSWORD", "")
+        or _local_secret(state, "broker-admin"),
+        # The devices' TLS listener and the files a device (or the simulator) connects with.
+        mqtt_tls_port=int(e.get("TELEMED_MQTT_TLS_PORT", "") or int(mqtt_port) + 1),
+        mqtt_cafile=Path(e.get("TELEMED_MQTT_CAFILE", state / "mosquitto" / "tls" / "ca.crt")),
+        mqtt_certfile=Path(
+            e.get("TELEMED_MQTT_CERTFILE", state / "mosquitto" / "tls" / "device.crt")
+        ),
+        mqtt_keyfile=Path(
+            e.get("TELEMED_MQTT_KEYFILE", state / "mosquitto" / "tls" / "device.key")
+        ),
         pool_min=int(e.get("TELEMED_POOL_MIN", "1")),
         pool_max=int(e.get("TELEMED_POOL_MAX", "10")),
         http_host=e.get("TELEMED_HTTP_HOST", "127.0.0.1"),

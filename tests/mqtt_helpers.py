@@ -66,16 +66,23 @@ def message(
 
 
 class DeviceLink:
-    """A device's own MQTT v5 connection, with its credentials."""
+    """A device's own MQTT v5 connection, with its credentials; its client id is its device id
+    (the broker refuses any other) unless `client_id` says otherwise."""
 
     def __init__(
-        self, settings: Settings, device_id: str, password: str, *, will: bool = False
+        self,
+        settings: Settings,
+        device_id: str,
+        password: str,
+        *,
+        will: bool = False,
+        client_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.device_id = device_id
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{device_id}-{uuid.uuid4().hex[:6]}",
+            client_id=device_id if client_id is None else client_id,
             protocol=mqtt.MQTTv5,
         )
         self.client.username_pw_set(device_id, password)

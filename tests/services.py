@@ -21,6 +21,11 @@ TEST_ENV = {
     "TELEMED_PG_PORT": os.environ.get("TELEMED_TEST_PG_PORT", "55442"),
     "TELEMED_MQTT_PORT": os.environ.get("TELEMED_TEST_MQTT_PORT", "51893"),
 }
+# The devices' TLS listener of the test instance: its own setting, or the port after MQTT's (so
+# that a TELEMED_MQTT_TLS_PORT of another instance in the environment is never taken).
+TEST_ENV["TELEMED_MQTT_TLS_PORT"] = os.environ.get("TELEMED_TEST_MQTT_TLS_PORT") or str(
+    int(TEST_ENV["TELEMED_MQTT_PORT"]) + 1
+)
 
 
 def ensure_services() -> dict[str, str]:

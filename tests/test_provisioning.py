@@ -57,62 +57,71 @@ def test_a_hash_verifies_its_password_only(password: str, salt: bytes) -> None:
     assert not broker.verify_password(password + "x", encoded)
 
 
-def test_the_acl_lets_a_device_write_its_own_topics_and_the_ingest_account_read() -> None:
+def test_the_snapshot_holds_each_account_with_its_kind_and_hash() -> None:
     accounts = [
-        broker.ingest_account("telemed-ingest", "pw"),
+        broker.service_account("ingest", "telemed-ingest", "pw"),
         broker.device_account("dev-abc", "$7$101$x$y"),
     ]
-    assert broker.render_acl(accounts).splitlines()[1:] == [
-        "",
-        "user telemed-ingest",
-        "topic read telemed/v1/devices/+/readings",
-        "topic read telemed/v1/devices/+/status",
-        "",
-        "user dev-abc",
-        "topic write telemed/v1/devices/dev-abc/readings",
-        "topic write telemed/v1/devices/dev-abc/status",
-    ]
-    assert broker.render_passwd(accounts).splitlines()[1] == "dev-abc:$7$101$x$y"
-    with pytest.raises(ValueError):
-        broker.render_passwd([broker.device_account("dev-abc", "h"), _account("a:b")])
+    lines = broker.render_snapshot(accounts, "g1").splitlines()
+    assert lines[0] == "telemed-accounts 1 g1"
+    assert lines[2].startswith("add ingest telemed-ingest $7$101$")
+    assert broker.verify_password("pw", lines[2].split(" ")[3])
+    assert lines[3] == "add device dev-abc $7$101$x$y"
+    for bad in ("a:b", "a b", "dev/+", "", "x" * 65):
+        with pytest.raises(ValueError):
+            broker.device_account(bad, "h").line()
 
 
-def _account(username: str) -> broker.BrokerAccount:
-    return broker.BrokerAccount(username=username, password_hash="h")
-
-
-def test_sync_writes_both_files_atomically_for_the_broker(
+def test_sync_writes_the_snapshot_and_a_fresh_journal_for_the_broker(
     db, settings, factory, tmp_path, caplog
 ) -> None:
     patient = factory.patient(factory.org())
     device = provision(db, patient_id=patient, kind="scale")
     folder = tmp_path / "mosquitto"
     folder.mkdir()
-    local = msgspec.structs.replace(settings, broker_dir=folder)
+    # No broker for this folder: nothing answers on this port.
+    local = msgspec.structs.replace(settings, broker_dir=folder, mqtt_port=_closed_port())
     result = broker.sync_broker(db, local)
-    assert result.reloaded is False  # no broker runs for this folder
-    assert sorted(p.name for p in folder.iterdir()) == ["acl", "passwd"]  # no temp files left
-    passwd = dict(line.split(":", 1) for line in (folder / "passwd").read_text().splitlines())
-    assert broker.verify_password(device.password, passwd[device.device_id])
-    assert broker.verify_password(settings.ingest_password, passwd[settings.ingest_username])
-    assert f"user {device.device_id}" in (folder / "acl").read_text()
-    for name in ("acl", "passwd"):
+    assert result.reloaded is False
+    assert sorted(p.name for p in folder.iterdir()) == ["accounts", "accounts.journal"]
+    snapshot = (folder / "accounts").read_text().splitlines()
+    generation = snapshot[0].split(" ")[2]
+    assert (folder / "accounts.journal").read_text() == f"telemed-journal 1 {generation}\n"
+    hashes = {line.split(" ")[2]: line.split(" ")[3] for line in snapshot if line.startswith("add")}
+    assert broker.verify_password(device.password, hashes[device.device_id])
+    assert broker.verify_password(settings.ingest_password, hashes[settings.ingest_username])
+    assert broker.verify_password(settings.broker_admin_password, hashes["telemed-admin"])
+    for name in ("accounts", "accounts.journal"):
         st_ = (folder / name).stat()
         assert stat.S_IMODE(st_.st_mode) == 0o640
         assert (st_.st_uid, st_.st_gid) == (folder.stat().st_uid, folder.stat().st_gid)
+    # A revocation is one journal line, the snapshot stays.
     revoke(db, device.device_id)
+    broker.apply_changes(db, local, removed=[device.device_id])
+    assert (folder / "accounts").read_text().splitlines() == snapshot
+    assert (folder / "accounts.journal").read_text().splitlines()[1:] == [
+        f"remove {device.device_id}"
+    ]
     broker.sync_broker(db, local)
-    assert device.device_id not in (folder / "passwd").read_text()
-    assert device.device_id not in (folder / "acl").read_text()
-    # The ingest account's line stays as it is while its password does not change.
-    ingest_line = passwd[settings.ingest_username]
-    assert broker.hash_in_file(folder / "passwd", settings.ingest_username) == ingest_line
+    assert device.device_id not in (folder / "accounts").read_text()
+    # The service accounts' lines stay as they are while their passwords do not change.
+    again = broker.hashes_in_snapshot(folder / "accounts")
+    assert again[settings.ingest_username] == hashes[settings.ingest_username]
     rotated = msgspec.structs.replace(local, ingest_password="a new one")
     with caplog.at_level(logging.WARNING, logger="devices.broker"):
         broker.sync_broker(db, rotated)
     assert "password" in caplog.text and "changes" in caplog.text
-    new_line = broker.hash_in_file(folder / "passwd", settings.ingest_username)
-    assert new_line != ingest_line and broker.verify_password("a new one", new_line or "")
+    new_hash = broker.hashes_in_snapshot(folder / "accounts")[settings.ingest_username]
+    assert new_hash != hashes[settings.ingest_username]
+    assert broker.verify_password("a new one", new_hash)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # --- provisioning ----------------------------------------------------------------------------
@@ -245,17 +254,29 @@ def test_the_command_line_provisions_lists_and_revokes(db, settings, factory) ->
     assert out.returncode == 0, out.stderr
     fields = dict(re.findall(r"^(\w+):\s+(\S+)$", out.stdout, re.M))
     device_id, password = fields["device_id"], fields["password"]
-    assert broker.verify_password(password, (settings.broker_dir / "passwd").read_text().split(
-        f"{device_id}:", 1)[1].splitlines()[0])  # fmt: skip
+    assert broker.verify_password(password, _broker_hash(settings, device_id) or "")
     listed = _telemed(settings, "devices", "list", "--patient", str(patient))
     assert device_id in listed.stdout and "thermometer" in listed.stdout
     assert _telemed(settings, "devices", "revoke", device_id).returncode == 0
     assert device_id not in _telemed(settings, "devices", "list").stdout
     assert device_id in _telemed(settings, "devices", "list", "--all").stdout
-    assert device_id not in (settings.broker_dir / "passwd").read_text()
+    assert _broker_hash(settings, device_id) is None
     bad = _telemed(settings, "devices", "provision", "--patient", "P-NOBODY", "--kind", "scale")
     assert bad.returncode == 1 and "no patient" in bad.stderr
     assert _telemed(settings, "devices", "sync").stdout.startswith("broker files written for")
+
+
+def _broker_hash(settings, device_id: str) -> str | None:
+    """The device's hash as the broker reads it at start: the snapshot, then the journal."""
+    found = None
+    for name in ("accounts", "accounts.journal"):
+        for line in (settings.broker_dir / name).read_text().splitlines():
+            parts = line.split(" ")
+            if parts[0] == "add" and parts[2] == device_id:
+                found = parts[3]
+            elif parts[0] == "remove" and parts[1] == device_id:
+                found = None
+    return found
 
 
 @pytest.fixture
@@ -283,8 +304,8 @@ def test_devices_demo_provisions_each_demo_patient_once(demo_db, settings, tmp_p
     assert set(first[0]) == {
         "device_id", "password", "patient_id", "pseudonym", "kind", "program", "stratum",
     }  # fmt: skip
-    passwd = (local.broker_dir / "passwd").read_text()
-    assert all(f"{e['device_id']}:" in passwd for e in first)
+    snapshot = (local.broker_dir / "accounts").read_text()
+    assert all(f"add device {e['device_id']} " in snapshot for e in first)
     assert provision_demo(demo_db, local, path) == first  # idempotent
     # A device whose password was lost is replaced, and the old one revoked.
     lost, *kept = first
@@ -298,3 +319,52 @@ def test_devices_demo_provisions_each_demo_patient_once(demo_db, settings, tmp_p
     old = demo_db.execute("SELECT active FROM devices WHERE id = %s", (lost["device_id"],))
     assert old.fetchone()["active"] is False
     assert set(KINDS) >= {e["kind"] for e in third}
+
+
+def test_bulk_provisioning_from_a_file_enrols_all_or_nothing(db, settings, factory, tmp_path):
+    patients = [factory.patient(factory.org()) for _ in range(3)]
+    pseudonyms = [
+        db.execute("SELECT pseudonym FROM patients WHERE id = %s", (p,)).fetchone()["pseudonym"]
+        for p in patients
+    ]
+    good = tmp_path / "fleet.csv"
+    good.write_text(
+        "patient,kind,serial\n"
+        f"{pseudonyms[0]},copd_kit,KIT-{uuid.uuid4().hex[:6]}\n"
+        f"{patients[1]},inr_meter,\n"
+        f"{pseudonyms[2]},scale,\n"
+    )
+    out = tmp_path / "passwords.json"
+    done = _telemed(settings, "devices", "provision-bulk", str(good), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    entries = json.loads(out.read_text())
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert [e["patient_id"] for e in entries] == [str(p) for p in patients]
+    for e in entries:
+        link = DeviceLink(settings, e["device_id"], e["password"])
+        assert link.connect().value == 0, e
+        link.close()
+    # A bad row anywhere: nothing is enrolled, and the error names the row.
+    before = db.execute("SELECT count(*) AS n FROM devices").fetchone()["n"]
+    cases = {
+        "unknown.csv": (f"patient,kind,serial\n{pseudonyms[0]},scale,\nP-NOBODY,scale,\n", "row 2"),
+        "kind.csv": (f"patient,kind,serial\n{pseudonyms[0]},17,5\n", "row 1"),
+        "nul.csv": (f"patient,kind,serial\n{pseudonyms[0]}\x00,scale,\n", "row 1"),
+        "columns.csv": ("patient,kind,colour\nx,scale,red\n", "columns"),
+        "bad.json": ('[{"patient": "x", "kind": "scale", "extra": 1}]', "extra"),
+        "deep.json": ("[" * 5000 + "]" * 5000, "bad.json"),
+    }
+    for name, (text, said) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        again = tmp_path / f"{name}.out"
+        res = _telemed(settings, "devices", "provision-bulk", str(path), "--out", str(again))
+        assert res.returncode == 1, (name, res.stdout, res.stderr)
+        assert said in res.stderr or name == "deep.json", (name, res.stderr)
+        assert not again.exists()
+    assert db.execute("SELECT count(*) AS n FROM devices").fetchone()["n"] == before
+    # The passwords file is never overwritten.
+    assert (
+        _telemed(settings, "devices", "provision-bulk", str(good), "--out", str(out)).returncode
+        == 1
+    )

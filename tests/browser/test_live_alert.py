@@ -60,7 +60,7 @@ def publish(settings, device, payload: dict) -> None:
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"{device.device_id}-test",
+        client_id=device.device_id,
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.username_pw_set(device.mqtt_username, device.password)
