@@ -21,11 +21,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def ingest_worker(service_env, db_dsn, settings) -> Iterator[subprocess.Popen]:
+def ingest_worker(service_env, db, db_dsn, settings) -> Iterator[subprocess.Popen]:
     """`telemed ingest` on the test database, in a shared-subscription group and with a client
     id of its own, whose broker session expires soon after it stops, so that it never holds
-    back messages meant for another test's workers."""
+    back messages meant for another test's workers. The broker learns the ingest account from
+    this database first: a worker whose login is refused stops at once, as it should."""
     pytest.importorskip("ingest.worker")
+    broker = pytest.importorskip("devices.broker")
+    broker.sync_broker(db, settings)
     tag = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
