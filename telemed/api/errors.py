@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from telemed.errors import DomainError
+from telemed.errors import DomainError, validation_code
 
 log = logging.getLogger("telemed.api")
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
@@ -41,8 +41,15 @@ def field_of(message: str, key: object) -> str:
     return base or "body"
 
 
+def _problem(field: str, message: str, code: str, params: dict | None) -> dict:
+    problem = {"field": field, "message": message, "code": code}
+    if params:
+        problem["params"] = params
+    return problem
+
+
 def domain_error(request: Request, exc: DomainError) -> Response:
-    problems = [{"field": p.field, "message": p.message} for p in exc.problems]
+    problems = [_problem(p.field, p.message, p.code, p.params) for p in exc.problems]
     return Response(_body(request, exc.status, exc.detail, problems), status_code=exc.status)
 
 
@@ -53,17 +60,26 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
             message = str(item.get("message", ""))
             source = item.get("source")
             field = field_of(message, item.get("key"))
-            problems.append({"field": field, "message": message, "source": source or "body"})
+            problem = _problem(field, message, validation_code(message), None)
+            problems.append({**problem, "source": source or "body"})
     detail = "the request is not valid" + (
         f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"
     )
     return Response(_body(request, 400, detail, problems), status_code=400)
 
 
+# Refusals that Litestar raises itself, with the code a page says them by.
+_HTTP_CODES = {413: ("body", "too_large"), 415: ("content-type", "unsupported_format")}
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
     headers = getattr(exc, "headers", None)
+    known = _HTTP_CODES.get(exc.status_code)
+    problems = [_problem(known[0], exc.detail, known[1], None)] if known else None
     return Response(
-        _body(request, exc.status_code, exc.detail), status_code=exc.status_code, headers=headers
+        _body(request, exc.status_code, exc.detail, problems),
+        status_code=exc.status_code,
+        headers=headers,
     )
 
 
