@@ -20,6 +20,7 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from alerts import doses
 from alerts.defaults import (
     EffectiveRule,
     Override,
@@ -29,7 +30,7 @@ from alerts.defaults import (
     parse_inr_range,
 )
 from alerts.hooks import program_defaults
-from alerts.nomogram import Suggestion, suggest_weekly_dose
+from alerts.nomogram import DEFAULT_STEP_MG, Suggestion, suggest_weekly_dose
 from alerts.rules import InrRule, Rule
 from alerts.schedule import LOCAL_TZ
 from alerts.threshold_changes import (
@@ -387,18 +388,22 @@ async def dose_suggestion(
     if isinstance(found, str):
         return None, found
     if current_weekly_mg is None:
-        cur = await conn.execute(Q.latest_weekly_dose, {"patient_id": patient_id})
-        dose = await cur.fetchone()
-        if dose is None:
+        current_weekly_mg = await doses.current_weekly_dose(conn, patient_id)
+        if current_weekly_mg is None:
             return None, "no current weekly dose on record: pass current_weekly_mg"
-        current_weekly_mg = dose["weekly_dose_mg"]
     low, high, _ = found
+    product = await doses.product_of(conn, patient_id)
+    # Rounded to what the patient's tablets give: half a scored tablet, else a whole one.
+    step = DEFAULT_STEP_MG
+    if product is not None:
+        step = product.tablet_mg / 2 if product.scored else product.tablet_mg
     suggestion = suggest_weekly_dose(
         inr,
         low,
         high,
         current_weekly_mg,
         comparator=comparator,  # type: ignore[arg-type]
+        step_mg=step,
     )
     if suggestion is None:
         return None, "the nomogram does not apply here: no suggestion rather than a wrong one"

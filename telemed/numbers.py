@@ -67,6 +67,8 @@ SPECS: Final[dict[str, NumberSpec]] = {
         max=WEEKLY_DOSE_MAX_MG,
         min_exclusive=True,
     ),
+    # alerts.instructions.CopdFields: oxygen flow for change_oxygen.
+    "oxygen.l_min": NumberSpec(unit="L/min", units=("l/min", "l"), min=0, max=15),
 }
 
 

@@ -120,7 +120,9 @@ def test_switching_a_rule_off_is_a_removal_too(client, db, care):
         ("baseline:fev1", "red_drop", 150),  # a percent drop above 100 %
     ],
 )
-def test_a_limit_outside_the_plausible_range_is_refused(client, db, care, factory, key, name, value):
+def test_a_limit_outside_the_plausible_range_is_refused(
+    client, db, care, factory, key, name, value
+):
     patient = care.patient
     if key.startswith("inr"):
         patient = factory.patient(care.hospital, program="ak", stratum="2.0-3.0")

@@ -49,12 +49,3 @@ WHERE patient_id = %(patient_id)s AND metric = 'inr'
   AND (%(start)s::timestamptz IS NULL OR measured_at >= %(start)s)
   AND (%(end)s::timestamptz IS NULL OR measured_at < %(end)s)
 ORDER BY measured_at;
-
--- name: latest_weekly_dose
--- The weekly warfarin dose of the patient's latest AK instruction that set one.
-SELECT (fields ->> 'weekly_dose_mg')::float8 AS weekly_dose_mg, created_at
-FROM instructions
-WHERE patient_id = %(patient_id)s AND fields ->> 'program' = 'ak'
-  AND fields ? 'weekly_dose_mg' AND fields ->> 'weekly_dose_mg' IS NOT NULL
-ORDER BY created_at DESC
-LIMIT 1;
