@@ -10,8 +10,8 @@ import msgspec
 from msgspec import Meta
 from psycopg import AsyncConnection
 
-from devices.contract import Reading, canonical_readings
-from telemed import audit, readings
+from devices.contract import Reading, ReadingProblem, canonical_readings
+from telemed import audit, numbers, readings
 from telemed.access import Actor, require_patient
 from telemed.errors import FieldProblem, Invalid
 
@@ -68,16 +68,12 @@ async def record(
     if data.measured_at - now > MAX_FUTURE:
         raise Invalid(
             "measured in the future",
-            [FieldProblem("measured_at", "is more than 5 minutes in the future")],
+            [FieldProblem("measured_at", "is more than 5 minutes in the future", "in_future")],
         )
     accepted, rejected = canonical_readings(data.readings)
     if rejected:
         raise Invalid(
-            "a reading is not valid",
-            [
-                FieldProblem(p.reason.partition(":")[0], p.reason.partition(":")[2].strip())
-                for p in rejected
-            ],
+            "a reading is not valid", [_reading_problem(data.readings, p) for p in rejected]
         )
     message_id = f"nurse-{uuid.uuid4().hex}"
     rows = [
@@ -112,6 +108,32 @@ async def record(
         stored=len(stored),
         readings=[{"metric": r.metric, "value": r.value, "unit": r.unit} for r in accepted],
     )
+
+
+# What the metric catalogue's refusal says, by the stable code a page says it with.
+_READING_CODES = (
+    ("plausible range", "out_of_range"),
+    ("whole number", "not_whole"),
+    ("not an accepted unit", "wrong_unit"),
+    ("unknown metric", "unknown_metric"),
+    ("not a number", "not_a_number"),
+    ("NaN", "not_a_number"),
+    ("finite", "not_a_number"),
+    ("censored", "not_a_number"),
+)
+
+
+def _reading_problem(sent: list[Reading], problem: ReadingProblem) -> FieldProblem:
+    """A refused reading at its field, with its code and, for a value out of range, the
+    metric's plausible range (telemed.numbers, the bounds the nurse's form reads by)."""
+    field, _, text = problem.reason.partition(":")
+    text = text.strip()
+    code = next((c for key, c in _READING_CODES if key in text), "invalid")
+    params = None
+    metric = sent[problem.seq].type
+    if field.endswith(".value") and metric in numbers.metric_codes():
+        params = numbers.metric_spec(metric).params()
+    return FieldProblem(field, text, code, params)
 
 
 def _detail(r, note: str | None) -> dict | None:

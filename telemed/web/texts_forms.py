@@ -57,6 +57,14 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "Det kan ikke gøres nu; en anden kan have ændret det imens. Hent siden igen.",
         "This cannot be done now; someone may have changed it meanwhile. Reload the page.",
     ),
+    "error.not_found": (
+        "Findes ikke, eller du har ikke adgang.",
+        "Not found, or you have no access.",
+    ),
+    "error.not_multipart": (
+        "Siden sendte sårsagen i en form, serveren ikke tager imod. Hent siden igen.",
+        "The page sent the wound case in a form the server does not take. Reload the page.",
+    ),
     "error.in_future": ("Tidspunktet ligger i fremtiden.", "The time is in the future."),
     "error.unknown_metric": ("Målingen kendes ikke.", "Unknown measurement."),
     # thresholds
@@ -79,6 +87,10 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "error.not_removable": (
         "Denne værdi kan ikke fjernes, kun ændres eller sættes tilbage til standard.",
         "This value cannot be removed, only changed or reset to the default.",
+    ),
+    "error.no_limit_left": (
+        "Det er reglens sidste grænse. Slå hellere reglen fra med en begrundelse.",
+        "It is the rule's last limit. Switch the rule off instead, with a reason.",
     ),
     "error.unknown_rule": ("Reglen findes ikke for patienten.", "No such rule for the patient."),
     "error.reset_takes_no_value": (
@@ -109,7 +121,6 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "for stor – send færre eller mindre fotos",
         "too large – send fewer or smaller photos",
     ),
-    "error.too_many_photos": ("for mange fotos på én gang", "too many photos at once"),
     "error.unsupported_format": (
         "filen er ikke et JPEG-, PNG-, WebP- eller HEIC-billede",
         "the file is not a JPEG, PNG, WebP or HEIC image",
