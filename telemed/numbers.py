@@ -60,6 +60,10 @@ SPECS: Final[dict[str, NumberSpec]] = {
     "wound.width_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=100),
     "wound.depth_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=30),
     "wound.pain": NumberSpec(min=0, max=10, whole=True, scale=10),
+    # WoundInstructions.new_photos_in_days: new photos in 1–90 days (14 is Danish practice).
+    "wound.new_photos_in_days": NumberSpec(
+        unit="dage", units=("dage", "dag", "days", "day"), min=1, max=90, whole=True, required=True
+    ),
     "dose.weekly_mg": NumberSpec(
         unit="mg",
         units=("mg", "mg/uge", "mg pr. uge"),

@@ -255,6 +255,19 @@ FORM_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "Målbart område: {min}–{max} {unit}",
         "Measurable: {min}–{max} {unit}",
     ),
+    "nurse.reading_fix": (
+        "Ret de markerede felter; målingen er ikke gemt.",
+        "Correct the marked fields; the reading was not saved.",
+    ),
+    "nurse.reading_none": ("Skriv mindst én måling.", "Enter at least one measurement."),
+    "wound.fix": (
+        "Ret de markerede felter; sårsagen er ikke sendt.",
+        "Correct the marked fields; the wound case was not sent.",
+    ),
+    "alert.instruction_fix": (
+        "Ret de markerede felter; instruksen er ikke sendt.",
+        "Correct the marked fields; the instruction was not sent.",
+    ),
     # the dose: read-back before sending, and in tablets
     "dose.label": ("Ny ugedosis (mg)", "New weekly dose (mg)"),
     "dose.product": ("Præparat: {product}", "Product: {product}"),
@@ -311,6 +324,10 @@ FORM_TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "dose.confirmed_readback": (
         "Læst op og bekræftet af lægen: {current} → {new} ({change} %)",
         "Read back and confirmed by the doctor: {current} → {new} ({change} %)",
+    ),
+    "dose.confirmed_readback_first": (
+        "Læst op og bekræftet af lægen (ingen tidligere ugedosis på journalen)",
+        "Read back and confirmed by the doctor (no earlier weekly dose on record)",
     ),
     "dose.new_dose": ("Ny ugedosis", "New weekly dose"),
 }

@@ -74,9 +74,10 @@
   // Read a number field by its spec (data-number holds the spec's name in the page's specs, or
   // the spec itself as JSON); say the problem at the field. {ok, value}.
   function readNumber(input, spec) {
-    const result = N.parse(input.value, spec || specOf(input));
+    const used = spec || specOf(input);
+    const result = N.parse(input.value, used);
     if (result.ok) clear(input);
-    else show(input, result.code, result.params);
+    else show(input, result.code === "required" && used.empty_code ? used.empty_code : result.code, result.params);
     return result;
   }
 
