@@ -81,6 +81,8 @@ def test_each_msgspec_refusal_maps_to_its_code(doc, code):
         (lambda: photos.decompression_bomb_png(8000, 7000), 413, "too_many_pixels"),
         (photos.truncated_jpeg, 422, "corrupt"),
         (lambda: photos.truncated_jpeg()[:400], 422, "corrupt"),
+        (lambda: b"\x89PNG\r\n\x1a\n" + b"not a png" * 20, 422, "corrupt"),
+        (lambda: b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 40, 422, "corrupt"),
         (photos.text_as_jpg, 415, "unsupported_format"),
         (lambda: b"", 400, "empty"),
     ],
@@ -92,6 +94,23 @@ def test_a_refused_photo_has_its_code_and_no_library_words(api, wc, make, status
     assert (problem["field"], problem["code"]) == ("photos[0]", code)
     assert problem["message"].startswith(code)
     assert not INTERNALS.search(all_text(r.json())), r.text
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + b"not a png" * 20,  # Pillow: "cannot identify <… at 0x…>"
+        photos.decompression_bomb_png(),  # Pillow: "Image size (…) exceeds limit of …"
+        photos.truncated_jpeg()[:400],
+    ],
+)
+def test_a_photos_refusal_says_nothing_of_the_library(data):
+    from telemed.wounds import images
+
+    with pytest.raises(images.PhotoError) as refused:
+        images.sanitize(data)
+    assert not INTERNALS.search(str(refused.value)), str(refused.value)
+    assert "cannot identify" not in str(refused.value)
 
 
 @pytest.fixture

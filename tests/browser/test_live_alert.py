@@ -218,9 +218,12 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     assert "Ny ugedosis: 32,5 mg om ugen = 13 tabletter Marevan 2,5 mg om ugen" in (
         readback.inner_text()
     )
-    assert db.execute(
-        "SELECT count(*) AS n FROM instructions WHERE alert_id = %s", (alert["id"],)
-    ).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM instructions WHERE alert_id = %s", (alert["id"],)
+        ).fetchone()["n"]
+        == 0
+    )
     card.get_by_label("Jeg har læst dosis op og bekræfter den").check()
     console.assert_accessible()
     # The queue's redraw after sending is held back, so the card is opened again before it: the
