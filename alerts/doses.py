@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 from telemed import audit
 from telemed.access import Actor, require_patient
 from telemed.db import Queries
-from telemed.errors import FieldProblem, Invalid
+from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 Q = Queries("doses", folder=Path(__file__).parent / "sql")
 
@@ -257,6 +257,7 @@ async def set_product(
 ) -> ProductOut:
     """An administrator records the product the patient takes, with a reason; audited."""
     await require_patient(conn, actor, patient_id, roles=("admin",))
+    refuse_nul(data)
     reason = data.reason.strip()
     if not reason:
         raise Invalid(

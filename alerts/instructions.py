@@ -21,7 +21,7 @@ from alerts import access, doses, lifecycle
 from alerts.access import Note, Q
 from telemed import audit, numbers, outbox
 from telemed.access import Actor, require_patient, require_role
-from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
+from telemed.errors import Conflict, FieldProblem, Invalid, NotFound, refuse_nul
 
 
 class ConfirmationOut(msgspec.Struct, kw_only=True):
@@ -169,6 +169,7 @@ async def add_instruction(
 ) -> InstructionOut:
     """A specialist of an organisation that owns the alert answers it."""
     require_role(actor, ("specialist",))
+    refuse_nul(data)
     async with conn.transaction():
         alert = await access.visible_alert(conn, actor, alert_id, act=True)
         problems = _check_fields(alert, data.fields, date.today())
@@ -227,6 +228,7 @@ async def confirm_instruction(
 ) -> InstructionOut:
     """The nurse or patient team says it read an instruction, or carried it out."""
     require_role(actor, access.CLINICIANS)
+    refuse_nul(data)
     async with conn.transaction():
         found = await find(conn, instruction_id=instruction_id)
         if not found:

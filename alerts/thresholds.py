@@ -45,7 +45,7 @@ from alerts.ttr import InrResult, TtrResult, ttr
 from telemed import audit
 from telemed.access import Actor, require_patient
 from telemed.db import Queries
-from telemed.errors import FieldProblem, Invalid
+from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 Q = Queries("thresholds", folder=Path(__file__).parent / "sql")
 DEFAULTS_SOURCE = "program defaults (alerts/defaults.py; sources in docs/alert-rules.md)"
@@ -221,6 +221,7 @@ async def set_thresholds(
 ) -> ThresholdsOut:
     """A specialist of the patient's care changes thresholds, all or nothing, with a reason."""
     await require_patient(conn, actor, patient_id, roles=("specialist",))
+    refuse_nul(data)
     reason = data.reason.strip()
     if not reason:
         raise Invalid(

@@ -85,3 +85,31 @@ def validation_code(message: str) -> str:
         if pattern.search(message):
             return code
     return "invalid"
+
+
+def nul_problems(value: object, prefix: str = "") -> list[FieldProblem]:
+    """A problem for every text in a decoded request body that holds a NUL character, which
+    PostgreSQL cannot store: refused by the field's name rather than failing at the database."""
+    found: list[FieldProblem] = []
+
+    def walk(item: object, path: str) -> None:
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(
+                    FieldProblem(path or "body", "contains a NUL character", "nul_character")
+                )
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                walk(sub, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, list | tuple):
+            for i, sub in enumerate(item):
+                walk(sub, f"{path}[{i}]")
+
+    walk(msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value, prefix)
+    return found
+
+
+def refuse_nul(value: object, prefix: str = "") -> None:
+    """Raise Invalid naming each text field of `value` that holds a NUL character."""
+    if problems := nul_problems(value, prefix):
+        raise Invalid("a text holds a NUL character", problems)

@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from devices.contract import Reading, ReadingProblem, canonical_readings
 from telemed import audit, numbers, readings
 from telemed.access import Actor, require_patient
-from telemed.errors import FieldProblem, Invalid
+from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 MAX_FUTURE = timedelta(minutes=5)
 BUCKETS = {"1h": 3600, "6h": 6 * 3600, "1d": 86400, "1w": 7 * 86400}
@@ -64,6 +64,7 @@ async def record(
 ) -> StoredOut:
     """All or nothing: one bad reading refuses the request, naming the field."""
     await require_patient(conn, actor, patient_id, roles=("nurse",))
+    refuse_nul(data)
     now = now or datetime.now(UTC)
     if data.measured_at - now > MAX_FUTURE:
         raise Invalid(

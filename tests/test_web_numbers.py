@@ -89,3 +89,59 @@ def test_pain_and_plausible_ranges_on_the_server():
     assert numbers.check("spo2", None, spo2).code == "required"
     assert numbers.check("spo2", 49.9, spo2).code == "out_of_range"
     assert numbers.check("spo2", 50, spo2) is None
+
+
+CODES = {"required", "not_a_number", "wrong_unit", "wrong_scale", "ambiguous_number",
+         "out_of_range", "not_whole"}  # fmt: skip
+
+
+def _what_was_typed(text: str, spec: dict) -> float:
+    """The number a person typed, read the plain way: the field's unit or the scale's
+    denominator taken off, a decimal comma made a point."""
+    text = " ".join(text.replace("\u2212", "-").split()).lower()
+    if spec.get("scale") and text.endswith(f"/{spec['scale']}"):
+        text = text.rsplit("/", 1)[0].strip()
+    for unit in sorted(
+        [*spec.get("units", []), spec.get("unit", "").lower()], key=len, reverse=True
+    ):
+        if unit and text.endswith(unit):
+            text = text[: -len(unit)].strip()
+            break
+    return float(text.replace(",", "."))
+
+
+def test_whatever_is_typed_the_reader_gives_the_number_typed_or_a_code():
+    """Thousands of random texts through the reader: it gives the very number typed, within
+    the field's bounds, or refuses with a known code; never NaN, never another number."""
+    import random
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    rng = random.Random(12)
+    parts = ["1", "7", "0", "5", "10", ",", ".", " ", "-", "\u2212", "/", "cm", "mg", "mm", "%",
+             "e", "x", "nan", "°C", "10", "00", "\u00a0", "\x00", "a", "g"]  # fmt: skip
+    specs = numbers.for_page()
+    names = ["dose.weekly_mg", "wound.length_cm", "wound.pain", "metric.spo2", "metric.inr"]
+    cases = []
+    for _ in range(4000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
+        cases.append({"text": text, "spec": specs[rng.choice(names)]})
+    out = subprocess.run(
+        [node, "-e", RUN, str(READER)], input=json.dumps(cases), capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    accepted = 0
+    for case, got in zip(cases, json.loads(out.stdout), strict=True):
+        spec, text = case["spec"], case["text"]
+        if not got["ok"]:
+            assert got["code"] in CODES, (text, got)
+            continue
+        if got["value"] is None:
+            assert text.replace("\u00a0", " ").strip() == "", (text, got)
+            continue
+        accepted += 1
+        value = got["value"]
+        assert math.isfinite(value) and spec["min"] <= value <= spec["max"], (text, got)
+        assert value == _what_was_typed(text, spec), (text, got)
+    assert accepted > 100  # the texts were not all refused

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -83,7 +84,21 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     )
 
 
+def _nul_refused(exc: Exception) -> bool:
+    """A NUL character that reached the database: PostgreSQL stores none, in text or jsonb."""
+    if isinstance(exc, psycopg.errors.UntranslatableCharacter):
+        return True
+    return isinstance(exc, psycopg.DataError) and "NUL (0x00)" in str(exc)
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
+    # Services refuse a NUL by the field's name (telemed.errors.refuse_nul); one that gets past
+    # them is still the request's fault, said with its code rather than as a server error.
+    if _nul_refused(exc):
+        log.info("a NUL character reached the database on %s %s", request.method, request.url.path)
+        problems = [_problem("body", "a text holds a NUL character", "nul_character", None)]
+        detail = "a text holds a NUL character, which cannot be stored"
+        return Response(_body(request, 422, detail, problems), status_code=422)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(
         _body(request, 500, "internal error; it has been logged"),

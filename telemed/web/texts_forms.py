@@ -42,6 +42,10 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "Værdien mangler. Skriv et tal, eller lad feltet stå tomt.",
         "The value is missing. Enter a number, or leave the field empty.",
     ),
+    "error.nul_character": (
+        "Teksten indeholder et usynligt tegn (NUL), som ikke kan gemmes. Skriv den igen.",
+        "The text holds an invisible character (NUL) that cannot be stored. Type it again.",
+    ),
     "error.too_long": ("Teksten er for lang.", "The text is too long."),
     "error.invalid_choice": ("Vælg en af mulighederne.", "Choose one of the options."),
     "error.unknown_field": (

@@ -36,6 +36,7 @@ from telemed.errors import (
     FieldProblem,
     Invalid,
     NotFound,
+    refuse_nul,
     validation_code,
 )
 from telemed.wounds import observation_numbers, observations, routing
@@ -235,6 +236,7 @@ async def submit_case(
     """A nurse's new case: all of it stored, or none of it."""
     require_role(actor, ["nurse"])
     data: WoundCaseCreate = decode_part(_case_decoder, case_part, "case")
+    refuse_nul(data, "case")
     if not photos:
         raise Invalid(
             "send at least one photo", [FieldProblem("photos", "at least one photo", "required")]
