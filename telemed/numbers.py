@@ -93,6 +93,11 @@ def metric_spec(code: str, *, required: bool = False) -> NumberSpec:
     )
 
 
+def canonical_unit(code: str) -> str:
+    """The metric's canonical UCUM unit, as the readings API takes it."""
+    return METRICS[code].unit
+
+
 def metric_codes() -> tuple[str, ...]:
     return tuple(METRICS)
 
