@@ -57,6 +57,10 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "The value has a form the server cannot use. Reload the page.",
     ),
     "error.invalid": ("Værdien kan ikke bruges.", "The value cannot be used."),
+    "error.server": (
+        "Serveren kunne ikke gøre det færdigt; intet er gemt. Prøv igen – fejlen er logget.",
+        "The server could not finish it; nothing was saved. Try again – the error is logged.",
+    ),
     "error.conflict": (
         "Det kan ikke gøres nu; en anden kan have ændret det imens. Hent siden igen.",
         "This cannot be done now; someone may have changed it meanwhile. Reload the page.",

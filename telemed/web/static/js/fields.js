@@ -126,6 +126,7 @@
     if (status === 403 || status === 404) return t("app.not_found");
     if (status === 409) return t("error.conflict");
     if (status === 413) return t("error.too_large");
+    if (status >= 500) return t("error.server");
     return t("error.invalid");
   }
 
