@@ -63,6 +63,8 @@ class FieldOut(msgspec.Struct, kw_only=True):
     # What the form may do with the field: remove it on purpose, and the number it accepts.
     removable: bool = False
     spec: dict[str, Any] | None = None
+    # Removed by a null value before removals had to be explicit: perhaps a typo; confirm it.
+    unconfirmed_removal: bool = False
 
 
 class RuleOut(msgspec.Struct, kw_only=True):
@@ -107,6 +109,8 @@ class _Enrollment(msgspec.Struct, frozen=True):
 class _Current(msgspec.Struct, frozen=True):
     overrides: list[Override]
     names: dict[str, str]
+    # Limits in force that a null value removed before removals had to be explicit.
+    unconfirmed: frozenset[tuple[str, str]] = frozenset()
 
 
 async def _enrollments(conn: AsyncConnection, patient_id: uuid.UUID) -> list[_Enrollment]:
@@ -128,7 +132,12 @@ async def _current(conn: AsyncConnection, patient_id: uuid.UUID) -> _Current:
         )
         for r in rows
     ]
-    return _Current(overrides, {str(r["set_by"]): r["set_by_name"] for r in rows})
+    unconfirmed = frozenset(
+        (r["rule_key"], r["field"])
+        for r in rows
+        if r["value"] in (None, False) and not r["explicit_removal"]
+    )
+    return _Current(overrides, {str(r["set_by"]): r["set_by_name"] for r in rows}, unconfirmed)
 
 
 def _spec(rule: Rule, field: str) -> dict[str, Any] | None:
@@ -136,7 +145,8 @@ def _spec(rule: Rule, field: str) -> dict[str, Any] | None:
     return msgspec.to_builtins(spec) if spec is not None else None
 
 
-def _rule_out(item: EffectiveRule, names: dict[str, str]) -> RuleOut:
+def _rule_out(item: EffectiveRule, current: _Current) -> RuleOut:
+    names = current.names
     fields = [
         FieldOut(
             field=f.field,
@@ -149,6 +159,8 @@ def _rule_out(item: EffectiveRule, names: dict[str, str]) -> RuleOut:
             reason=f.reason,
             removable=f.field != "enabled" and removable(item.rule, f.field),
             spec=_spec(item.rule, f.field),
+            unconfirmed_removal=f.source == "override"
+            and (item.key, f.field) in current.unconfirmed,
         )
         for f in item.fields
     ]
@@ -176,7 +188,7 @@ def _program_rules(enrollment: _Enrollment, current: _Current) -> ProgramRules:
     return ProgramRules(
         program=enrollment.program,
         stratum=enrollment.stratum,
-        rules=[_rule_out(item, current.names) for item in effective],
+        rules=[_rule_out(item, current) for item in effective],
         problems=[f"{p} (the rule is evaluated at its default)" for p in problems],
     )
 
@@ -256,6 +268,7 @@ async def set_thresholds(
                         "set_by": actor.user_id,
                         "set_at": set_at,
                         "reason": _row_reason(c, reason),
+                        "explicit_removal": c.remove,
                     }
                     for c in data.changes
                 ],

@@ -57,6 +57,7 @@ def test_defaults_with_their_source(client, care):
         "removable": True,
         "spec": {"unit": "%", "units": ["%", "procent"], "min": 50, "max": 100,
                  "min_exclusive": False, "whole": False, "scale": None, "required": False},
+        "unconfirmed_removal": False,
     }  # fmt: skip
     assert rule(body, "absolute:spo2")["rule"]["bands"]["red_low"] == 88.0
 

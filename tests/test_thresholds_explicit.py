@@ -151,3 +151,33 @@ def test_the_form_learns_what_each_field_accepts(client, care):
     assert red["removable"] is True
     assert red["spec"]["unit"] == "%" and (red["spec"]["min"], red["spec"]["max"]) == (50, 100)
     assert field(body, "missed:spo2", "every_n_days")["removable"] is False
+
+
+def legacy_removal(db, care, patient, field="red_low"):
+    """A null value written as the console once wrote a word typed into a limit."""
+    db.execute(
+        "INSERT INTO threshold_overrides (patient_id, rule_key, field, value, set_by, reason)"
+        " VALUES (%s, 'absolute:spo2', %s, 'null'::jsonb, %s, 'typo')",
+        (patient, field, care.specialist.id),
+    )
+
+
+def test_a_removal_from_before_removals_were_explicit_is_flagged_until_confirmed(client, db, care):
+    legacy_removal(db, care, care.patient)
+    body = client.get(
+        f"/api/v1/patients/{care.patient}/thresholds", headers=care.specialist.headers
+    ).json()
+    red = field(body, "absolute:spo2", "red_low")
+    assert (red["value"], red["unconfirmed_removal"]) == (None, True)
+    assert field(body, "absolute:spo2", "yellow_low")["unconfirmed_removal"] is False
+    change = {"rule_key": "absolute:spo2", "field": "red_low", "remove": True,
+              "removal_reason": "no red limit: palliative care, agreed"}  # fmt: skip
+    r = put(client, care.specialist, care.patient, [change])
+    assert r.status_code == 200, r.text
+    red = field(r.json(), "absolute:spo2", "red_low")
+    assert (red["value"], red["unconfirmed_removal"]) == (None, False)
+    stored = db.execute(
+        "SELECT explicit_removal FROM threshold_overrides WHERE patient_id = %s ORDER BY id",
+        (care.patient,),
+    ).fetchall()
+    assert [r["explicit_removal"] for r in stored] == [False, True]

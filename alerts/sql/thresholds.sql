@@ -17,7 +17,8 @@ LIMIT 1;
 
 -- name: current_overrides
 -- The override in force per rule and field: the latest row, unless that row is a reset.
-SELECT o.rule_key, o.field, o.value, o.set_by, u.full_name AS set_by_name, o.set_at, o.reason
+SELECT o.rule_key, o.field, o.value, o.set_by, u.full_name AS set_by_name, o.set_at, o.reason,
+       o.explicit_removal
 FROM (
     SELECT DISTINCT ON (rule_key, field) *
     FROM threshold_overrides
@@ -38,9 +39,10 @@ ORDER BY o.set_at DESC, o.id DESC
 LIMIT %(limit)s;
 
 -- name: insert_override
-INSERT INTO threshold_overrides (patient_id, rule_key, field, value, reset, set_by, set_at, reason)
+INSERT INTO threshold_overrides (patient_id, rule_key, field, value, reset, set_by, set_at, reason,
+                                 explicit_removal)
 VALUES (%(patient_id)s, %(rule_key)s, %(field)s, %(value)s, %(reset)s, %(set_by)s, %(set_at)s,
-        %(reason)s);
+        %(reason)s, %(explicit_removal)s);
 
 -- name: inr_results
 SELECT measured_at, value, comparator

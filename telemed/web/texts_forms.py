@@ -233,6 +233,15 @@ FORM_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "Fjern grænsen {field} for {metric}",
         "Remove the limit {field} for {metric}",
     ),
+    "patient.threshold_unconfirmed": (
+        "Fjernet uden bekræftelse – måske en tastefejl. Skriv en grænse, eller bekræft.",
+        "Removed without confirmation – perhaps a typo. Enter a limit, or confirm.",
+    ),
+    "patient.threshold_confirm_removal": ("Bekræft fjernelse", "Confirm removal"),
+    "patient.threshold_confirm_removal_label": (
+        "Bekræft at grænsen {field} for {metric} er fjernet",
+        "Confirm that the limit {field} for {metric} is removed",
+    ),
     "patient.threshold_remove_title": ("Fjern en grænse", "Remove a limit"),
     "patient.threshold_remove_consequence": (
         "Fjernes grænsen »{field} {value}« for {metric}, giver {metric} ingen {colour} alarm "

@@ -305,3 +305,22 @@ def test_a_reading_typed_the_danish_way_is_stored_as_typed(open_tab, care, db):
     rows = db.execute(stored, (care.patient, since)).fetchall()
     assert [(r["metric"], r["value"]) for r in rows] == [("temperature", 38.2)]
     nurse.assert_no_script_errors()
+
+
+def test_a_limit_a_typo_once_removed_is_shown_until_it_is_set_or_confirmed(open_tab, care, db):
+    from tests.test_thresholds_explicit import legacy_removal
+
+    legacy_removal(db, care, care.patient)
+    tab = open_thresholds(open_tab, care)
+    red = tab.page.locator(RED_LOW)
+    assert red.input_value() == ""
+    assert "Fjernet uden bekræftelse" in described(tab.page, red)
+    tab.assert_accessible()
+    # Set again: the warning is gone and the limit holds.
+    red.fill("86")
+    tab.page.locator("#threshold-reason").fill("the red limit was lost to a typo")
+    tab.page.locator("#threshold-form button[type=submit]").click()
+    tab.page.locator(RED_LOW + '[data-initial="86"]').wait_for()
+    assert "Fjernet uden bekræftelse" not in described(tab.page, tab.page.locator(RED_LOW))
+    assert overrides(db, care.patient)[-1]["value"] == 86
+    tab.assert_no_script_errors()

@@ -44,10 +44,22 @@
         "aria-label": t("patient.threshold_remove_label", { field: label, metric: metric }),
       }, t("patient.threshold_remove")));
     }
+    // Removed by a null value before removals were explicit: perhaps a typo. Say so, and let
+    // the specialist set it again or confirm the removal with a reason.
+    let warning = null;
+    if (f.unconfirmed_removal) {
+      const id = input.id + "-unconfirmed";
+      input.setAttribute("aria-describedby", id);
+      warning = el("span", { class: "field-error", id: id }, t("patient.threshold_unconfirmed"), " ",
+        el("button", {
+          type: "button", class: "link remove-limit", "data-rule": rule.key, "data-field": name,
+          "aria-label": t("patient.threshold_confirm_removal_label", { field: label, metric: metric }),
+        }, t("patient.threshold_confirm_removal")));
+    }
     const note = f.source === "override" && f.set_by_name
       ? el("span", { class: "muted" }, " " + t("patient.threshold_overridden", { name: f.set_by_name }))
       : null;
-    return el("td", {}, el("span", { class: "limit", "data-field-anchor": "" }, ...parts), note);
+    return el("td", {}, el("span", { class: "limit", "data-field-anchor": "" }, ...parts), warning, note);
   }
 
   function table(rules, names) {
@@ -163,7 +175,8 @@
     const f = rule.fields.find((x) => x.field === name);
     const metric = t("metric." + rule.metric);
     const consequence = t("patient.threshold_remove_consequence", {
-      field: t("patient.threshold_" + name), value: withUnit(f.value, f.spec), metric: metric,
+      field: t("patient.threshold_" + name),
+      value: withUnit(f.value === null ? f.default : f.value, f.spec), metric: metric,
       colour: t("patient.threshold_colour_" + (COLOUR[name] || "red")),
       side: t("patient.threshold_side_" + (SIDE[name] || "low")),
     });
