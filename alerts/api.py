@@ -11,7 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
-from alerts import instructions, service, thresholds
+from alerts import doses, instructions, service, thresholds
 from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
 
@@ -132,6 +132,16 @@ class PatientAlertController(Controller):
         return await instructions.patient_instructions(conn, actor, patient_id, limit=limit)
 
     @get(
+        "/anticoagulant",
+        operation_id="getAnticoagulant",
+        summary="The anticoagulant product the patient takes (for the dose in tablets)",
+    )
+    async def anticoagulant(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    ) -> doses.ProductOut:
+        return await doses.get_product(conn, actor, patient_id)
+
+    @get(
         "/thresholds",
         operation_id="getThresholds",
         summary="The rules in force and where each value comes from",
@@ -181,5 +191,36 @@ class PatientAlertController(Controller):
         return await thresholds.patient_ttr(conn, actor, patient_id, start=start, end=end)
 
 
+class AnticoagulantController(Controller):
+    path = "/api/v1/admin/patients/{patient_id:uuid}/anticoagulant"
+    tags = ["admin"]
+
+    @get(
+        "/",
+        operation_id="adminGetAnticoagulant",
+        summary="The anticoagulant product a patient takes, with its history",
+    )
+    async def get_product(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    ) -> doses.ProductOut:
+        return await doses.get_product(conn, actor, patient_id, admin=True)
+
+    @put(
+        "/",
+        operation_id="setAnticoagulant",
+        summary="Record the anticoagulant product a patient takes (Marevan, Waran, ...)",
+    )
+    async def set_product(
+        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: doses.ProductSet
+    ) -> doses.ProductOut:
+        return await doses.set_product(conn, actor, patient_id, data)
+
+
 def routers() -> list[type[Controller]]:
-    return [AlertController, InstructionController, PatientAlertController, RuleCoverageController]
+    return [
+        AlertController,
+        InstructionController,
+        PatientAlertController,
+        AnticoagulantController,
+        RuleCoverageController,
+    ]

@@ -17,11 +17,11 @@ from msgspec import Meta
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from alerts import access, lifecycle
+from alerts import access, doses, lifecycle
 from alerts.access import Note, Q
-from telemed import audit, outbox
+from telemed import audit, numbers, outbox
 from telemed.access import Actor, require_patient, require_role
-from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
+from telemed.errors import Conflict, FieldProblem, Invalid, NotFound, refuse_nul
 
 
 class ConfirmationOut(msgspec.Struct, kw_only=True):
@@ -52,17 +52,20 @@ CopdAction = Literal["start_rescue_pack", "call_patient", "visit_today", "change
 
 
 class AkFields(msgspec.Struct, tag="ak", tag_field="program", forbid_unknown_fields=True):
-    """Anticoagulation: the new weekly warfarin dose and when to measure INR next."""
+    """Anticoagulation: the new weekly dose (mg of the patient's product) and when to measure
+    INR next. A dose that needs a read-back (alerts.doses) is sent with `dose_confirmation`,
+    the read-back the specialist confirmed; no dose is given as null."""
 
-    weekly_dose_mg: Annotated[float, Meta(gt=0, le=200)] | None = None
+    weekly_dose_mg: float | msgspec.UnsetType = msgspec.UNSET
     next_inr_date: date | None = None
+    dose_confirmation: doses.DoseConfirmation | None = None
 
 
 class CopdFields(msgspec.Struct, tag="copd", tag_field="program", forbid_unknown_fields=True):
     """COPD: what to do now; `oxygen_l_min` with change_oxygen, `other` with other."""
 
     actions: Annotated[list[CopdAction], Meta(min_length=1, max_length=5)]
-    oxygen_l_min: Annotated[float, Meta(ge=0, le=15)] | None = None
+    oxygen_l_min: float | msgspec.UnsetType = msgspec.UNSET
     other: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
 
 
@@ -98,23 +101,67 @@ async def find(
     return [_instruction(row) for row in await cur.fetchall()]
 
 
-def _check_fields(alert: dict[str, Any], fields: AkFields | CopdFields | None, today: date) -> None:
+def _check_fields(
+    alert: dict[str, Any], fields: AkFields | CopdFields | None, today: date
+) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     if fields is not None and fields.__struct_config__.tag != alert["program"]:
         problems.append(
-            FieldProblem("fields.program", f"the alert is of program {alert['program']}")
+            FieldProblem(
+                "fields.program", f"the alert is of program {alert['program']}", "wrong_program"
+            )
         )
-    if isinstance(fields, AkFields) and fields.next_inr_date and fields.next_inr_date < today:
-        problems.append(FieldProblem("fields.next_inr_date", "is in the past"))
+    if isinstance(fields, AkFields):
+        if fields.next_inr_date and fields.next_inr_date < today:
+            problems.append(FieldProblem("fields.next_inr_date", "is in the past", "past_date"))
+        if fields.weekly_dose_mg is msgspec.UNSET and fields.dose_confirmation is not None:
+            problems.append(FieldProblem("fields.dose_confirmation", "confirms no dose", "invalid"))
+        elif fields.weekly_dose_mg is not msgspec.UNSET:
+            spec = numbers.SPECS["dose.weekly_mg"]
+            problem = numbers.check("fields.weekly_dose_mg", fields.weekly_dose_mg, spec)
+            problems += [problem] if problem else []
     if isinstance(fields, CopdFields):
         if len(set(fields.actions)) != len(fields.actions):
-            problems.append(FieldProblem("fields.actions", "lists an action twice"))
-        if "change_oxygen" in fields.actions and fields.oxygen_l_min is None:
-            problems.append(FieldProblem("fields.oxygen_l_min", "is needed with change_oxygen"))
+            problems.append(FieldProblem("fields.actions", "lists an action twice", "invalid"))
+        oxygen = None if fields.oxygen_l_min is msgspec.UNSET else fields.oxygen_l_min
+        if "change_oxygen" in fields.actions and oxygen is None:
+            problems.append(
+                FieldProblem("fields.oxygen_l_min", "is needed with change_oxygen", "required")
+            )
+        problem = numbers.check("fields.oxygen_l_min", oxygen, numbers.SPECS["oxygen.l_min"])
+        problems += [problem] if problem else []
         if "other" in fields.actions and not (fields.other and fields.other.strip()):
-            problems.append(FieldProblem("fields.other", "says what, with the action other"))
-    if problems:
-        raise Invalid("the instruction is not valid", problems)
+            problems.append(
+                FieldProblem("fields.other", "says what, with the action other", "required")
+            )
+    return problems
+
+
+async def _dose(
+    conn: AsyncConnection, patient_id: uuid.UUID, fields: AkFields
+) -> tuple[dict[str, Any] | None, FieldProblem | None]:
+    """The dose's read-back as recorded with the instruction, or why it may not be sent."""
+    if fields.weekly_dose_mg is msgspec.UNSET:
+        return None, None
+    await doses.lock_patient(conn, patient_id)
+    found = doses.readback(
+        await doses.current_weekly_dose(conn, patient_id),
+        fields.weekly_dose_mg,
+        await doses.product_of(conn, patient_id),
+    )
+    problem = doses.check_confirmation("fields.weekly_dose_mg", found, fields.dose_confirmation)
+    record = {**msgspec.to_builtins(found), "confirmed": fields.dose_confirmation is not None}
+    return record, problem
+
+
+def _stored_fields(fields: AkFields | CopdFields | None, dose: dict | None) -> dict[str, Any]:
+    if fields is None:
+        return {}
+    stored = msgspec.to_builtins(fields)
+    stored.pop("dose_confirmation", None)
+    if dose is not None:
+        stored["dose"] = dose
+    return stored
 
 
 async def add_instruction(
@@ -122,10 +169,17 @@ async def add_instruction(
 ) -> InstructionOut:
     """A specialist of an organisation that owns the alert answers it."""
     require_role(actor, ("specialist",))
+    refuse_nul(data)
     async with conn.transaction():
         alert = await access.visible_alert(conn, actor, alert_id, act=True)
-        _check_fields(alert, data.fields, date.today())
-        fields = msgspec.to_builtins(data.fields) if data.fields is not None else {}
+        problems = _check_fields(alert, data.fields, date.today())
+        dose = None
+        if not problems and isinstance(data.fields, AkFields):
+            dose, problem = await _dose(conn, alert["patient_id"], data.fields)
+            problems += [problem] if problem else []
+        if problems:
+            raise Invalid("the instruction is not valid", problems)
+        fields = _stored_fields(data.fields, dose)
         cur = await conn.execute(
             Q.insert_instruction,
             {
@@ -174,6 +228,7 @@ async def confirm_instruction(
 ) -> InstructionOut:
     """The nurse or patient team says it read an instruction, or carried it out."""
     require_role(actor, access.CLINICIANS)
+    refuse_nul(data)
     async with conn.transaction():
         found = await find(conn, instruction_id=instruction_id)
         if not found:

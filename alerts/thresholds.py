@@ -14,33 +14,38 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-from msgspec import Meta
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from alerts import doses
 from alerts.defaults import (
-    OVERRIDABLE,
     EffectiveRule,
-    InvalidOverride,
     Override,
     OverrideValue,
     UnknownStratum,
     effective_per_rule,
-    effective_rules,
     parse_inr_range,
 )
 from alerts.hooks import program_defaults
-from alerts.nomogram import Suggestion, suggest_weekly_dose
+from alerts.nomogram import DEFAULT_STEP_MG, Suggestion, suggest_weekly_dose
 from alerts.rules import InrRule, Rule
 from alerts.schedule import LOCAL_TZ
+from alerts.threshold_changes import (
+    ThresholdChange,
+    ThresholdsUpdate,
+    plausible_bounds,
+    removable,
+    stored_value,
+    validate_changes,
+)
 from alerts.ttr import InrResult, TtrResult, ttr
 from telemed import audit
 from telemed.access import Actor, require_patient
 from telemed.db import Queries
-from telemed.errors import FieldProblem, Invalid
+from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 Q = Queries("thresholds", folder=Path(__file__).parent / "sql")
 DEFAULTS_SOURCE = "program defaults (alerts/defaults.py; sources in docs/alert-rules.md)"
@@ -55,6 +60,11 @@ class FieldOut(msgspec.Struct, kw_only=True):
     set_by_name: str | None = None
     set_at: datetime | None = None
     reason: str | None = None
+    # What the form may do with the field: remove it on purpose, and the number it accepts.
+    removable: bool = False
+    spec: dict[str, Any] | None = None
+    # Removed by a null value before removals had to be explicit: perhaps a typo; confirm it.
+    unconfirmed_removal: bool = False
 
 
 class RuleOut(msgspec.Struct, kw_only=True):
@@ -79,21 +89,6 @@ class ThresholdsOut(msgspec.Struct, kw_only=True):
     programs: list[ProgramRules]
 
 
-class ThresholdChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Set one field of one rule (`value`; null removes an optional limit), or `reset` it to the
-    program default."""
-
-    rule_key: Annotated[str, Meta(min_length=1, max_length=100)]
-    field: Annotated[str, Meta(min_length=1, max_length=50)]
-    value: OverrideValue = None
-    reset: bool = False
-
-
-class ThresholdsUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    reason: Annotated[str, Meta(min_length=1, max_length=1000)]
-    changes: Annotated[list[ThresholdChange], Meta(min_length=1, max_length=50)]
-
-
 class OverrideRecord(msgspec.Struct, kw_only=True):
     id: int
     rule_key: str
@@ -114,6 +109,8 @@ class _Enrollment(msgspec.Struct, frozen=True):
 class _Current(msgspec.Struct, frozen=True):
     overrides: list[Override]
     names: dict[str, str]
+    # Limits in force that a null value removed before removals had to be explicit.
+    unconfirmed: frozenset[tuple[str, str]] = frozenset()
 
 
 async def _enrollments(conn: AsyncConnection, patient_id: uuid.UUID) -> list[_Enrollment]:
@@ -135,10 +132,21 @@ async def _current(conn: AsyncConnection, patient_id: uuid.UUID) -> _Current:
         )
         for r in rows
     ]
-    return _Current(overrides, {str(r["set_by"]): r["set_by_name"] for r in rows})
+    unconfirmed = frozenset(
+        (r["rule_key"], r["field"])
+        for r in rows
+        if r["value"] in (None, False) and not r["explicit_removal"]
+    )
+    return _Current(overrides, {str(r["set_by"]): r["set_by_name"] for r in rows}, unconfirmed)
 
 
-def _rule_out(item: EffectiveRule, names: dict[str, str]) -> RuleOut:
+def _spec(rule: Rule, field: str) -> dict[str, Any] | None:
+    spec = plausible_bounds(rule, field)
+    return msgspec.to_builtins(spec) if spec is not None else None
+
+
+def _rule_out(item: EffectiveRule, current: _Current) -> RuleOut:
+    names = current.names
     fields = [
         FieldOut(
             field=f.field,
@@ -149,6 +157,10 @@ def _rule_out(item: EffectiveRule, names: dict[str, str]) -> RuleOut:
             set_by_name=names.get(f.set_by) if f.set_by else None,
             set_at=f.set_at,
             reason=f.reason,
+            removable=f.field != "enabled" and removable(item.rule, f.field),
+            spec=_spec(item.rule, f.field),
+            unconfirmed_removal=f.source == "override"
+            and (item.key, f.field) in current.unconfirmed,
         )
         for f in item.fields
     ]
@@ -176,7 +188,7 @@ def _program_rules(enrollment: _Enrollment, current: _Current) -> ProgramRules:
     return ProgramRules(
         program=enrollment.program,
         stratum=enrollment.stratum,
-        rules=[_rule_out(item, current.names) for item in effective],
+        rules=[_rule_out(item, current) for item in effective],
         problems=[f"{p} (the rule is evaluated at its default)" for p in problems],
     )
 
@@ -210,48 +222,10 @@ async def threshold_history(
     return msgspec.convert(rows, list[OverrideRecord])
 
 
-def validate_changes(
-    defaults_by_key: dict[str, Rule],
-    current: list[Override],
-    changes: list[ThresholdChange],
-    *,
-    set_by: str,
-    set_at: datetime,
-    reason: str,
-) -> None:
-    """Raise Invalid naming each field that is unknown, or that makes its rule invalid once
-    merged with the overrides in force."""
-    problems: list[FieldProblem] = []
-    merged = {(o.rule_key, o.field): o for o in current}
-    for i, change in enumerate(changes):
-        rule = defaults_by_key.get(change.rule_key)
-        if rule is None:
-            problems.append(FieldProblem(f"changes[{i}].rule_key", "no such rule for the patient"))
-            continue
-        allowed = ("enabled", *OVERRIDABLE[type(rule)])
-        if change.field not in allowed:
-            problems.append(FieldProblem(f"changes[{i}].field", f"one of {', '.join(allowed)}"))
-            continue
-        if change.reset:
-            if change.value is not None:
-                problems.append(FieldProblem(f"changes[{i}].value", "a reset takes no value"))
-            merged.pop((change.rule_key, change.field), None)
-            continue
-        merged[(change.rule_key, change.field)] = Override(
-            change.rule_key, change.field, change.value, set_by, set_at, reason
-        )
-    if not problems:
-        touched = {c.rule_key for c in changes}
-        for key in sorted(touched):
-            overrides = [o for (k, _), o in merged.items() if k == key]
-            try:
-                effective_rules([defaults_by_key[key]], overrides)
-            except InvalidOverride as exc:
-                named = [c.field for c in changes if c.rule_key == key and c.field in exc.fields]
-                for name in named or [c.field for c in changes if c.rule_key == key]:
-                    problems.append(FieldProblem(f"{key}.{name}", str(exc)))
-    if problems:
-        raise Invalid("the thresholds are not valid", problems)
+def _row_reason(change: ThresholdChange, reason: str) -> str:
+    """A removal's row keeps its own reason, beside the request's when they differ."""
+    why = (change.removal_reason or "").strip() if change.remove else ""
+    return f"{reason} (removed: {why})" if why and why != reason else reason
 
 
 async def set_thresholds(
@@ -259,9 +233,12 @@ async def set_thresholds(
 ) -> ThresholdsOut:
     """A specialist of the patient's care changes thresholds, all or nothing, with a reason."""
     await require_patient(conn, actor, patient_id, roles=("specialist",))
+    refuse_nul(data)
     reason = data.reason.strip()
     if not reason:
-        raise Invalid("a reason is required", [FieldProblem("reason", "must not be blank")])
+        raise Invalid(
+            "a reason is required", [FieldProblem("reason", "must not be blank", "reason_required")]
+        )
     async with conn.transaction():
         await conn.execute(Q.lock_patient, {"patient_id": patient_id})
         defaults_by_key: dict[str, Rule] = {}
@@ -286,11 +263,12 @@ async def set_thresholds(
                         "patient_id": patient_id,
                         "rule_key": c.rule_key,
                         "field": c.field,
-                        "value": None if c.reset else Jsonb(c.value),
+                        "value": None if c.reset else Jsonb(stored_value(c)),
                         "reset": c.reset,
                         "set_by": actor.user_id,
                         "set_at": set_at,
-                        "reason": reason,
+                        "reason": _row_reason(c, reason),
+                        "explicit_removal": c.remove,
                     }
                     for c in data.changes
                 ],
@@ -366,7 +344,9 @@ async def patient_ttr(
     """Rosendaal TTR of the patient's INR readings over the local days start..end."""
     await require_patient(conn, actor, patient_id)
     if start is not None and end is not None and end < start:
-        raise Invalid("empty period", [FieldProblem("to", "must not be before 'from'")])
+        raise Invalid(
+            "empty period", [FieldProblem("to", "must not be before 'from'", "out_of_range")]
+        )
     async with conn.transaction():
         found = await inr_range(conn, patient_id)
         # Results further than the longest interpolated gap outside the window cannot count.
@@ -422,18 +402,22 @@ async def dose_suggestion(
     if isinstance(found, str):
         return None, found
     if current_weekly_mg is None:
-        cur = await conn.execute(Q.latest_weekly_dose, {"patient_id": patient_id})
-        dose = await cur.fetchone()
-        if dose is None:
+        current_weekly_mg = await doses.current_weekly_dose(conn, patient_id)
+        if current_weekly_mg is None:
             return None, "no current weekly dose on record: pass current_weekly_mg"
-        current_weekly_mg = dose["weekly_dose_mg"]
     low, high, _ = found
+    product = await doses.product_of(conn, patient_id)
+    # Rounded to what the patient's tablets give: half a scored tablet, else a whole one.
+    step = DEFAULT_STEP_MG
+    if product is not None:
+        step = product.tablet_mg / 2 if product.scored else product.tablet_mg
     suggestion = suggest_weekly_dose(
         inr,
         low,
         high,
         current_weekly_mg,
         comparator=comparator,  # type: ignore[arg-type]
+        step_mg=step,
     )
     if suggestion is None:
         return None, "the nomogram does not apply here: no suggestion rather than a wrong one"

@@ -53,6 +53,9 @@ PATIENTS = [
     ("Birthe Larsen", date(1944, 9, 8), "copd", "severe"),
 ]
 
+# Danish products (alerts/doses.py): warfarin as Marevan, phenprocoumon as Marcoumar.
+DEMO_PRODUCTS = {"Inger Hansen": "marevan", "Erik Pedersen": "marcoumar"}
+
 
 def seed(conn: Connection) -> dict:
     """Create the demo organisations, users and patients; return their ids by name."""
@@ -105,6 +108,14 @@ def seed(conn: Connection) -> dict:
                 (pid, program, stratum),
             )
         patients[name] = row["id"]
+    # The AK patients' products, so that a dose is read back and shown in their tablets.
+    for name, product in DEMO_PRODUCTS.items():
+        conn.execute(
+            "INSERT INTO anticoagulant_products (patient_id, product, set_by, reason) "
+            "SELECT %s, %s, %s, 'demo enrolment' WHERE NOT EXISTS "
+            "(SELECT 1 FROM anticoagulant_products WHERE patient_id = %s)",
+            (patients[name], product, users["demo.admin"], patients[name]),
+        )
     # Wound cases from the region go to the wound clinic.
     conn.execute(
         "INSERT INTO wound_routing_rules (region, specialist_org_id, priority) "

@@ -10,10 +10,10 @@ import msgspec
 from msgspec import Meta
 from psycopg import AsyncConnection
 
-from devices.contract import Reading, canonical_readings
-from telemed import audit, readings
+from devices.contract import Reading, ReadingProblem, canonical_readings
+from telemed import audit, numbers, readings
 from telemed.access import Actor, require_patient
-from telemed.errors import FieldProblem, Invalid
+from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 MAX_FUTURE = timedelta(minutes=5)
 BUCKETS = {"1h": 3600, "6h": 6 * 3600, "1d": 86400, "1w": 7 * 86400}
@@ -64,20 +64,17 @@ async def record(
 ) -> StoredOut:
     """All or nothing: one bad reading refuses the request, naming the field."""
     await require_patient(conn, actor, patient_id, roles=("nurse",))
+    refuse_nul(data)
     now = now or datetime.now(UTC)
     if data.measured_at - now > MAX_FUTURE:
         raise Invalid(
             "measured in the future",
-            [FieldProblem("measured_at", "is more than 5 minutes in the future")],
+            [FieldProblem("measured_at", "is more than 5 minutes in the future", "in_future")],
         )
     accepted, rejected = canonical_readings(data.readings)
     if rejected:
         raise Invalid(
-            "a reading is not valid",
-            [
-                FieldProblem(p.reason.partition(":")[0], p.reason.partition(":")[2].strip())
-                for p in rejected
-            ],
+            "a reading is not valid", [_reading_problem(data.readings, p) for p in rejected]
         )
     message_id = f"nurse-{uuid.uuid4().hex}"
     rows = [
@@ -112,6 +109,32 @@ async def record(
         stored=len(stored),
         readings=[{"metric": r.metric, "value": r.value, "unit": r.unit} for r in accepted],
     )
+
+
+# What the metric catalogue's refusal says, by the stable code a page says it with.
+_READING_CODES = (
+    ("plausible range", "out_of_range"),
+    ("whole number", "not_whole"),
+    ("not an accepted unit", "wrong_unit"),
+    ("unknown metric", "unknown_metric"),
+    ("not a number", "not_a_number"),
+    ("NaN", "not_a_number"),
+    ("finite", "not_a_number"),
+    ("censored", "not_a_number"),
+)
+
+
+def _reading_problem(sent: list[Reading], problem: ReadingProblem) -> FieldProblem:
+    """A refused reading at its field, with its code and, for a value out of range, the
+    metric's plausible range (telemed.numbers, the bounds the nurse's form reads by)."""
+    field, _, text = problem.reason.partition(":")
+    text = text.strip()
+    code = next((c for key, c in _READING_CODES if key in text), "invalid")
+    params = None
+    metric = sent[problem.seq].type
+    if field.endswith(".value") and metric in numbers.metric_codes():
+        params = numbers.metric_spec(metric).params()
+    return FieldProblem(field, text, code, params)
 
 
 def _detail(r, note: str | None) -> dict | None:

@@ -158,12 +158,22 @@ def test_ak_instruction_with_the_nomogram_beside_never_applied(
         "text": "Reduce to 30 mg a week, new INR in a week.",
         "fields": {"program": "ak", "weekly_dose_mg": 30, "next_inr_date": next_date},
     }
+    # No dose on record and no product recorded: the first dose is read back and confirmed.
+    r = instruct(client, care.specialist, alert_id, body)
+    assert r.status_code == 422, r.text
+    (problem,) = r.json()["problems"]
+    assert problem["code"] == "dose_confirmation_required"
+    readback = problem["params"]
+    assert readback["reasons"] == ["no_product", "no_current_dose"]
+    shown = ("current_weekly_mg", "new_weekly_mg", "change_percent")
+    body["fields"]["dose_confirmation"] = {k: readback[k] for k in shown}
     r = instruct(client, care.specialist, alert_id, body)
     assert r.status_code == 201, r.text
     assert r.json()["fields"] == {
         "program": "ak",
         "weekly_dose_mg": 30.0,
         "next_inr_date": next_date,
+        "dose": {**readback, "confirmed": True},
     }
     # The suggestion now starts from the dose the specialist set, and changes nothing itself.
     detail = client.get(f"/api/v1/alerts/{alert_id}", headers=care.nurse.headers).json()

@@ -54,7 +54,11 @@ def test_defaults_with_their_source(client, care):
         "set_by_name": None,
         "set_at": None,
         "reason": None,
-    }
+        "removable": True,
+        "spec": {"unit": "%", "units": ["%", "procent"], "min": 50, "max": 100,
+                 "min_exclusive": False, "whole": False, "scale": None, "required": False},
+        "unconfirmed_removal": False,
+    }  # fmt: skip
     assert rule(body, "absolute:spo2")["rule"]["bands"]["red_low"] == 88.0
 
 
@@ -199,7 +203,8 @@ def test_history_is_kept_and_a_reset_returns_to_the_default(client, db, care):
 
 
 def test_a_rule_switched_off_raises_nothing(client, db_dsn, db, care):
-    change = ch("absolute:temperature", "enabled", False)
+    change = [{"rule_key": "absolute:temperature", "field": "enabled", "remove": True,
+               "removal_reason": "fever known, treated"}]  # fmt: skip
     r = put(client, care.specialist, care.patient, change, reason="fever known, treated")
     assert r.status_code == 200 and rule(r.json(), "absolute:temperature")["enabled"] is False
     store(db_dsn, [row(care.patient, "temperature", 39.5, ago(hours=1), care.nurse.id)])

@@ -17,7 +17,8 @@ LIMIT 1;
 
 -- name: current_overrides
 -- The override in force per rule and field: the latest row, unless that row is a reset.
-SELECT o.rule_key, o.field, o.value, o.set_by, u.full_name AS set_by_name, o.set_at, o.reason
+SELECT o.rule_key, o.field, o.value, o.set_by, u.full_name AS set_by_name, o.set_at, o.reason,
+       o.explicit_removal
 FROM (
     SELECT DISTINCT ON (rule_key, field) *
     FROM threshold_overrides
@@ -38,9 +39,10 @@ ORDER BY o.set_at DESC, o.id DESC
 LIMIT %(limit)s;
 
 -- name: insert_override
-INSERT INTO threshold_overrides (patient_id, rule_key, field, value, reset, set_by, set_at, reason)
+INSERT INTO threshold_overrides (patient_id, rule_key, field, value, reset, set_by, set_at, reason,
+                                 explicit_removal)
 VALUES (%(patient_id)s, %(rule_key)s, %(field)s, %(value)s, %(reset)s, %(set_by)s, %(set_at)s,
-        %(reason)s);
+        %(reason)s, %(explicit_removal)s);
 
 -- name: inr_results
 SELECT measured_at, value, comparator
@@ -49,12 +51,3 @@ WHERE patient_id = %(patient_id)s AND metric = 'inr'
   AND (%(start)s::timestamptz IS NULL OR measured_at >= %(start)s)
   AND (%(end)s::timestamptz IS NULL OR measured_at < %(end)s)
 ORDER BY measured_at;
-
--- name: latest_weekly_dose
--- The weekly warfarin dose of the patient's latest AK instruction that set one.
-SELECT (fields ->> 'weekly_dose_mg')::float8 AS weekly_dose_mg, created_at
-FROM instructions
-WHERE patient_id = %(patient_id)s AND fields ->> 'program' = 'ak'
-  AND fields ? 'weekly_dose_mg' AND fields ->> 'weekly_dose_mg' IS NOT NULL
-ORDER BY created_at DESC
-LIMIT 1;

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from telemed.errors import DomainError
+from telemed.errors import DomainError, validation_code
 
 log = logging.getLogger("telemed.api")
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
@@ -41,8 +42,15 @@ def field_of(message: str, key: object) -> str:
     return base or "body"
 
 
+def _problem(field: str, message: str, code: str, params: dict | None) -> dict:
+    problem = {"field": field, "message": message, "code": code}
+    if params:
+        problem["params"] = params
+    return problem
+
+
 def domain_error(request: Request, exc: DomainError) -> Response:
-    problems = [{"field": p.field, "message": p.message} for p in exc.problems]
+    problems = [_problem(p.field, p.message, p.code, p.params) for p in exc.problems]
     return Response(_body(request, exc.status, exc.detail, problems), status_code=exc.status)
 
 
@@ -53,21 +61,44 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
             message = str(item.get("message", ""))
             source = item.get("source")
             field = field_of(message, item.get("key"))
-            problems.append({"field": field, "message": message, "source": source or "body"})
+            problem = _problem(field, message, validation_code(message), None)
+            problems.append({**problem, "source": source or "body"})
     detail = "the request is not valid" + (
         f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"
     )
     return Response(_body(request, 400, detail, problems), status_code=400)
 
 
+# Refusals that Litestar raises itself, with the code a page says them by.
+_HTTP_CODES = {413: ("body", "too_large"), 415: ("content-type", "unsupported_format")}
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
     headers = getattr(exc, "headers", None)
+    known = _HTTP_CODES.get(exc.status_code)
+    problems = [_problem(known[0], exc.detail, known[1], None)] if known else None
     return Response(
-        _body(request, exc.status_code, exc.detail), status_code=exc.status_code, headers=headers
+        _body(request, exc.status_code, exc.detail, problems),
+        status_code=exc.status_code,
+        headers=headers,
     )
 
 
+def _nul_refused(exc: Exception) -> bool:
+    """A NUL character that reached the database: PostgreSQL stores none, in text or jsonb."""
+    if isinstance(exc, psycopg.errors.UntranslatableCharacter):
+        return True
+    return isinstance(exc, psycopg.DataError) and "NUL (0x00)" in str(exc)
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
+    # Services refuse a NUL by the field's name (telemed.errors.refuse_nul); one that gets past
+    # them is still the request's fault, said with its code rather than as a server error.
+    if _nul_refused(exc):
+        log.info("a NUL character reached the database on %s %s", request.method, request.url.path)
+        problems = [_problem("body", "a text holds a NUL character", "nul_character", None)]
+        detail = "a text holds a NUL character, which cannot be stored"
+        return Response(_body(request, 422, detail, problems), status_code=422)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(
         _body(request, 500, "internal error; it has been logged"),

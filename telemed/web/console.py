@@ -28,6 +28,7 @@ SCRIPT_TEXTS = (
     "enum.",
     "rule.",
     "instr.",
+    "dose.",
 )
 
 

@@ -17,7 +17,7 @@ from telemed.web.render import page
 from telemed.web.views import nurse_view, wound_choices, wounds_of
 from telemed.wounds import views as wounds
 
-SCRIPT_TEXTS = ("nurse.", "wound.", "metric.", "photo_error.", "alert.")
+SCRIPT_TEXTS = ("nurse.", "wound.", "metric.", "alert.", "dose.")
 
 
 class NurseController(Controller):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Template
 
+from telemed import numbers
 from telemed.access import Actor
 from telemed.web import i18n
 
@@ -39,6 +41,12 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
 }
+
+
+@functools.cache
+def number_specs() -> dict:
+    """What each number field of a form accepts (telemed.numbers), for the pages' reader."""
+    return numbers.for_page()
 
 
 def language(request: Request) -> str:
@@ -79,7 +87,8 @@ def page(
             "lang": lang,
             "other_langs": [x for x in i18n.LANGUAGES if x != lang],
             "me": me,
-            "texts": i18n.for_script(lang, ("app.", *script_texts)),
+            "texts": i18n.for_script(lang, ("app.", "error.", *script_texts)),
+            "number_specs": number_specs(),
             "when": local_time,
             "day": local_date,
             **context,

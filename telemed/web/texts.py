@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from telemed.web.texts_forms import FORM_TEXT
+
 # key: (Danish, English)
 TEXT: Final[Mapping[str, tuple[str, str]]] = {
     # layout
@@ -150,7 +152,6 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "alert.action.other": ("Andet", "Other"),
     "alert.oxygen_l_min": ("Ilt (L/min)", "Oxygen (L/min)"),
     "alert.other": ("Andet, hvad", "Other: what"),
-    "alert.weekly_dose_mg": ("Ny ugedosis warfarin (mg)", "New weekly warfarin dose (mg)"),
     "alert.next_inr_date": ("Næste INR-måling", "Next INR measurement"),
     "alert.send_instruction": ("Send instruks", "Send the instruction"),
     "alert.instruction_sent": ("Instruksen er sendt.", "The instruction is sent."),
@@ -208,20 +209,6 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "wound.no_photos": ("Vælg mindst ét foto.", "Choose at least one photo."),
     "wound.which": ("Hvilket sår?", "Which wound?"),
     "wound.photo_n": ("Foto {n} ({name})", "Photo {n} ({name})"),
-    "photo_error.unsupported_format": (
-        "filen er ikke et JPEG-, PNG-, WebP- eller HEIC-billede",
-        "the file is not a JPEG, PNG, WebP or HEIC image",
-    ),
-    "photo_error.corrupt": (
-        "billedet er beskadiget og kan ikke åbnes",
-        "the image is damaged and cannot be opened",
-    ),
-    "photo_error.empty": ("filen er tom", "the file is empty"),
-    "photo_error.too_large": ("filen er for stor", "the file is too large"),
-    "photo_error.too_many_pixels": (
-        "billedet har for mange pixels",
-        "the image has too many pixels",
-    ),
     "wound.side": ("Side", "Side"),
     "wound.new_wound": ("Et nyt sår", "A new wound"),
     "wound.location_detail": ("Nærmere placering", "Location detail"),
@@ -376,4 +363,5 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "tissue.slough": ("Fibrin/belægning (%)", "Slough (%)"),
     "tissue.necrosis": ("Nekrose (%)", "Necrosis (%)"),
     "tissue.epithelial": ("Epitelvæv (%)", "Epithelial (%)"),
+    **FORM_TEXT,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from telemed.catalogue.metrics import METRICS
+from telemed import numbers
 from telemed.catalogue.programs import parse_ak_stratum
 from telemed.patients import PatientDetail
 
@@ -13,8 +13,6 @@ PROGRAM_METRICS = {
     "copd": ("spo2", "pulse", "resp_rate", "temperature", "fev1", "pef", "weight", "cat"),
     "ak": ("inr",),
 }
-# UCUM codes as a clinician writes them.
-UNIT_LABEL = {"Cel": "°C", "{INR}": "", "{score}": "", "/min": "/min"}
 # What a nurse may type in for a patient, by program.
 NURSE_METRICS = {
     "copd": ("spo2", "pulse", "resp_rate", "temperature", "weight", "fev1", "pef"),
@@ -39,15 +37,16 @@ class PatientView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def unit_label(unit: str) -> str:
-    return UNIT_LABEL.get(unit, unit)
+    return numbers.unit_label(unit)
 
 
 def metric_view(code: str) -> MetricView:
-    m = METRICS[code]
-    step = 1.0 if m.whole_numbers else (0.1 if code in ("inr", "temperature", "weight") else 1.0)
+    spec = numbers.metric_spec(code)
+    step = 1.0 if spec.whole else (0.1 if code in ("inr", "temperature", "weight") else 1.0)
     if code == "fev1":
         step = 0.01
-    return MetricView(code, m.unit, unit_label(m.unit), m.low, m.high, step)
+    unit = numbers.canonical_unit(code)
+    return MetricView(code, unit, spec.unit, float(spec.min or 0), float(spec.max or 0), step)
 
 
 def inr_range(stratum: str) -> tuple[float, float] | None:

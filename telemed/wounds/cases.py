@@ -30,8 +30,16 @@ from psycopg.types.json import Jsonb
 from telemed import audit, outbox
 from telemed.access import Actor, require_patient, require_role
 from telemed.db import Queries
-from telemed.errors import BadRequest, Conflict, FieldProblem, Invalid, NotFound
-from telemed.wounds import observations, routing
+from telemed.errors import (
+    BadRequest,
+    Conflict,
+    FieldProblem,
+    Invalid,
+    NotFound,
+    refuse_nul,
+    validation_code,
+)
+from telemed.wounds import observation_numbers, observations, routing
 from telemed.wounds.multipart import FilePart
 from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
 from telemed.wounds.storage import MediaStore
@@ -71,9 +79,10 @@ _case_decoder: Final = msgspec.json.Decoder(WoundCaseCreate)
 
 
 def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> Any:
-    """Decode a JSON part; a problem names the field inside it, e.g. `case.observation.pain`."""
+    """Decode a JSON part; a problem names the field inside it, e.g. `case.observation.pain`,
+    with its stable code (and, for a number, the bounds the form shows)."""
     if raw is None:
-        raise Invalid(f"the part {part!r} is missing", [FieldProblem(part, "required")])
+        raise Invalid(f"the part {part!r} is missing", [FieldProblem(part, "required", "required")])
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -84,33 +93,50 @@ def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> 
         if named := _NAMED.search(message):
             field = f"{field}.{named.group(1)}"
         text = message.split(" - at `")[0]
-        raise Invalid(f"{field}: {text}", [FieldProblem(field, text)]) from None
-    except msgspec.DecodeError as exc:
+        spec = observation_numbers.number_spec(field)
+        params = spec.params() if spec is not None else None
+        problem = FieldProblem(field, text, validation_code(text), params)
+        raise Invalid(f"{field}: {text}", [problem]) from None
+    except msgspec.DecodeError:
         raise BadRequest(
-            f"the part {part!r} is not valid JSON: {exc}", [FieldProblem(part, "not JSON")]
+            f"the part {part!r} is not valid JSON", [FieldProblem(part, "not JSON", "not_json")]
         ) from None
 
 
 def _problems(prefix: str, found: Iterable[observations.FieldProblem]) -> list[FieldProblem]:
-    return [FieldProblem(f"{prefix}.{p.field}", p.message) for p in found]
+    return [FieldProblem(f"{prefix}.{p.field}", p.message, p.rule) for p in found]
 
 
-def check_case(data: WoundCaseCreate) -> list[FieldProblem]:
-    """Every rule across fields of the case, all at once."""
-    problems = _problems("case.observation", observations.validate(data.observation))
+def check_case(data: WoundCaseCreate, raw: bytes | None = None) -> list[FieldProblem]:
+    """Every rule across fields of the case, all at once; with the raw part, a number sent as
+    null is refused too (a form that could not read a number must not send "not measured")."""
+    problems = _problems("case.observation", observation_numbers.null_numbers(raw or b"{}"))
+    problems += _problems("case.observation", observations.validate(data.observation))
     if (data.wound_id is None) == (data.wound is None):
         problems.append(
-            FieldProblem("case.wound", "give either wound_id (a known wound) or wound (a new one)")
+            FieldProblem(
+                "case.wound",
+                "give either wound_id (a known wound) or wound (a new one)",
+                "wound_choice",
+            )
         )
     if data.wound is not None:
         problems += _problems("case.wound", observations.validate_wound(data.wound))
         if data.wound.wound_type != data.observation.wound_type:
             problems.append(
-                FieldProblem("case.observation.wound_type", "differs from the new wound's type")
+                FieldProblem(
+                    "case.observation.wound_type",
+                    "differs from the new wound's type",
+                    "type_differs",
+                )
             )
     if not data.photo_consent:
         problems.append(
-            FieldProblem("case.photo_consent", "the patient must consent to photos in the record")
+            FieldProblem(
+                "case.photo_consent",
+                "the patient must consent to photos in the record",
+                "consent_required",
+            )
         )
     return problems
 
@@ -183,7 +209,7 @@ async def route_case(
     raise Conflict(
         f"no specialist team receives {wound_type} wounds for this patient"
         f" (region {region or 'unknown'}); an administrator adds a wound routing rule",
-        [FieldProblem("case.observation.wound_type", "no routing rule")],
+        [FieldProblem("case.observation.wound_type", "no routing rule", "no_route")],
     )
 
 
@@ -210,9 +236,12 @@ async def submit_case(
     """A nurse's new case: all of it stored, or none of it."""
     require_role(actor, ["nurse"])
     data: WoundCaseCreate = decode_part(_case_decoder, case_part, "case")
+    refuse_nul(data, "case")
     if not photos:
-        raise Invalid("send at least one photo", [FieldProblem("photos", "at least one photo")])
-    if problems := check_case(data):
+        raise Invalid(
+            "send at least one photo", [FieldProblem("photos", "at least one photo", "required")]
+        )
+    if problems := check_case(data, case_part):
         raise Invalid(
             f"the case is not valid: {problems[0].field}: {problems[0].message}", problems
         )
@@ -223,7 +252,9 @@ async def submit_case(
             cur = await conn.execute(Q.get_wound, {"id": data.wound_id})
             wound = await cur.fetchone()
             if wound is None or wound["patient_id"] != data.patient_id:
-                raise NotFound("wound not found", [FieldProblem("case.wound_id", "not found")])
+                raise NotFound(
+                    "wound not found", [FieldProblem("case.wound_id", "not found", "not_found")]
+                )
         org_id, rule_id = await route_case(
             conn, data.patient_id, obs.wound_type.value, actor.organisation_id
         )

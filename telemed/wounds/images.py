@@ -12,6 +12,7 @@ Pure CPU work on bytes; callers run it in a worker thread.
 
 import hashlib
 import io
+import logging
 import re
 import struct
 import zlib
@@ -22,6 +23,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pillow_heif
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+
+log = logging.getLogger("telemed.wounds")
 
 # Embedded HEIF thumbnails, depth maps and auxiliary images are never wanted: Pillow's draft would
 # otherwise be allowed to decode an embedded preview, which need not show what the image shows.
@@ -176,7 +179,11 @@ def sanitize(
             icc = image.info.get("icc_profile")
             pixels = _plain_pixels(image)
         except _DECODE_ERRORS as exc:
-            raise PhotoError("corrupt", f"the image cannot be decoded: {exc}", 422) from exc
+            # The decoder's own words (which may name its objects) go to the log only.
+            log.info("a %s photo could not be decoded: %r", fmt, exc)
+            raise PhotoError(
+                "corrupt", "the image cannot be decoded: it is cut off or damaged", 422
+            ) from exc
         display = _fit(pixels, display_max)
     if orientation in _TRANSPOSE:
         display = display.transpose(_TRANSPOSE[orientation])
@@ -207,9 +214,15 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
         # The warning arrives as an exception only where warnings are errors; we do not turn
         # it into one with warnings.catch_warnings, which is process-wide and not thread-safe.
         # The default max_pixels is below Pillow's warning threshold: the refusal is the same.
-        raise PhotoError("too_many_pixels", str(exc), 413) from exc
+        log.info("a %s photo is a decompression bomb: %s", fmt, exc)
+        raise PhotoError(
+            "too_many_pixels", f"the image has more than {max_pixels} pixels", 413
+        ) from exc
     except _DECODE_ERRORS as exc:
-        raise PhotoError("corrupt", f"the {fmt} header cannot be read: {exc}", 422) from exc
+        log.info("a %s photo's header could not be read: %r", fmt, exc)
+        raise PhotoError(
+            "corrupt", f"the {fmt} header cannot be read: the file is cut off or damaged", 422
+        ) from exc
     width, height = image.size
     if width * height > max_pixels:
         image.close()

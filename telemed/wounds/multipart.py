@@ -11,6 +11,7 @@ needs the bytes anyway.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import unicodedata
@@ -22,6 +23,7 @@ from multipart import ParserError, ParserLimitReached, PushMultipartParser
 
 from telemed.errors import BadRequest, FieldProblem, Invalid, TooLarge, Unsupported
 
+log = logging.getLogger("telemed.wounds")
 MIB: Final = 1024 * 1024
 PHOTOS: Final = "photos"
 _BOUNDARY: Final = re.compile(r'boundary=(?:"([^"]{1,200})"|([^\s;,"]{1,200}))', re.I)
@@ -73,13 +75,13 @@ def boundary_of(content_type: str) -> bytes:
     if kind != "multipart/form-data":
         raise Unsupported(
             f"send the case as multipart/form-data, not {kind or 'an untyped body'}",
-            [FieldProblem("content-type", "must be multipart/form-data")],
+            [FieldProblem("content-type", "must be multipart/form-data", "not_multipart")],
         )
     match = _BOUNDARY.search(content_type)
     if not match:
         raise BadRequest(
             "the multipart boundary is missing from Content-Type",
-            [FieldProblem("content-type", "boundary missing")],
+            [FieldProblem("content-type", "boundary missing", "malformed")],
         )
     return (match.group(1) or match.group(2)).encode("latin-1")
 
@@ -94,7 +96,7 @@ def clean_filename(raw: str | None) -> str:
 def _too_large_request(limit: int) -> TooLarge:
     return TooLarge(
         f"the request is larger than {limit // MIB} MiB; send fewer or smaller photos",
-        [FieldProblem("body", f"at most {limit} bytes")],
+        [FieldProblem("body", f"at most {limit} bytes", "too_large", {"max_bytes": limit})],
     )
 
 
@@ -124,9 +126,18 @@ async def read_form(
             # Leaving the block closes the parser, which raises ParserError if the stream ended
             # before the closing boundary.
     except ParserLimitReached as exc:
-        raise TooLarge(f"the multipart body exceeds a limit: {exc}") from None
+        # The parser's own words stay in the log; the answer says what to do.
+        log.info("multipart limit reached: %s", exc)
+        raise TooLarge(
+            f"the request has more than {limits.max_photos} photos and {len(fields)} fields",
+            [FieldProblem("body", "too many parts", "too_large")],
+        ) from None
     except ParserError as exc:
-        raise BadRequest(f"the multipart body is malformed: {exc}") from None
+        log.info("malformed multipart body: %s", exc)
+        raise BadRequest(
+            "the multipart body is malformed or was cut off; send it again",
+            [FieldProblem("body", "malformed multipart body", "malformed")],
+        ) from None
     except (TooLarge, Invalid):
         # A client still sending would take a closed connection for a network error and never
         # show the answer; read the rest (within the request limit) so that it gets the answer.
@@ -196,22 +207,26 @@ class _Reader:
         self._name = name
         if name == PHOTOS:
             if len(self.photos) >= self.limits.max_photos:
+                most = self.limits.max_photos
                 raise TooLarge(
-                    f"at most {self.limits.max_photos} photos per request",
-                    [FieldProblem(PHOTOS, f"at most {self.limits.max_photos} photos")],
+                    f"at most {most} photos per request",
+                    [FieldProblem(PHOTOS, f"at most {most} photos", "too_large", {"max": most})],
                 )
             self._filename = clean_filename(getattr(segment, "filename", None))
             self._declared = (getattr(segment, "content_type", None) or "")[:100]
             self._limit = self.limits.max_photo_bytes
         elif name in self.allowed:
             if name in self.fields:
-                raise Invalid(f"the part {name!r} is sent twice", [FieldProblem(name, "twice")])
+                raise Invalid(
+                    f"the part {name!r} is sent twice",
+                    [FieldProblem(name, "twice", "duplicate_part")],
+                )
             self._limit = self.limits.max_field_bytes
         else:
             expected = ", ".join(repr(f) for f in (PHOTOS, *self.allowed))
             raise Invalid(
                 f"unknown part {name!r}; this request takes {expected}",
-                [FieldProblem(name or "body", "unknown part")],
+                [FieldProblem(name or "body", "unknown part", "unknown_part")],
             )
 
     def _end(self) -> None:
@@ -238,9 +253,21 @@ class _Reader:
             limit = self.limits.max_photo_bytes
             return TooLarge(
                 f"{label} is larger than {limit / MIB:g} MiB",
-                [FieldProblem(f"{PHOTOS}[{index}]", f"at most {limit} bytes")],
+                [
+                    FieldProblem(
+                        f"{PHOTOS}[{index}]",
+                        f"too_large: at most {limit} bytes",
+                        "too_large",
+                        {"max_bytes": limit},
+                    )
+                ],
             )
+        most = self.limits.max_field_bytes
         return TooLarge(
-            f"the part {self._name!r} is larger than {self.limits.max_field_bytes} bytes",
-            [FieldProblem(self._name or "body", f"at most {self.limits.max_field_bytes} bytes")],
+            f"the part {self._name!r} is larger than {most} bytes",
+            [
+                FieldProblem(
+                    self._name or "body", f"at most {most} bytes", "too_large", {"max_bytes": most}
+                )
+            ],
         )

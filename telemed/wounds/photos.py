@@ -107,7 +107,7 @@ async def sanitize_all(photos: list[FilePart], *, max_bytes: int) -> list[images
     ]
     if failed:
         detail = "; ".join(f"{part.label}: {error.detail}" for part, error in failed)
-        problems = [FieldProblem(part.field, f"{e.code}: {e.detail}") for part, e in failed]
+        problems = [FieldProblem(part.field, f"{e.code}: {e.detail}", e.code) for part, e in failed]
         raise _STATUS.get(failed[0][1].http_status, Invalid)(detail, problems)
     return [r for r in results if isinstance(r, images.SanitizedPhoto)]
 

@@ -21,6 +21,7 @@ from telemed.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    refuse_nul,
 )
 from telemed.wounds import observations
 from telemed.wounds.cases import case_event, decode_part, due_time, event_payload
@@ -146,6 +147,7 @@ async def answer(
 ) -> CaseStep:
     """The routed team's instructions: a row in `instructions`, and the case is answered."""
     require_role(actor, ["specialist"])
+    refuse_nul(data)
     now = now or datetime.now(UTC)
     async with conn.transaction():
         case = await _locked_case(conn, actor, case_id, "specialist")
@@ -181,6 +183,7 @@ async def ask(
 ) -> CaseStep:
     """The routed team asks the nurse before answering; the clock stops until she replies."""
     require_role(actor, ["specialist"])
+    refuse_nul(data)
     now = now or datetime.now(UTC)
     async with conn.transaction():
         case = await _locked_case(conn, actor, case_id, "specialist")
@@ -203,6 +206,7 @@ async def reply(
     new photos if she likes; the case goes back to the specialist with a new due time."""
     require_role(actor, ["nurse"])
     data: NurseReply = decode_part(_reply_decoder, reply_part, "reply")
+    refuse_nul(data, "reply")
     async with conn.transaction():  # fail fast, before decoding photos
         next_state((await _locked_case(conn, actor, case_id, "nurse"))["state"], "reply")
     clean = await sanitize_all(photos, max_bytes=max_photo_bytes) if photos else []

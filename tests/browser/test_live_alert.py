@@ -152,7 +152,7 @@ def test_an_alert_from_an_mqtt_reading_appears_in_the_console_without_a_reload(
         ).fetchall()
         assert written == [{"text": "Besøg i dag, mål SpO2 i hvile",
                             "fields": {"program": "copd", "actions": ["visit_today"],
-                                       "oxygen_l_min": None, "other": None},
+                                       "other": None},
                             "author_id": care.specialist.id}]  # fmt: skip
 
         card = console.page.locator(f'#queue li[data-id="{alert_id}"]')
@@ -185,6 +185,11 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
 
     patient = factory.patient(care.hospital, program="ak", stratum="2.0-3.0",
                               serving=[care.nursing], name="Anna Antikoaguleret")  # fmt: skip
+    db.execute(
+        "INSERT INTO anticoagulant_products (patient_id, product, set_by, reason)"
+        " VALUES (%s, 'marevan', %s, 'test')",
+        (patient, care.admin.id),
+    )
     # Through the store and the alert rules, as a nurse's entry goes; in a thread of its own,
     # since Playwright's event loop runs in this one.
     with ThreadPoolExecutor(1) as pool:
@@ -205,8 +210,24 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     card.get_by_text("Skriv instruks").click()
     next_inr = date.today() + timedelta(days=5)
     card.get_by_label("Instruks til plejen").fill("Spring én dosis over, derefter ny ugedosis")
-    card.get_by_label("Ny ugedosis warfarin (mg)").fill("32.5")
+    card.get_by_label("Ny ugedosis (mg)").fill("32,5")
     card.get_by_label("Næste INR-måling").fill(next_inr.isoformat())
+    console.assert_accessible()
+    # No weekly dose on record yet: the dose is read back before it can be sent.
+    card.get_by_role("button", name="Send instruks").click()
+    readback = card.locator("[data-readback]")
+    readback.wait_for()
+    assert "Nuværende ugedosis: ingen på journalen" in readback.inner_text()
+    assert "Ny ugedosis: 32,5 mg om ugen = 13 tabletter Marevan 2,5 mg om ugen" in (
+        readback.inner_text()
+    )
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM instructions WHERE alert_id = %s", (alert["id"],)
+        ).fetchone()["n"]
+        == 0
+    )
+    card.get_by_label("Jeg har læst dosis op og bekræfter den").check()
     console.assert_accessible()
     # The queue's redraw after sending is held back, so the card is opened again before it: the
     # form must be empty and usable, not keep the sent text (a resend) or a disabled button.
@@ -216,13 +237,15 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
         return "/api/v1/alerts?state=unresolved" in url
 
     console.page.route(queue_fetch, lambda route: held.append(route))
-    card.get_by_role("button", name="Send instruks").click()
+    card.get_by_role("button", name="Bekræft og send").click()
     console.page.get_by_text("Instruksen er sendt.").wait_for()
     (written,) = db.execute(
         "SELECT text, fields FROM instructions WHERE alert_id = %s", (alert["id"],)
     ).fetchall()
+    dose = written["fields"].pop("dose")
     assert written["fields"] == {"program": "ak", "weekly_dose_mg": 32.5,
                                  "next_inr_date": next_inr.isoformat()}  # fmt: skip
+    assert dose["confirmed"] is True and dose["reasons"] == ["no_current_dose"]
     # An empty instruction is refused in the page, before any request.
     card.get_by_text("Skriv instruks").click()
     card.get_by_role("button", name="Send instruks").click()
@@ -242,7 +265,9 @@ def test_an_ak_alert_is_answered_with_a_new_weekly_dose_from_the_console(
     assert nurse.page.evaluate("window.__notReloaded") is True
     text = order.inner_text()
     assert "Spring én dosis over, derefter ny ugedosis" in text
-    assert "Ny ugedosis warfarin (mg): 32,5" in text and next_inr.isoformat() in text
+    assert "Ny ugedosis: 32,5 mg om ugen" in text and next_inr.isoformat() in text
+    assert "= 13 tabletter Marevan 2,5 mg om ugen" in text
+    assert "Læst op og bekræftet af lægen" in text
     nurse.assert_accessible()
     order.get_by_role("button", name="Udført").click()
     order.get_by_text("Udført af").wait_for()

@@ -71,9 +71,14 @@ def test_nurse_sees_why_a_reading_is_refused(open_tab, care):
     tab.go(f"/nurse/patients/{care.patient}")
     tab.page.get_by_label("Puls").fill("400")
     tab.page.get_by_role("button", name="Gem måling").click()
-    result = tab.page.locator("#reading-result.error")
-    result.wait_for()
-    assert "pulse" in result.inner_text() or "Puls" in result.inner_text()
+    tab.page.locator("#reading-result.error").wait_for()
+    # Said at the field, in Danish, with the metric's plausible range, and the focus is there.
+    pulse = tab.page.get_by_label("Puls")
+    assert pulse.get_attribute("aria-invalid") == "true"
+    note = tab.page.locator("#" + pulse.get_attribute("aria-describedby"))
+    assert note.inner_text() == "Skriv et tal mellem 25 og 250 /min."
+    assert tab.page.evaluate("document.activeElement.id") == "m-pulse"
+    tab.assert_no_script_errors()
 
 
 def test_specialist_sees_plots_of_the_patient_in_english(open_tab, care, db):

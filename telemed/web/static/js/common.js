@@ -32,14 +32,14 @@
     }
   }
 
-  // The API's error body, as one sentence: its detail and each field's problem.
+  // A refusal as the page says it: each problem by its stable code (docs/errors.md), in the
+  // page's language; never the server's or a library's own words.
   function problemText(error) {
+    const fields = window.Telemed.fields;
     const body = (error && error.body) || {};
-    const parts = [body.detail || error.message || String(error)];
-    for (const p of body.problems || []) {
-      parts.push(p.field + ": " + p.message);
-    }
-    return parts.join(" · ");
+    const problems = body.problems || [];
+    if (!problems.length) return fields.generic(error);
+    return problems.map((p) => fields.message(p.code || "invalid", p.params)).join(" · ");
   }
 
   function signInAgain() {
@@ -96,12 +96,6 @@
     return value === null || value === undefined ? "" : numberFormat.format(value);
   }
 
-  // Parse a number typed with a Danish decimal comma or a point.
-  function parseNumber(text) {
-    const cleaned = String(text).trim().replace(",", ".");
-    return cleaned === "" ? null : Number(cleaned);
-  }
-
   function say(message, kind) {
     const status = document.getElementById("status");
     if (!status) return;
@@ -125,7 +119,7 @@
   }
 
   window.Telemed = {
-    t, has, api, ApiError, problemText, el, when, num, parseNumber, say, send, csrfToken, lang,
+    t, has, api, ApiError, problemText, el, when, num, say, send, csrfToken, lang,
     locale, zone,
   };
 })();

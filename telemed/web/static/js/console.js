@@ -5,7 +5,7 @@
 (function () {
   "use strict";
   const T = window.Telemed;
-  const { t, api, el, num, when, problemText, say, send } = T;
+  const { t, api, el, num, when, problemText, say, send, fields } = T;
   const box = document.getElementById("queue");
   const RANK = { red: 0, yellow: 1, blue: 2 };
   // Wound cases in these states wait for the specialist team; the others for the nurse.
@@ -77,35 +77,54 @@
           el("label", { for: id + "-" + action }, t("alert.action." + action))));
       }
       set.append(
-        field(id + "-oxygen", t("alert.oxygen_l_min"), { name: "oxygen_l_min", type: "number", min: "0", max: "15", step: "0.5" }),
+        field(id + "-oxygen", t("alert.oxygen_l_min"), { name: "oxygen_l_min", type: "text", inputmode: "decimal", autocomplete: "off", "data-number": "oxygen.l_min" }),
         field(id + "-other", t("alert.other"), { name: "other", maxlength: "500" }));
       form.append(set);
     } else if (item.program === "ak") {
       form.append(
-        field(id + "-dose", t("alert.weekly_dose_mg"), { name: "weekly_dose_mg", type: "number", min: "0", max: "200", step: "0.25" }),
-        field(id + "-date", t("alert.next_inr_date"), { name: "next_inr_date", type: "date" }));
+        field(id + "-dose", t("dose.label"), { name: "weekly_dose_mg", type: "text", inputmode: "decimal", autocomplete: "off", "data-number": "dose.weekly_mg" }),
+        field(id + "-date", t("alert.next_inr_date"), { name: "next_inr_date", type: "date" }),
+        el("div", { class: "readback-slot" }));
     }
-    form.append(el("button", { type: "submit", class: "button primary" }, t("alert.send_instruction")));
+    form.append(el("button", { type: "submit", class: "button primary", "data-send": "" }, t("alert.send_instruction")));
+    fields.watch(form, () => dropReadback(form));
     return el("details", { class: "instruction" }, el("summary", {}, t("alert.write_instruction")), form);
   }
 
-  // The request body of an instruction form; the server checks the rest (alerts.service).
+  // A read-back belongs to the dose it was made for: any change to the dose takes it away.
+  function dropReadback(form) {
+    const slot = form.querySelector(".readback-slot");
+    if (slot && slot.firstChild && form.elements.weekly_dose_mg
+        && Number(slot.dataset.dose) !== fields.readNumber(form.elements.weekly_dose_mg).value) {
+      slot.replaceChildren();
+      delete slot.dataset.shown;
+      form.querySelector("button[data-send]").hidden = false;
+    }
+  }
+
+  // The request body of an instruction form, each number read by the forms' reader (the server
+  // checks again); null when a field holds what the reader refused, said at the field.
   function instruction(form) {
     const body = { text: form.elements.text.value.trim() };
     const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+    const number = (name) => fields.readNumber(form.elements[name]);
     if (form.dataset.program === "copd") {
       const actions = [...form.querySelectorAll("input[name=actions]:checked")].map((c) => c.value);
+      const oxygen = number("oxygen_l_min");
       if (actions.length) {
         body.fields = { program: "copd", actions };
-        if (value("oxygen_l_min")) body.fields.oxygen_l_min = Number(value("oxygen_l_min"));
+        if (oxygen.ok && oxygen.value !== null) body.fields.oxygen_l_min = oxygen.value;
         if (value("other")) body.fields.other = value("other");
       }
-    } else if (form.dataset.program === "ak" && (value("weekly_dose_mg") || value("next_inr_date"))) {
-      body.fields = { program: "ak" };
-      if (value("weekly_dose_mg")) body.fields.weekly_dose_mg = Number(value("weekly_dose_mg"));
-      if (value("next_inr_date")) body.fields.next_inr_date = value("next_inr_date");
+    } else if (form.dataset.program === "ak") {
+      const dose = number("weekly_dose_mg");
+      if ((dose.ok && dose.value !== null) || value("next_inr_date")) {
+        body.fields = { program: "ak" };
+        if (dose.value !== null && dose.value !== undefined) body.fields.weekly_dose_mg = dose.value;
+        if (value("next_inr_date")) body.fields.next_inr_date = value("next_inr_date");
+      }
     }
-    return body;
+    return form.querySelector("[aria-invalid=true]") ? null : body;
   }
 
   function card(item) {
@@ -198,24 +217,84 @@
     }
   });
 
+  function fieldOf(form) {
+    return (path) => {
+      const name = path.replace(/^fields\./, "");
+      if (name === "weekly_dose_mg" || name.startsWith("dose_confirmation")) return form.elements.weekly_dose_mg;
+      return form.elements[name] && form.elements[name].nodeType ? form.elements[name] : null;
+    };
+  }
+
   async function sendInstruction(form) {
+    fields.clearAll(form);
     const body = instruction(form);
-    if (!body.text) {
-      say(t("alert.instruction_required"), "error");
-      form.elements.text.focus();
+    if (body === null) {
+      fields.focusFirst(form);
+      say(t("alert.instruction_fix"), "error");
       return;
     }
-    const url = "/api/v1/alerts/" + form.dataset.alert + "/instructions";
-    const button = form.querySelector("button");
-    if (await send([button], url, body, t("alert.instruction_sent"))) {
-      // Emptied and ready for the next one: the card may be opened again before the queue is
-      // redrawn, and must neither resend this instruction nor stay disabled.
-      form.reset();
-      button.disabled = false;
-      form.closest("details").open = false;
-      document.activeElement.blur();
-      load();
+    if (!body.text) {
+      fields.show(form.elements.text, "required");
+      fields.focusFirst(form);
+      say(t("alert.instruction_required"), "error");
+      return;
     }
+    const slot = form.querySelector(".readback-slot");
+    if (slot && slot.dataset.shown) {
+      const shown = JSON.parse(slot.dataset.shown);
+      const box = form.elements.readback_confirmed;
+      const note = slot.querySelector(".field-error");
+      if (!box.checked) {
+        note.hidden = false;
+        box.setAttribute("aria-invalid", "true");
+        box.setAttribute("aria-describedby", note.id);
+        box.focus();
+        return;
+      }
+      body.fields.dose_confirmation = {
+        current_weekly_mg: shown.current_weekly_mg, new_weekly_mg: shown.new_weekly_mg,
+        change_percent: shown.change_percent,
+      };
+    }
+    const url = "/api/v1/alerts/" + form.dataset.alert + "/instructions";
+    const buttons = [...form.querySelectorAll("button")];
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await api("POST", url, body);
+    } catch (error) {
+      buttons.forEach((b) => { b.disabled = false; });
+      const problems = (error.body && error.body.problems) || [];
+      const readback = problems.find((p) => p.code === "dose_confirmation_required"
+        || p.code === "dose_confirmation_mismatch");
+      if (readback && slot) {
+        showReadback(form, slot, readback.params);
+        return;
+      }
+      const rest = fields.fromApi(form, error, fieldOf(form));
+      say(rest.length ? rest.join(" · ") : t("alert.instruction_fix"), "error");
+      return;
+    }
+    say(t("alert.instruction_sent"), "ok");
+    // Emptied and ready for the next one: the card may be opened again before the queue is
+    // redrawn, and must neither resend this instruction nor stay disabled.
+    form.reset();
+    if (slot) { slot.replaceChildren(); delete slot.dataset.shown; }
+    buttons.forEach((b) => { b.disabled = false; b.hidden = false; });
+    form.closest("details").open = false;
+    document.activeElement.blur();
+    load();
+  }
+
+  // The server wants the dose read back: show it where the dose is, the send button waits.
+  function showReadback(form, slot, dose) {
+    slot.dataset.shown = JSON.stringify(dose);
+    slot.dataset.dose = String(dose.new_weekly_mg);
+    slot.replaceChildren(T.dose.readback(dose, "readback-" + form.dataset.alert));
+    const send = form.querySelector("button[data-send]");
+    if (send) send.hidden = true;
+    slot.querySelector("h3").setAttribute("tabindex", "-1");
+    slot.querySelector("h3").focus();
+    say(t("dose.readback_title"), "info");
   }
 
   T.live.on(load);

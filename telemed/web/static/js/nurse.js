@@ -1,11 +1,14 @@
-// The nurse's page: a reading she takes for the patient.
+// The nurse's page: a reading she takes for the patient. Each value is read by the forms' number
+// reader against the metric's plausible range; one she cannot have meant is said at its field
+// and nothing is sent.
 (function () {
   "use strict";
-  const { t, api, parseNumber, problemText } = window.Telemed;
+  const { t, api, fields } = window.Telemed;
   const form = document.getElementById("reading-form");
   if (!form) return;
   const result = document.getElementById("reading-result");
   const measured = form.elements.measured_at;
+  const inputs = [...form.querySelectorAll("input[data-unit]")];
 
   function localNow() {
     const now = new Date();
@@ -13,18 +16,34 @@
     return new Date(now.getTime() - now.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
   }
   measured.value = localNow();
+  fields.watch(form);
+
+  function report(text, kind) {
+    result.textContent = text;
+    result.className = "result " + kind;
+    result.setAttribute("role", kind === "error" ? "alert" : "status");
+  }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    fields.clearAll(form);
     const readings = [];
-    for (const input of form.querySelectorAll("input[data-unit]")) {
-      const value = parseNumber(input.value);
-      if (value !== null) readings.push({ type: input.name, value: value, unit: input.dataset.unit });
+    const sent = [];
+    for (const input of inputs) {
+      const read = fields.readNumber(input);
+      if (read.ok && read.value !== null) {
+        readings.push({ type: input.name, value: read.value, unit: input.dataset.unit });
+        sent.push(input);
+      }
     }
-    result.className = "result";
+    if (fields.focusFirst(form)) {
+      report(t("nurse.reading_fix"), "error");
+      return;
+    }
     if (!readings.length) {
-      result.textContent = t("app.error", { detail: t("nurse.value") + "?" });
-      result.classList.add("error");
+      fields.show(inputs[0], "required");
+      fields.focusFirst(form);
+      report(t("nurse.reading_none"), "error");
       return;
     }
     const body = { measured_at: new Date(measured.value).toISOString(), readings: readings };
@@ -34,14 +53,17 @@
     button.disabled = true;
     try {
       await api("POST", "/api/v1/patients/" + form.dataset.patient + "/readings", body);
-      result.textContent = t("nurse.reading_saved");
-      result.classList.add("ok");
-      for (const input of form.querySelectorAll("input[data-unit]")) input.value = "";
+      report(t("nurse.reading_saved"), "ok");
+      for (const input of inputs) input.value = "";
       form.elements.note.value = "";
       measured.value = localNow();
     } catch (error) {
-      result.textContent = t("app.error", { detail: problemText(error) });
-      result.classList.add("error");
+      const rest = fields.fromApi(form, error, (path) => {
+        if (path === "measured_at") return measured;
+        const index = /^readings\[(\d+)\]/.exec(path);
+        return index ? sent[Number(index[1])] || null : null;
+      });
+      report(rest.length ? rest.join(" · ") : t("nurse.reading_fix"), "error");
     } finally {
       button.disabled = false;
     }

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   const T = window.Telemed;
-  const { t, api, el, num, when, problemText, say, send } = T;
+  const { t, api, el, when, problemText, say, send } = T;
   const section = document.getElementById("alert-instructions");
   if (!section) return;
   const list = document.getElementById("orders-list");
@@ -15,12 +15,13 @@
     if (fields.program === "copd") {
       for (const action of fields.actions || []) lines.push(t("alert.action." + action));
       if (fields.oxygen_l_min !== null && fields.oxygen_l_min !== undefined) {
-        lines.push(t("alert.oxygen_l_min") + ": " + num(fields.oxygen_l_min));
+        lines.push(t("alert.oxygen_l_min") + ": " + T.dose.exact(fields.oxygen_l_min));
       }
       if (fields.other) lines.push(t("alert.other") + ": " + fields.other);
     } else if (fields.program === "ak") {
+      // The dose exactly as the specialist confirmed it, with its unit and in tablets.
       if (fields.weekly_dose_mg !== null && fields.weekly_dose_mg !== undefined) {
-        lines.push(t("alert.weekly_dose_mg") + ": " + num(fields.weekly_dose_mg));
+        lines.push(...T.dose.lines(fields));
       }
       if (fields.next_inr_date) lines.push(t("alert.next_inr_date") + ": " + fields.next_inr_date);
     }

@@ -98,8 +98,6 @@
   }
 
   // --- thresholds: the bands behind the plots, and the form to change them -------------
-  const BAND_FIELDS = ["red_low", "yellow_low", "yellow_high", "red_high"];
-  const INR_FIELDS = ["urgent_low", "low", "high", "urgent_high"];
   const thresholdsBox = document.getElementById("thresholds");
 
   function bandsOf(rule) {
@@ -111,79 +109,27 @@
     return null;
   }
 
-  function thresholdTable(rules, fields) {
-    const head = el("tr", {}, el("th", { scope: "col" }, t("patient.threshold_metric")),
-      ...fields.map((f) => el("th", { scope: "col" }, t("patient.threshold_" + f))));
-    const rows = rules.map((rule) => {
-      const byName = Object.fromEntries(rule.fields.map((f) => [f.field, f]));
-      const metric = t("metric." + rule.metric);
-      return el("tr", {}, el("th", { scope: "row" }, metric),
-        ...fields.map((name) => {
-          const f = byName[name];
-          if (!f) return el("td", {});
-          const initial = f.value === null ? "" : String(f.value);
-          const input = el("input", {
-            type: "text", inputmode: "decimal", autocomplete: "off", name: rule.key + "|" + name,
-            value: initial, "data-initial": initial,
-            "aria-label": metric + ": " + t("patient.threshold_" + name),
-          });
-          const note = f.source === "override" && f.set_by_name
-            ? el("span", { class: "muted" }, " " + t("patient.threshold_overridden", { name: f.set_by_name })) : null;
-          return el("td", {}, input, note);
-        }));
-    });
-    return el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows));
-  }
-
-  function thresholdForm(rules) {
-    const bands = rules.filter((r) => r.kind === "absolute");
-    const inr = rules.filter((r) => r.kind === "inr");
-    if (!bands.length && !inr.length) return el("p", { class: "empty" }, t("patient.no_thresholds"));
-    return el("form", { class: "threshold-form", id: "threshold-form" },
-      bands.length ? thresholdTable(bands, BAND_FIELDS) : null,
-      inr.length ? thresholdTable(inr, INR_FIELDS) : null,
-      el("label", { for: "threshold-reason" }, t("patient.threshold_reason")),
-      el("input", { id: "threshold-reason", name: "reason", maxlength: "1000" }),
-      el("p", {}, el("button", { type: "submit", class: "button primary" }, t("app.save"))));
-  }
-
+  // Drawn from what the server holds, also right after a change (the form re-reads it).
   async function loadThresholds() {
+    let out;
     try {
-      const out = await api("GET", base + "/thresholds");
-      const rules = out.programs.flatMap((p) => p.rules);
-      state.thresholds = rules.map(bandsOf).filter(Boolean);
-      const inr = rules.find((r) => r.kind === "inr");
-      if (inr) view.inr_range = [inr.rule.low, inr.rule.high];
-      thresholdsBox.replaceChildren(thresholdForm(rules));
+      out = await api("GET", base + "/thresholds");
     } catch (error) {
       thresholdsBox.replaceChildren(el("p", { class: "empty" }, t("patient.no_thresholds")));
+      return null;
     }
-  }
-
-  thresholdsBox.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.target;
-    const changes = [];
-    for (const input of form.querySelectorAll("input[data-initial]")) {
-      if (input.value.trim() === input.dataset.initial) continue;
-      const [rule_key, field] = input.name.split("|");
-      const value = T.parseNumber(input.value);
-      changes.push({ rule_key, field, value });
-    }
-    if (!changes.length) {
-      say(t("patient.threshold_unchanged"), "info");
-      return;
-    }
-    try {
-      await api("PUT", base + "/thresholds", { reason: form.elements.reason.value.trim(), changes });
-      say(t("patient.threshold_saved"), "ok");
-      await loadThresholds();
-      await Promise.all([loadTtr()]);
+    const rules = out.programs.flatMap((p) => p.rules);
+    state.thresholds = rules.map(bandsOf).filter(Boolean);
+    const inr = rules.find((r) => r.kind === "inr");
+    if (inr) view.inr_range = [inr.rule.low, inr.rule.high];
+    T.thresholdForm.mount(thresholdsBox, rules, base, async () => {
+      const fresh = await loadThresholds();
+      await loadTtr();
       draw();
-    } catch (error) {
-      say(t("app.error", { detail: problemText(error) }), "error");
-    }
-  });
+      return fresh;
+    });
+    return out;
+  }
 
   // --- alerts: markers on the plots and the list -------------------------------------
   const alertsBox = document.getElementById("patient-alerts");

@@ -45,14 +45,21 @@
   const form = document.getElementById("instruction-form");
   if (!form) return;
   const result = document.getElementById("instruction-result");
+  T.fields.watch(form);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    T.fields.clearAll(form);
     const body = {};
     for (const name of ["cleansing", "dressing", "offloading", "compression", "change_frequency", "free_text"]) {
       const value = form.elements[name].value.trim();
       if (value) body[name] = value;
     }
-    body.new_photos_in_days = Number(form.elements.new_photos_in_days.value || 14);
+    const days = T.fields.readNumber(form.elements.new_photos_in_days);
+    if (!days.ok) {
+      T.fields.focusFirst(form);
+      return;
+    }
+    body.new_photos_in_days = days.value;
     body.hospital_visit = form.elements.hospital_visit.value;
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
@@ -62,7 +69,11 @@
       result.className = "result ok";
       location.reload();
     } catch (error) {
-      result.textContent = t("app.error", { detail: problemText(error) });
+      const rest = T.fields.fromApi(form, error, (path) => {
+        const found = form.elements[path.split(".").pop()];
+        return found && found.nodeType ? found : null;
+      });
+      result.textContent = t("app.error", { detail: rest.join(" · ") || problemText(error) });
       result.className = "result error";
       button.disabled = false;
     }

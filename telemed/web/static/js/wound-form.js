@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const T = window.Telemed;
-  const { t, el, parseNumber, csrfToken, problemText } = T;
+  const { t, el, csrfToken, fields } = T;
   const form = document.getElementById("wound-form");
   if (!form) return;
   const photos = form.elements.photos;
@@ -30,6 +30,7 @@
   }
   form.addEventListener("change", sync);
   sync();
+  fields.watch(form);
 
   photos.addEventListener("change", () => {
     result.textContent = "";
@@ -50,16 +51,14 @@
     return checked ? checked.value : null;
   }
 
-  function number(name) {
-    return parseNumber(form.elements[name].value);
-  }
-
+  // The case part; null when a number holds what the reader refused (said at its field).
   function caseBody() {
     const observation = { wound_type: woundType() };
     for (const name of ["length_cm", "width_cm", "depth_cm", "pain"]) {
-      const value = number(name);
-      if (value !== null) observation[name] = value;
+      const read = fields.readNumber(form.elements[name]);
+      if (read.ok && read.value !== null) observation[name] = read.value;
     }
+    if (form.querySelector("input[data-number][aria-invalid=true]")) return null;
     for (const name of ["exudate_amount", "odour"]) {
       const value = radio(name);
       if (value) observation[name] = value;
@@ -95,21 +94,31 @@
     return body;
   }
 
-  // Why a photo was refused, in the page's language where the API gives a known code
-  // ("photos[0]", "unsupported_format: ..."); anything else as the API says it.
-  function refusal(error) {
-    const body = error.body || {};
-    const lines = [];
-    for (const p of body.problems || []) {
-      const index = /^photos\[(\d+)\]$/.exec(p.field || "");
-      const code = String(p.message || "").split(":")[0];
-      const key = "photo_error." + code;
-      if (index && T.has(key)) {
-        const file = photos.files[Number(index[1])];
-        lines.push(t("wound.photo_n", { n: Number(index[1]) + 1, name: file ? file.name : "" }) + ": " + t(key));
-      }
+  // Where an API problem belongs: the observation's and the wound's fields by name, the
+  // consent, the photos; a refused photo is named with its file.
+  function fieldOf(path) {
+    const name = path.split(".").pop();
+    if (path === "case.photo_consent") return form.elements.photo_consent;
+    if (/^photos(\[\d+\])?$/.test(path)) return photos;
+    if (/^case\.(observation|wound)\./.test(path)) {
+      const found = form.elements[name];
+      if (found && found.nodeType) return found;
+      const group = form.querySelector('input[name="' + name + '"]');
+      return group || null;
     }
-    return lines.length ? lines.join(" · ") : problemText(error);
+    return null;
+  }
+
+  function photoLines(error) {
+    const lines = [];
+    for (const p of (error.body && error.body.problems) || []) {
+      const index = /^photos\[(\d+)\]$/.exec(p.field || "");
+      if (!index) continue;
+      const file = photos.files[Number(index[1])];
+      lines.push(t("wound.photo_n", { n: Number(index[1]) + 1, name: file ? file.name : "" })
+        + ": " + fields.message(p.code || "invalid", p.params));
+    }
+    return lines;
   }
 
   function report(text, kind) {
@@ -142,13 +151,20 @@
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    fields.clearAll(form);
+    const body = caseBody();
+    if (body === null) {
+      fields.focusFirst(form);
+      report(t("wound.fix"), "error");
+      return;
+    }
     if (!photos.files.length) {
       report(t("wound.no_photos"), "error");
       photos.focus();
       return;
     }
     const data = new FormData();
-    data.append("case", JSON.stringify(caseBody()));
+    data.append("case", JSON.stringify(body));
     for (const file of photos.files) data.append("photos", file, file.name);
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
@@ -160,7 +176,10 @@
       location.assign("/nurse/cases/" + created.id);
     } catch (error) {
       if (error.status === 401) location.assign("/login?next=" + encodeURIComponent(location.pathname));
-      report(t("wound.refused", { detail: refusal(error) }), "error");
+      const named = photoLines(error);
+      const rest = fields.fromApi(form, error, fieldOf);
+      const detail = named.length ? named.join(" · ") : (rest.length ? rest.join(" · ") : t("wound.fix"));
+      report(t("wound.refused", { detail: detail }), "error");
       progress.hidden = true;
     } finally {
       button.disabled = false;
