@@ -1,7 +1,9 @@
 """Apply the ordered SQL files in migrations/, recording each with its checksum.
 
 A file that was applied is never applied again; one whose content changed after it was applied
-is refused, because the database would no longer match what the file says.
+is refused, because the database would no longer match what the file says. Migrations run as
+the owner of the database, which then owns every object they make (docs/deployment.md,
+"Database roles").
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from pathlib import Path
 
 from psycopg import Connection
+from psycopg.rows import tuple_row
 
 log = logging.getLogger("telemed.migrate")
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
@@ -34,9 +37,26 @@ def migration_files(folder: Path) -> list[Path]:
     return files
 
 
+def check_owner(conn: Connection) -> None:
+    """Refuse to migrate as any role but the database's owner: objects made by another role
+    would escape the owner's default privileges, and the application role must own nothing."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        user, owner = cur.execute(
+            "SELECT current_user, pg_get_userbyid(datdba) FROM pg_database "
+            "WHERE datname = current_database()"
+        ).fetchone()  # type: ignore[misc]
+    if user != owner:
+        raise MigrationError(
+            f"migrations run as the owner of the database ({owner}), not as {user}: "
+            "use TELEMED_OWNER_DSN (docs/deployment.md, Database roles)"
+        )
+
+
 def apply_migrations(conn: Connection, folder: Path) -> list[str]:
-    """Apply pending migrations in order; return the names applied. Autocommit connection."""
+    """Apply pending migrations in order; return the names applied. Autocommit connection,
+    as the database's owner."""
     conn.autocommit = True
+    check_owner(conn)
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
         conn.execute(

@@ -15,7 +15,8 @@ def _state_dir() -> Path:
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    dsn: str
+    dsn: str  # the application role: API, ingest workers, scheduler
+    owner_dsn: str  # the owner role: migrations (docs/deployment.md, "Database roles")
     mqtt_host: str
     mqtt_port: int
     broker_dir: Path
@@ -40,7 +41,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     state = Path(e.get("TELEMED_STATE_DIR", _state_dir()))
     pg_port = e.get("TELEMED_PG_PORT", "55432")
     return Settings(
-        dsn=e.get("TELEMED_DSN", f"postgresql://telemed:telemed@127.0.0.1:{pg_port}/telemed"),
+        dsn=e.get(
+            "TELEMED_DSN", f"postgresql://telemed_app:telemed_app@127.0.0.1:{pg_port}/telemed"
+        ),
+        owner_dsn=e.get(
+            "TELEMED_OWNER_DSN",
+            f"postgresql://telemed_owner:telemed_owner@127.0.0.1:{pg_port}/telemed",
+        ),
         mqtt_host=e.get("TELEMED_MQTT_HOST", "127.0.0.1"),
         mqtt_port=int(e.get("TELEMED_MQTT_PORT", "51883")),
         broker_dir=Path(e.get("TELEMED_BROKER_DIR", state / "mosquitto")),
