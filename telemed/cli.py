@@ -18,7 +18,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     with connect_sync(settings.owner_dsn) as conn:
-        applied = apply_migrations(conn, settings.migrations_dir)
+        applied = apply_migrations(conn, settings.migrations_dir, cpr_keys=settings.cpr_keys)
     print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
 
@@ -114,6 +114,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_cpr_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt every CPR number with the current key and rehash it with the look-up key."""
+    from telemed.cpr import rotate
+    from telemed.db import connect_sync
+
+    settings = load_settings()
+    with connect_sync(settings.owner_dsn) as conn:
+        done = rotate(conn, settings.cpr_keys)
+    print(f"cpr: {done['patients']} numbers now under key {settings.cpr_keys.current!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemed", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO")
@@ -148,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = audit_sub.add_parser("verify", help="check the hash chain; name the first broken row")
     v.add_argument("--anchor", help="SEQ:HASH, a head printed earlier and kept elsewhere")
     v.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("cpr", help="stored CPR numbers")
+    cpr_sub = p.add_subparsers(dest="cpr_command", required=True)
+    r = cpr_sub.add_parser("rotate", help="re-encrypt and rehash with the current keys (owner)")
+    r.set_defaults(func=cmd_cpr_rotate)
 
     p = sub.add_parser("seed-demo", help="create the demo organisations, users and patients")
     p.set_defaults(func=cmd_seed_demo)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from telemed.cpr import CprKeys, local_keys, parse_keys
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,6 +32,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str
     http_port: int
     secure_cookies: bool
+    cpr_keys: CprKeys
 
     @property
     def broker_pidfile(self) -> Path:
@@ -61,7 +64,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         http_host=e.get("TELEMED_HTTP_HOST", "127.0.0.1"),
         http_port=int(e.get("TELEMED_HTTP_PORT", "8000")),
         secure_cookies=e.get("TELEMED_SECURE_COOKIES", "0") == "1",
+        cpr_keys=_cpr_keys(e, state),
     )
+
+
+def _cpr_keys(e: os._Environ[str] | dict[str, str], state: Path) -> CprKeys:
+    """TELEMED_CPR_KEYS and TELEMED_CPR_LOOKUP_KEY, both or neither; neither: keys derived
+    from a secret of the local instance."""
+    encryption, lookup = e.get("TELEMED_CPR_KEYS", ""), e.get("TELEMED_CPR_LOOKUP_KEY", "")
+    if encryption or lookup:
+        if not (encryption and lookup):
+            raise ValueError("set both TELEMED_CPR_KEYS and TELEMED_CPR_LOOKUP_KEY, or neither")
+        return parse_keys(encryption, lookup)
+    return local_keys(_local_secret(state, "cpr"))
 
 
 def _local_secret(state: Path, name: str) -> str:

@@ -93,6 +93,8 @@ ATTACKS = [
     "TRUNCATE patients CASCADE",
     "TRUNCATE readings",
     "ALTER TABLE patients DISABLE TRIGGER ALL",
+    "DELETE FROM cpr_lookup_key",
+    "UPDATE cpr_lookup_key SET fingerprint = fingerprint",
 ]
 
 
