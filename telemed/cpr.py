@@ -56,9 +56,9 @@ def birth_date(cpr: str) -> date:
 # AES-256-GCM (a fresh 96-bit nonce, then ciphertext and tag; the key id and the column's name
 # are authenticated data); `cpr_key`, the id of the key it was encrypted with; and `cpr_hmac`,
 # HMAC-SHA256 of the ten digits under a separate look-up key, which carries the UNIQUE
-# constraint and finds a patient by number. Without the look-up key the hash cannot be
-# recomputed, although CPR numbers are few enough to try them all. Key rotation:
-# docs/deployment.md, "CPR numbers".
+# constraint and finds a patient by number. CPR numbers are few enough to try them all, so
+# whoever holds the look-up key can find a number from its hash: that key is as secret as the
+# other. Key rotation: docs/deployment.md, "CPR numbers".
 
 _AAD = b"telemed patients.cpr v1 "
 _FINGERPRINT = b"telemed cpr look-up key fingerprint v1"
@@ -85,8 +85,9 @@ _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 def _key_bytes(text: str, what: str) -> bytes:
+    text = text.strip().replace("-", "+").replace("_", "/")
     try:
-        raw = base64.b64decode(text.strip().replace("-", "+").replace("_", "/") + "==")
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except ValueError:
         raise ValueError(f"{what} is not base64") from None
     if len(raw) != 32:

@@ -119,7 +119,7 @@ def test_keys_are_checked_when_read(tmp_path):
     for encryption, lookup, problem in [
         ("k1:" + good, "", "both"),
         ("", good, "both"),
-        ("k1:not base64!", good, "base64"),
+        ("k1:not base64!", good, "is not base64"),
         ("k1:" + base64.b64encode(b"short").decode(), good, "32 bytes"),
         (f"k1:{good},k1:{key_text()}", key_text(), "twice"),
         (f"bad id:{good}", key_text(), "id"),

@@ -29,16 +29,20 @@ def test_the_application_role_owns_nothing_and_is_no_superuser(db, owner_db):
         "rolcreaterole": False,
         "rolbypassrls": False,
     }
+    db.execute("CREATE TEMP TABLE scratch (x int)")
     owned = db.execute(
-        """SELECT 'class' AS kind, relname::text AS name FROM pg_class
-           WHERE relowner = 'telemed_app'::regrole AND relpersistence <> 't'
-           UNION ALL SELECT 'proc', proname::text FROM pg_proc
-           WHERE proowner = 'telemed_app'::regrole
-           UNION ALL SELECT 'type', typname::text FROM pg_type
-           WHERE typowner = 'telemed_app'::regrole
-           UNION ALL SELECT 'schema', nspname::text FROM pg_namespace
-           WHERE nspowner = 'telemed_app'::regrole AND nspname NOT LIKE 'pg_temp%'
-             AND nspname NOT LIKE 'pg_toast_temp%'"""
+        # A session's temporary objects (the readings' staging table) end with it.
+        """WITH owned (kind, name, ns) AS (
+               SELECT 'class', relname::text, relnamespace FROM pg_class
+               WHERE relowner = 'telemed_app'::regrole
+               UNION ALL SELECT 'proc', proname::text, pronamespace FROM pg_proc
+               WHERE proowner = 'telemed_app'::regrole
+               UNION ALL SELECT 'type', typname::text, typnamespace FROM pg_type
+               WHERE typowner = 'telemed_app'::regrole
+               UNION ALL SELECT 'schema', nspname::text, oid FROM pg_namespace
+               WHERE nspowner = 'telemed_app'::regrole)
+           SELECT o.kind, o.name FROM owned o JOIN pg_namespace n ON n.oid = o.ns
+           WHERE n.nspname !~ '^pg_(toast_)?temp_'"""
     ).fetchall()
     assert owned == []
     # Everything in the schema belongs to the owner role, the readings' chunks included.

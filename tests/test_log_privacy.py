@@ -19,7 +19,7 @@ from ingest.batch import Incoming
 from ingest.writer import Writer
 from telemed.logs import CPR_MASK, describe_db_error, mask_cpr
 from tests import services
-from tests.mqtt_helpers import message
+from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
 from tests.test_cpr_storage import new_cpr, patient_body
 
 pytest.register_assert_rewrite("tests.wound_helpers")
@@ -199,6 +199,33 @@ def test_a_reading_the_database_refuses_is_logged_by_ingest_without_its_content(
     pg = server_log.text()
     assert f'violates check constraint "{constraint}"' in pg
     assert_absent([message_id, *cpr_forms(cpr)], server=pg, application=app_log.text)
+
+
+@pytest.fixture
+def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
+    with open_rig(db, settings, service_env, factory) as r:
+        yield r
+
+
+def test_an_ingest_worker_process_logs_a_refused_reading_without_its_content(
+    rig, refusing, server_log
+):
+    """The same through a real worker process, whose whole output is its log."""
+    device = rig.device()
+    worker = rig.start(0, "--batch-ms", "300")
+    link = rig.link(device)
+    cpr, _ = new_cpr()
+    message_id = f"SENTINEL-{uuid.uuid4().hex[:12]}-{cpr}"
+    constraint = refusing("readings", f"message_id <> '{message_id}'")
+    assert link.publish(message("good-1")).value == 0
+    assert link.publish(message(message_id)).value == 0
+    wait_for(lambda: rig.rejections(device.device_id), what="the rejection")
+    worker.stop()
+    output = "\n".join(worker.lines)
+    assert "database refused" in output and constraint in output
+    pg = server_log.text()
+    assert f'violates check constraint "{constraint}"' in pg
+    assert_absent([message_id, *cpr_forms(cpr)], server=pg, worker=output)
 
 
 def test_database_errors_become_names_and_codes_only(db):
