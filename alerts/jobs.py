@@ -194,8 +194,7 @@ async def retention(
     log_days = max(log_days or LOG_KEEP_DAYS, 8)  # must outlive the webhook fan-out window
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT drop_chunks('readings', "
-            "older_than => %s::timestamptz - make_interval(years => %s))::text AS chunk",
+            "SELECT drop_reading_chunks(%s::timestamptz - make_interval(years => %s)) AS chunk",
             (now, years),
         )
         dropped = [r["chunk"] for r in await cur.fetchall()]

@@ -94,13 +94,16 @@ def start_services() -> dict[str, str]:
 
 
 def fresh_database(dsn: str) -> None:
+    """Made by the superuser for the owner role, migrated as the owner (the processes under
+    test use `dsn`, the application role)."""
     from telemed.migrate import apply_migrations
+    from tests.services import OWNER_ROLE, role_dsn
 
-    base, _, name = dsn.rpartition("/")
+    base, _, name = role_dsn(dsn, "superuser").rpartition("/")
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(dsn) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}')
+    with psycopg.connect(role_dsn(dsn, "owner")) as conn:
         apply_migrations(conn, REPO / "migrations")
         conn.execute(EXTRAS)
         conn.commit()
@@ -147,6 +150,12 @@ def provision_pool(conn: psycopg.Connection, settings, n: int) -> list[DeviceSpe
     conn.commit()
     sync_broker(conn, settings)
     return specs
+
+
+def owner_dsn(dsn: str) -> str:
+    from tests.services import role_dsn
+
+    return role_dsn(dsn, "owner")
 
 
 def connect(dsn: str) -> psycopg.Connection:

@@ -227,7 +227,9 @@ class Run:
 
     def reset_alerts(self) -> None:
         if self.alerting:
-            self.sql("TRUNCATE alerts, outbox CASCADE")
+            with common.connect(common.owner_dsn(self.dsn)) as conn:  # TRUNCATE: the owner's
+                conn.execute("TRUNCATE alerts, outbox CASCADE")
+                conn.commit()
 
     def close(self) -> None:
         self.stop([p for p in self.procs if p.poll() is None])

@@ -35,6 +35,7 @@ from ingest.batch import (
 )
 from telemed import readings
 from telemed.db import Queries
+from telemed.logs import describe_error
 
 log = logging.getLogger("ingest.writer")
 Q = Queries("ingest", folder=Path(__file__).parent / "sql")
@@ -206,5 +207,4 @@ class Writer:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return describe_error(exc)

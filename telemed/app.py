@@ -21,7 +21,7 @@ from telemed.api.health import healthz
 from telemed.api.middleware import TokenAuthMiddleware, request_id_middleware, send_request_id
 from telemed.api.patients import PatientController
 from telemed.api.readings import ReadingController
-from telemed.db import create_pool
+from telemed.db import check_application_role, create_pool
 from telemed.settings import Settings, load_settings
 
 log = logging.getLogger("telemed.app")
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
         try:
+            await check_application_role(pool)
             yield
         finally:
             await pool.close()

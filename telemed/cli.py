@@ -17,8 +17,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from telemed.migrate import apply_migrations
 
     settings = load_settings()
-    with connect_sync(settings.dsn) as conn:
-        applied = apply_migrations(conn, settings.migrations_dir)
+    with connect_sync(settings.owner_dsn) as conn:
+        applied = apply_migrations(conn, settings.migrations_dir, cpr_keys=settings.cpr_keys)
     print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
 
@@ -95,6 +95,37 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Check the audit log's hash chain; exit 1 naming the first row that breaks it."""
+    from telemed.audit import parse_anchor, verify_chain
+    from telemed.db import connect_sync
+
+    anchor = parse_anchor(args.anchor) if args.anchor else None
+    with connect_sync(load_settings().dsn) as conn:
+        report = verify_chain(conn, anchor=anchor)
+    head = f"head {report.head_seq}:{report.head_hash}"
+    if report.broken is None:
+        print(f"audit log: chain intact, {report.rows} rows, {head}")
+        return 0
+    b = report.broken
+    where = f"row id {b.audit_id}" if b.audit_id is not None else "the end of the log"
+    position = f" (chain position {b.chain_seq})" if b.chain_seq is not None else ""
+    print(f"audit log: chain broken at {where}{position}: {b.reason}; {head}", file=sys.stderr)
+    return 1
+
+
+def cmd_cpr_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt every CPR number with the current key and rehash it with the look-up key."""
+    from telemed.cpr import rotate
+    from telemed.db import connect_sync
+
+    settings = load_settings()
+    with connect_sync(settings.owner_dsn) as conn:
+        done = rotate(conn, settings.cpr_keys)
+    print(f"cpr: {done['patients']} numbers now under key {settings.cpr_keys.current!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemed", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO")
@@ -123,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=2, help="ingest workers (stable slots)")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("audit", help="the audit log")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True)
+    v = audit_sub.add_parser("verify", help="check the hash chain; name the first broken row")
+    v.add_argument("--anchor", help="SEQ:HASH, a head printed earlier and kept elsewhere")
+    v.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("cpr", help="stored CPR numbers")
+    cpr_sub = p.add_subparsers(dest="cpr_command", required=True)
+    r = cpr_sub.add_parser("rotate", help="re-encrypt and rehash with the current keys (owner)")
+    r.set_defaults(func=cmd_cpr_rotate)
 
     p = sub.add_parser("seed-demo", help="create the demo organisations, users and patients")
     p.set_defaults(func=cmd_seed_demo)

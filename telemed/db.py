@@ -62,3 +62,31 @@ def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConn
 
 def connect_sync(dsn: str, **kwargs: object) -> Connection:
     return Connection.connect(dsn, row_factory=dict_row, **kwargs)  # type: ignore[arg-type]
+
+
+class RoleError(RuntimeError):
+    """The application connects as a role that could change the audit log."""
+
+
+_ROLE_RIGHTS = """
+SELECT current_user AS role, r.rolsuper AS superuser,
+       has_table_privilege('audit_log', 'UPDATE') OR has_table_privilege('audit_log', 'DELETE')
+           OR has_table_privilege('audit_log', 'TRUNCATE') AS audit_changeable,
+       EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid AND c.relpersistence <> 't')
+           AS owns_tables
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+async def check_application_role(pool: AsyncConnectionPool) -> None:
+    """Refuse to serve as a role that owns tables or may change the audit log (a superuser, the
+    owner role): the application runs as the role that owns nothing (docs/deployment.md)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(_ROLE_RIGHTS)
+        row = await cur.fetchone()
+    if row["superuser"] or row["audit_changeable"] or row["owns_tables"]:
+        raise RoleError(
+            f"the application connects as {row['role']}, who owns tables or may change the "
+            "audit log; give TELEMED_DSN the application role (docs/deployment.md, Database "
+            "roles) and TELEMED_OWNER_DSN the owner, for migrations"
+        )

@@ -1,7 +1,10 @@
 """Apply the ordered SQL files in migrations/, recording each with its checksum.
 
 A file that was applied is never applied again; one whose content changed after it was applied
-is refused, because the database would no longer match what the file says.
+is refused, because the database would no longer match what the file says. Migrations run as
+the owner of the database, which then owns every object they make (docs/deployment.md,
+"Database roles"). A few files have a data step in Python that runs right after them, in the
+same transaction: what SQL alone cannot do, such as encrypting with the application's keys.
 """
 
 from __future__ import annotations
@@ -9,9 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from psycopg import Connection
+from psycopg.rows import tuple_row
+
+from telemed import cpr
 
 log = logging.getLogger("telemed.migrate")
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
@@ -34,9 +41,35 @@ def migration_files(folder: Path) -> list[Path]:
     return files
 
 
-def apply_migrations(conn: Connection, folder: Path) -> list[str]:
-    """Apply pending migrations in order; return the names applied. Autocommit connection."""
+def _data_steps(cpr_keys: cpr.CprKeys | None) -> dict[str, Callable[[Connection], object]]:
+    return {
+        "0062_patients_cpr_encrypted.sql": lambda conn: cpr.encrypt_plaintext(conn, cpr_keys),
+    }
+
+
+def check_owner(conn: Connection) -> None:
+    """Refuse to migrate as any role but the database's owner: objects made by another role
+    would escape the owner's default privileges, and the application role must own nothing."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        user, owner = cur.execute(
+            "SELECT current_user, pg_get_userbyid(datdba) FROM pg_database "
+            "WHERE datname = current_database()"
+        ).fetchone()  # type: ignore[misc]
+    if user != owner:
+        raise MigrationError(
+            f"migrations run as the owner of the database ({owner}), not as {user}: "
+            "use TELEMED_OWNER_DSN (docs/deployment.md, Database roles)"
+        )
+
+
+def apply_migrations(
+    conn: Connection, folder: Path, *, cpr_keys: cpr.CprKeys | None = None
+) -> list[str]:
+    """Apply pending migrations in order; return the names applied. Autocommit connection,
+    as the database's owner. `cpr_keys` encrypt CPR numbers stored in plain text, if any."""
     conn.autocommit = True
+    check_owner(conn)
+    steps = _data_steps(cpr_keys)
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
         conn.execute(
@@ -64,6 +97,8 @@ def apply_migrations(conn: Connection, folder: Path) -> list[str]:
             log.info("applying %s", path.name)
             with conn.transaction():
                 conn.execute(text)  # type: ignore[arg-type]
+                if path.name in steps:
+                    steps[path.name](conn)
                 conn.execute(
                     "INSERT INTO schema_migrations (filename, sha256) VALUES (%s, %s)",
                     (path.name, digest),

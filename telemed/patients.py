@@ -12,6 +12,7 @@ from msgspec import UNSET, Meta, UnsetType
 from psycopg import AsyncConnection, errors
 
 from telemed import audit
+from telemed import cpr as cpr_store
 from telemed.access import Actor, patients_in_scope, require_patient, require_role
 from telemed.catalogue import programs as catalogue
 from telemed.cpr import CprError, birth_date, normalise_cpr
@@ -152,19 +153,22 @@ def _validate_patient(data: PatientCreate) -> str | None:
     return cpr
 
 
-async def create_patient(conn: AsyncConnection, actor: Actor, data: PatientCreate) -> PatientOut:
+async def create_patient(
+    conn: AsyncConnection, actor: Actor, data: PatientCreate, cpr_keys: cpr_store.CprKeys
+) -> PatientOut:
     require_role(actor, ["admin"])
     cpr = _validate_patient(data)
     await get_organisation(conn, data.responsible_organisation_id)
     try:
         async with conn.transaction():
+            protected = await cpr_store.protect(conn, cpr_keys, cpr)
             cur = await conn.execute(
                 Q.insert_patient,
                 {
                     "pseudonym": new_pseudonym(),
                     "name": data.name,
                     "date_of_birth": data.date_of_birth,
-                    "cpr": cpr,
+                    **protected,
                     "region": data.region,
                     "created_by": actor.user_id,
                 },

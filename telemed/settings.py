@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from telemed.cpr import CprKeys, local_keys, parse_keys
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -15,7 +17,8 @@ def _state_dir() -> Path:
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    dsn: str
+    dsn: str  # the application role: API, ingest workers, scheduler
+    owner_dsn: str  # the owner role: migrations (docs/deployment.md, "Database roles")
     mqtt_host: str
     mqtt_port: int
     broker_dir: Path
@@ -34,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str
     http_port: int
     secure_cookies: bool
+    cpr_keys: CprKeys
 
     @property
     def broker_pidfile(self) -> Path:
@@ -46,7 +50,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     pg_port = e.get("TELEMED_PG_PORT", "55432")
     mqtt_port = e.get("TELEMED_MQTT_PORT", "51883")
     return Settings(
-        dsn=e.get("TELEMED_DSN", f"postgresql://telemed:telemed@127.0.0.1:{pg_port}/telemed"),
+        dsn=e.get(
+            "TELEMED_DSN", f"postgresql://telemed_app:telemed_app@127.0.0.1:{pg_port}/telemed"
+        ),
+        owner_dsn=e.get(
+            "TELEMED_OWNER_DSN",
+            f"postgresql://telemed_owner:telemed_owner@127.0.0.1:{pg_port}/telemed",
+        ),
         mqtt_host=e.get("TELEMED_MQTT_HOST", "127.0.0.1"),
         mqtt_port=int(mqtt_port),
         broker_dir=Path(e.get("TELEMED_BROKER_DIR", state / "mosquitto")),
@@ -71,7 +81,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         http_host=e.get("TELEMED_HTTP_HOST", "127.0.0.1"),
         http_port=int(e.get("TELEMED_HTTP_PORT", "8000")),
         secure_cookies=e.get("TELEMED_SECURE_COOKIES", "0") == "1",
+        cpr_keys=_cpr_keys(e, state),
     )
+
+
+def _cpr_keys(e: os._Environ[str] | dict[str, str], state: Path) -> CprKeys:
+    """TELEMED_CPR_KEYS and TELEMED_CPR_LOOKUP_KEY, both or neither; neither: keys derived
+    from a secret of the local instance."""
+    encryption, lookup = e.get("TELEMED_CPR_KEYS", ""), e.get("TELEMED_CPR_LOOKUP_KEY", "")
+    if encryption or lookup:
+        if not (encryption and lookup):
+            raise ValueError("set both TELEMED_CPR_KEYS and TELEMED_CPR_LOOKUP_KEY, or neither")
+        return parse_keys(encryption, lookup)
+    return local_keys(_local_secret(state, "cpr"))
 
 
 def _local_secret(state: Path, name: str) -> str:

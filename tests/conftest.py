@@ -40,7 +40,20 @@ def settings(service_env: dict[str, str], db_dsn: str, tmp_path_factory) -> Sett
 
 @pytest.fixture
 def db(db_dsn: str) -> Iterator[psycopg.Connection]:
+    """The test database as the application role, with the application's rights and no more."""
     with psycopg.connect(db_dsn, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def owner_dsn(db_dsn: str) -> str:
+    return services.role_dsn(db_dsn, "owner")
+
+
+@pytest.fixture
+def owner_db(owner_dsn: str) -> Iterator[psycopg.Connection]:
+    """The test database as the owner role, for a test that needs the owner's rights."""
+    with psycopg.connect(owner_dsn, autocommit=True, row_factory=dict_row) as conn:
         yield conn
 
 

@@ -1,5 +1,11 @@
 """Start (or reuse) the project's own PostgreSQL+TimescaleDB and Mosquitto for the tests, and
-make a fresh database per run from a migrated template."""
+make a fresh database per run from a migrated template.
+
+The roles are those of the local instances (scripts/services): the superuser makes and drops
+databases, the owner role migrates the template and owns every object, and the tests and the
+application under test connect as the application role, which owns nothing. A test that needs
+the owner's rights asks for them (the `owner_db` fixture).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 
@@ -53,6 +60,23 @@ def ensure_services() -> dict[str, str]:
     return found
 
 
+# The local instances' roles and passwords, as scripts/services makes them.
+ROLES = {
+    "superuser": ("telemed", "telemed"),
+    "owner": ("telemed_owner", "telemed_owner"),
+    "app": ("telemed_app", "telemed_app"),
+}
+OWNER_ROLE = ROLES["owner"][0]
+
+
+def role_dsn(dsn: str, role: str) -> str:
+    """The same database as `dsn`, signed in as one of the local roles."""
+    user, password = ROLES[role]
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
+
+
 def _with_db(dsn: str, dbname: str) -> str:
     base, _, _ = dsn.rpartition("/")
     return f"{base}/{dbname}"
@@ -67,10 +91,12 @@ def migrations_digest(folder: Path) -> str:
 
 
 def fresh_database(server_dsn: str, migrations: Path) -> str:
-    """A new database for this run, cloned from a template migrated once per migration set."""
+    """A new database for this run, cloned from a template migrated once per migration set (as
+    the owner role); returns its DSN for the application role. `server_dsn` is any DSN of the
+    cluster."""
     template = f"telemed_tpl_{migrations_digest(migrations)}"
     name = f"telemed_test_{uuid.uuid4().hex[:10]}"
-    admin = _with_db(server_dsn, "postgres")
+    admin = role_dsn(_with_db(server_dsn, "postgres"), "superuser")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(4242)")
         try:
@@ -78,8 +104,8 @@ def fresh_database(server_dsn: str, migrations: Path) -> str:
                 "SELECT 1 FROM pg_database WHERE datname = %s", (template,)
             ).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{template}"')
-                with psycopg.connect(_with_db(server_dsn, template)) as tconn:
+                conn.execute(f'CREATE DATABASE "{template}" OWNER {OWNER_ROLE}')
+                with psycopg.connect(role_dsn(_with_db(server_dsn, template), "owner")) as tconn:
                     apply_migrations(tconn, migrations)
                 # TimescaleDB's background workers connect to every database with the extension;
                 # a template nobody may connect to can always be copied.
@@ -89,7 +115,7 @@ def fresh_database(server_dsn: str, migrations: Path) -> str:
             _copy_template(conn, template, name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(4242)")
-    return _with_db(server_dsn, name)
+    return role_dsn(_with_db(server_dsn, name), "app")
 
 
 def _copy_template(conn: psycopg.Connection, template: str, name: str) -> None:
@@ -100,7 +126,7 @@ def _copy_template(conn: psycopg.Connection, template: str, name: str) -> None:
             (template,),
         )
         try:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {OWNER_ROLE}')
             return
         except psycopg.errors.ObjectInUse:
             if attempt == 49:
@@ -109,11 +135,17 @@ def _copy_template(conn: psycopg.Connection, template: str, name: str) -> None:
 
 
 def drop_database(dsn: str) -> None:
-    server, _, name = dsn.rpartition("/")
+    server, _, name = role_dsn(dsn, "superuser").rpartition("/")
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_settings(env: dict[str, str], dsn: str, tmp: Path) -> Settings:
-    merged = {**os.environ, **env, "TELEMED_DSN": dsn, "TELEMED_MEDIA_DIR": str(tmp / "media")}
+    merged = {
+        **os.environ,
+        **env,
+        "TELEMED_DSN": dsn,
+        "TELEMED_OWNER_DSN": role_dsn(dsn, "owner"),
+        "TELEMED_MEDIA_DIR": str(tmp / "media"),
+    }
     return load_settings(merged)

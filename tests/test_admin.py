@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from telemed.cpr import reveal
 
-def test_admin_builds_a_care_setting_through_the_api(client, db, care):
+
+def test_admin_builds_a_care_setting_through_the_api(client, db, care, settings):
     h = care.admin.headers
     org = client.post(
         "/api/v1/admin/organisations",
@@ -47,8 +49,10 @@ def test_admin_builds_a_care_setting_through_the_api(client, db, care):
     body = patient.json()
     assert body["pseudonym"].startswith("P-") and "cpr" not in body
     assert body["responsible_organisation_id"] == org_id
-    stored = db.execute("SELECT cpr FROM patients WHERE id = %s", (body["id"],)).fetchone()
-    assert stored["cpr"] == "0205481234"
+    stored = db.execute(
+        "SELECT cpr_enc, cpr_key FROM patients WHERE id = %s", (body["id"],)
+    ).fetchone()
+    assert reveal(settings.cpr_keys, stored["cpr_enc"], stored["cpr_key"]) == "0205481234"
     enr = client.post(
         f"/api/v1/admin/patients/{body['id']}/enrollments",
         headers=h,

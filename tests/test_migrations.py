@@ -12,11 +12,12 @@ MIGRATIONS = REPO_ROOT / "migrations"
 
 @pytest.fixture
 def empty_db(service_env):
+    """An empty database of the owner role; its DSN signs in as the owner."""
     name = f"telemed_empty_{__import__('uuid').uuid4().hex[:8]}"
-    server = service_env["TELEMED_DSN"].rpartition("/")[0]
+    server = services.role_dsn(service_env["TELEMED_DSN"], "superuser").rpartition("/")[0]
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{server}/{name}"
+        conn.execute(f'CREATE DATABASE "{name}" OWNER {services.OWNER_ROLE}')
+    dsn = services.role_dsn(f"{server}/{name}", "owner")
     yield dsn
     services.drop_database(dsn)
 
@@ -82,9 +83,14 @@ def test_badly_named_migration_files_are_refused(tmp_path):
         migration_files(tmp_path)
 
 
-def test_audit_log_is_append_only(db, care):
+def test_audit_log_is_append_only(db, owner_db, care):
     db.execute("INSERT INTO audit_log (actor_kind, action) VALUES ('system', 'test')")
-    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+    # The application role has no right to change it; the owner's rights meet the triggers.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("UPDATE audit_log SET action = 'x'")
-    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("DELETE FROM audit_log")
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        owner_db.execute("UPDATE audit_log SET action = 'x'")
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        owner_db.execute("DELETE FROM audit_log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, get, patch, post
+from litestar.datastructures import State
 from psycopg import AsyncConnection
 
 from telemed import directory, patients
@@ -56,9 +57,9 @@ class AdminController(Controller):
         summary="Register a patient with the organisation responsible for them",
     )
     async def create_patient(
-        self, conn: AsyncConnection, actor: Actor, data: patients.PatientCreate
+        self, conn: AsyncConnection, actor: Actor, data: patients.PatientCreate, state: State
     ) -> patients.PatientOut:
-        return await patients.create_patient(conn, actor, data)
+        return await patients.create_patient(conn, actor, data, state.settings.cpr_keys)
 
     @post(
         "/patients/{patient_id:uuid}/enrollments",

@@ -1,6 +1,8 @@
 -- name: insert_patient
-INSERT INTO patients (pseudonym, name, date_of_birth, cpr, region, created_by)
-VALUES (%(pseudonym)s, %(name)s, %(date_of_birth)s, %(cpr)s, %(region)s, %(created_by)s)
+INSERT INTO patients (pseudonym, name, date_of_birth, cpr_hmac, cpr_enc, cpr_key, region,
+                      created_by)
+VALUES (%(pseudonym)s, %(name)s, %(date_of_birth)s, %(cpr_hmac)s, %(cpr_enc)s, %(cpr_key)s,
+        %(region)s, %(created_by)s)
 RETURNING id, pseudonym, name, date_of_birth, region, created_at;
 
 -- name: get_patient
