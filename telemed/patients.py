@@ -196,7 +196,8 @@ async def create_patient(
             )
     except errors.UniqueViolation:
         raise Conflict(
-            "a patient with this CPR number exists", [FieldProblem("cpr", "already registered")]
+            "a patient with this CPR number exists",
+            [FieldProblem("cpr", "already registered", "already_registered")],
         ) from None
     return await _get(conn, patient["id"])
 

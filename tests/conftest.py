@@ -39,6 +39,18 @@ def settings(service_env: dict[str, str], db_dsn: str, tmp_path_factory) -> Sett
 
 
 @pytest.fixture
+def empty_db(service_env: dict[str, str]) -> Iterator[str]:
+    """An empty database of the owner role; its DSN signs in as the owner, as migrations do."""
+    name = f"telemed_empty_{uuid.uuid4().hex[:8]}"
+    server = services.role_dsn(service_env["TELEMED_DSN"], "superuser").rpartition("/")[0]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" OWNER {services.OWNER_ROLE}')
+    dsn = services.role_dsn(f"{server}/{name}", "owner")
+    yield dsn
+    services.drop_database(dsn)
+
+
+@pytest.fixture
 def db(db_dsn: str) -> Iterator[psycopg.Connection]:
     """The test database as the application role, with the application's rights and no more."""
     with psycopg.connect(db_dsn, autocommit=True, row_factory=dict_row) as conn:

@@ -14,7 +14,6 @@ from psycopg.rows import dict_row
 from telemed.catalogue.programs import COPD_STRATA, PROGRAMS, accepts
 from telemed.migrate import apply_migrations, migration_files
 from telemed.settings import REPO_ROOT
-from tests import services
 
 MIGRATIONS = REPO_ROOT / "migrations"
 GRID = [f"{a // 10}.{a % 10}-{b // 10}.{b % 10}" for a in range(100) for b in range(100)]
@@ -95,17 +94,6 @@ def test_no_new_row_may_claim_to_be_outside_the_catalogue(db, factory, care) -> 
             "WHERE patient_id = %s",
             (enrolled,),
         )
-
-
-@pytest.fixture
-def empty_db(service_env):
-    name = f"telemed_legacy_{uuid.uuid4().hex[:8]}"
-    server = service_env["TELEMED_DSN"].rpartition("/")[0]
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{server}/{name}"
-    yield dsn
-    services.drop_database(dsn)
 
 
 def migrate_before(dsn: str, number: str, folder) -> None:

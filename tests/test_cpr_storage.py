@@ -78,7 +78,9 @@ def test_no_column_holds_the_number_and_the_keyed_hash_finds_it(client, db, care
             json=patient_body(again, born, care.hospital, "Someone Else"),
         )
         assert dup.status_code == 409, dup.text
-        assert dup.json()["problems"] == [{"field": "cpr", "message": "already registered"}]
+        assert dup.json()["problems"] == [
+            {"field": "cpr", "message": "already registered", "code": "already_registered"}
+        ]
         assert cpr not in dup.text and cpr[:6] not in dup.text
 
 

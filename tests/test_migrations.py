@@ -5,21 +5,8 @@ import pytest
 
 from telemed.migrate import MigrationError, apply_migrations, migration_files
 from telemed.settings import REPO_ROOT
-from tests import services
 
 MIGRATIONS = REPO_ROOT / "migrations"
-
-
-@pytest.fixture
-def empty_db(service_env):
-    """An empty database of the owner role; its DSN signs in as the owner."""
-    name = f"telemed_empty_{__import__('uuid').uuid4().hex[:8]}"
-    server = services.role_dsn(service_env["TELEMED_DSN"], "superuser").rpartition("/")[0]
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" OWNER {services.OWNER_ROLE}')
-    dsn = services.role_dsn(f"{server}/{name}", "owner")
-    yield dsn
-    services.drop_database(dsn)
 
 
 def test_migrations_apply_from_empty_and_are_idempotent(empty_db):

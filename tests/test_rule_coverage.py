@@ -32,7 +32,6 @@ from tests.test_alerts_notify_support import run_async
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory
-empty_db = legacy.empty_db
 NOW = datetime.now(UTC)
 
 

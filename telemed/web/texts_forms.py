@@ -219,6 +219,10 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "Patienten skal give samtykke til fotos i journalen.",
         "The patient must consent to photos in the record.",
     ),
+    "error.already_registered": (
+        "Der findes allerede en patient med dette CPR-nummer.",
+        "A patient with this CPR number exists.",
+    ),
     "error.no_route": (
         "Ingen afdeling tager imod denne sårtype for patienten. Kontakt administratoren.",
         "No department takes this wound type for the patient. Contact the administrator.",
