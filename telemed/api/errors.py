@@ -7,6 +7,7 @@ import re
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from telemed.errors import DomainError
@@ -17,8 +18,16 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
-def _body(request: Request, status: int, detail: str, problems: list[dict] | None = None) -> dict:
+def _body(
+    request: Request,
+    status: int,
+    detail: str,
+    problems: list[dict] | None = None,
+    code: str | None = None,
+) -> dict:
     body: dict = {"status": status, "detail": detail}
+    if code:
+        body["code"] = code
     if problems:
         body["problems"] = problems
     rid = request.scope.get("state", {}).get("request_id")
@@ -43,7 +52,11 @@ def field_of(message: str, key: object) -> str:
 
 def domain_error(request: Request, exc: DomainError) -> Response:
     problems = [{"field": p.field, "message": p.message} for p in exc.problems]
-    return Response(_body(request, exc.status, exc.detail, problems), status_code=exc.status)
+    return Response(
+        _body(request, exc.status, exc.detail, problems, exc.code),
+        status_code=exc.status,
+        headers=exc.headers or None,
+    )
 
 
 def validation_error(request: Request, exc: ValidationException) -> Response:
@@ -67,6 +80,25 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     )
 
 
+def body_too_large(request: Request, exc: RequestEntityTooLarge) -> Response:
+    """Litestar's own limit (per route: small for sign-in and JSON, the uploads' own elsewhere),
+    which refuses an announced Content-Length before reading and a streamed body at the limit."""
+    limit = request.route_handler.resolve_request_max_body_size()
+    detail = "the request body is too large" + (f"; at most {limit} bytes here" if limit else "")
+    return Response(
+        _body(
+            request,
+            413,
+            detail,
+            [{"field": "body", "message": f"at most {limit} bytes"}],
+            "body_too_large",
+        ),
+        status_code=413,
+        # The rest of the body is not read: the connection cannot carry another request.
+        headers={"Connection": "close"},
+    )
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(
@@ -78,6 +110,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     ValidationException: validation_error,
+    RequestEntityTooLarge: body_too_large,
     HTTPException: http_error,
     Exception: internal_error,
 }
