@@ -26,6 +26,19 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
+    -- A lock ends only with time (or a success, which no attempt gets past a lock to make), so
+    -- a lock seen without taking the rows' locks is certain: a flood of attempts on a locked
+    -- key is refused by reading alone, without queueing on the row lock.
+    IF EXISTS (SELECT 1 FROM signin_failures f
+               WHERE f.key = ANY (p_keys) AND f.locked_until > v_now) THEN
+        RETURN QUERY
+        SELECT f.scope, f.failures,
+               greatest(coalesce(extract(epoch FROM f.locked_until - v_now), 0), 0)::float8,
+               false, false
+        FROM signin_failures f WHERE f.key = ANY (p_keys);
+        RETURN;
+    END IF;
+
     INSERT INTO signin_failures AS f (key, scope)
     SELECT k.key, k.scope FROM unnest(p_keys, p_scopes) AS k (key, scope) ORDER BY k.key
     ON CONFLICT (key) DO NOTHING;
