@@ -68,28 +68,53 @@ def test_wrong_passwords_on_the_api_end_in_429_and_lock_out_the_right_one(
     assert not any(user.username in line for line in lines)
 
 
-def test_the_delay_grows_exponentially_and_success_resets_it(settings, factory, care):
+def account_key(settings, username: str) -> bytes:
+    from telemed.throttle import keys_for
+
+    return keys_for(username, None, settings.signin_key).account
+
+
+def end_wait(db, key: bytes) -> None:
+    """Let an account's wait end now, as time would (the test cannot sleep through 30 s)."""
+    db.execute("UPDATE signin_failures SET locked_until = now() WHERE key = %s", (key,))
+
+
+def test_the_wait_doubles_after_each_failure_and_a_success_resets_it(settings, db, factory, care):
     from telemed.app import create_app
 
-    fast = msgspec.structs.replace(settings, signin_delay_base_s=1.0, signin_account_free=2)
+    own = msgspec.structs.replace(settings, signin_delay_base_s=30.0, signin_account_free=2)
     user = factory.user("nurse", care.nursing)
-    with TestClient(app=create_app(fast), raise_server_exceptions=False) as c:
+    login = {"username": user.username, "password": user.password}
+    key = account_key(settings, user.username)
+    with TestClient(app=create_app(own), raise_server_exceptions=False) as c:
         assert [r.status_code for r in wrong(c, user.username, 3)] == [401, 401, 429]
-        waits = []
+        waits = [int(wrong(c, user.username)[0].headers["retry-after"])]
         for _ in range(2):
-            r = wrong(c, user.username)[0]
-            assert r.status_code == 429
-            waits.append(int(r.headers["retry-after"]))
-            time.sleep(float(r.headers["retry-after"]) + 0.1)
+            end_wait(db, key)
             assert wrong(c, user.username)[0].status_code == 401
-        r = wrong(c, user.username)[0]
-        assert r.status_code == 429
-        waits.append(int(r.headers["retry-after"]))
-        assert waits[0] <= 1 < waits[1] <= 2 < waits[2] <= 4, waits
-        time.sleep(waits[2] + 0.1)
+            refused = c.post(TOKEN, json=login)
+            assert refused.status_code == 429
+            waits.append(int(refused.headers["retry-after"]))
+        assert 15 < waits[0] <= 30 < waits[1] <= 60 < waits[2] <= 120, waits
+        end_wait(db, key)
+        assert c.post(TOKEN, json=login).status_code == 200
+        assert [r.status_code for r in wrong(c, user.username, 2)] == [401, 401]
+
+
+def test_a_wait_ends_by_itself(settings, db, factory, care):
+    from telemed.app import create_app
+
+    own = msgspec.structs.replace(settings, signin_delay_base_s=1.0, signin_account_free=1)
+    user = factory.user("nurse", care.nursing)
+    with TestClient(app=create_app(own), raise_server_exceptions=False) as c:
+        assert wrong(c, user.username)[0].status_code == 401
+        locked = db.execute(
+            "SELECT locked_until - now() AS left FROM signin_failures WHERE key = %s",
+            (account_key(settings, user.username),),
+        ).fetchone()["left"]
+        time.sleep(max(locked.total_seconds(), 0) + 0.2)
         ok = c.post(TOKEN, json={"username": user.username, "password": user.password})
         assert ok.status_code == 200, ok.text
-        assert [r.status_code for r in wrong(c, user.username, 2)] == [401, 401]
 
 
 def test_the_page_sign_in_is_throttled_and_shares_the_account_limit(own_client, factory, care):
