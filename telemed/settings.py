@@ -89,7 +89,7 @@ def _http_settings(e: Mapping[str, str], state: Path) -> dict:
     header = e.get("TELEMED_PROXY_HEADERS", "x-forwarded").strip().lower()
     if header not in ("x-forwarded", "forwarded"):
         raise ValueError(f"TELEMED_PROXY_HEADERS must be x-forwarded or forwarded, not {header!r}")
-    return {
+    values = {
         "trusted_proxies": proxies,
         "proxy_headers": header,
         "hsts_max_age_s": int(e.get("TELEMED_HSTS_MAX_AGE_S", str(365 * 86400))),
@@ -108,6 +108,19 @@ def _http_settings(e: Mapping[str, str], state: Path) -> dict:
         "hash_workers": int(e.get("TELEMED_HASH_WORKERS", "1")),
         "hash_queue": int(e.get("TELEMED_HASH_QUEUE", "32")),
     }
+    _at_least(values, 1, "max_body_bytes", "max_header_bytes", "max_headers", "hash_workers")
+    _at_least(values, 1, "signin_account_free", "signin_address_free")
+    _at_least(values, 0, "hash_queue", "hsts_max_age_s")
+    _at_least(values, 0.001, "signin_delay_base_s", "signin_window_s")
+    _at_least(values, values["signin_delay_base_s"], "signin_delay_max_s")
+    return values
+
+
+def _at_least(values: dict, least: float, *names: str) -> None:
+    """Refuse to start on a limit that would switch its protection off or lock everyone out."""
+    for name in names:
+        if values[name] < least:
+            raise ValueError(f"TELEMED_{name.upper()} must be at least {least}, not {values[name]}")
 
 
 def _local_secret(state: Path, name: str) -> str:

@@ -185,3 +185,22 @@ def test_the_server_stays_up_after_refusing(served):
     time.sleep(0.2)
     assert served.proc.poll() is None
     assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TELEMED_MAX_BODY_BYTES", "0"),
+        ("TELEMED_MAX_HEADERS", "0"),
+        ("TELEMED_SIGNIN_ACCOUNT_FREE", "0"),
+        ("TELEMED_SIGNIN_DELAY_BASE_S", "0"),
+        ("TELEMED_SIGNIN_DELAY_MAX_S", "0.5"),
+        ("TELEMED_HASH_WORKERS", "0"),
+        ("TELEMED_HASH_QUEUE", "-1"),
+    ],
+)
+def test_a_limit_that_would_switch_itself_off_refuses_to_start(name, value):
+    from telemed.settings import load_settings
+
+    with pytest.raises(ValueError, match=name):
+        load_settings({name: value})
