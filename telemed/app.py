@@ -18,10 +18,18 @@ from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
 from telemed.api.errors import EXCEPTION_HANDLERS
 from telemed.api.health import healthz
-from telemed.api.middleware import TokenAuthMiddleware, request_id_middleware, send_request_id
+from telemed.api.middleware import (
+    TokenAuthMiddleware,
+    forwarded_client,
+    header_limits,
+    request_id_middleware,
+    send_request_id,
+    transport_security,
+)
 from telemed.api.patients import PatientController
 from telemed.api.readings import ReadingController
 from telemed.db import check_application_role, create_pool
+from telemed.security import PasswordWork
 from telemed.settings import Settings, load_settings
 
 log = logging.getLogger("telemed.app")
@@ -54,12 +62,16 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         pool = create_pool(settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max)
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
+        app.state.passwords = PasswordWork(settings.hash_workers, settings.hash_queue)
         try:
             await check_application_role(pool)
             yield
         finally:
+            app.state.passwords.close()
             await pool.close()
 
+    if not settings.signin_key:
+        raise ValueError("TELEMED_SIGNIN_KEY is empty: sign-in limits need a key")
     auth_mw = DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC)
     return Litestar(
         route_handlers=[
@@ -74,10 +86,16 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             *(extra_routers or []),
         ],
         dependencies=DEPENDENCIES,
-        middleware=[request_id_middleware, web.csrf(settings), auth_mw],
+        middleware=[
+            request_id_middleware,
+            header_limits(settings),
+            forwarded_client(settings),
+            web.csrf(settings),
+            auth_mw,
+        ],
         template_config=web.template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[send_request_id],
+        before_send=[send_request_id, transport_security(settings)],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="telemed",
@@ -86,7 +104,9 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             description="Telemedicine backend for cross-sector care",
         ),
         state=State({"settings": settings}),
-        request_max_body_size=160 * 1024 * 1024,
+        # Small for every JSON endpoint; sign-in is smaller still and the photo uploads set
+        # their own, larger, limits on their routes.
+        request_max_body_size=settings.max_body_bytes,
         debug=False,
         logging_config=None,
     )

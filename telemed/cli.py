@@ -24,20 +24,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from telemed.server import serve
 
-    settings = load_settings()
-    uvicorn.run(
-        "telemed.app:create_app",
-        factory=True,
-        host=args.host or settings.http_host,
-        port=args.port or settings.http_port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        # Open event streams would otherwise hold a shutdown until they end.
-        timeout_graceful_shutdown=5,
-    )
+    serve(load_settings(), host=args.host, port=args.port)
     return 0
 
 

@@ -22,11 +22,13 @@ class FieldProblem(msgspec.Struct, frozen=True):
 
 class DomainError(Exception):
     status = 400
+    code: str | None = None  # a stable name for the error, where clients act on it
 
     def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.problems = problems or []
+        self.headers: dict[str, str] = {}
 
 
 class Invalid(DomainError):
@@ -59,6 +61,26 @@ class TooLarge(DomainError):
 
 class Unsupported(DomainError):
     status = 415
+
+
+class TooManyRequests(DomainError):
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after_s: int, code: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class Unavailable(DomainError):
+    status = 503
+
+    def __init__(self, detail: str, *, retry_after_s: int, code: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 # msgspec's validation messages, by the code they stand for (tests/test_error_codes.py holds

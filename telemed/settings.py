@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -38,6 +40,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int
     secure_cookies: bool
     cpr_keys: CprKeys
+    # HTTP: trusted proxies, TLS, request limits, sign-in throttling (docs/deployment.md).
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_headers: str = "x-forwarded"
+    hsts_max_age_s: int = 365 * 86400
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    signin_account_free: int = 5
+    signin_address_free: int = 100
+    signin_delay_base_s: float = 1.0
+    signin_delay_max_s: float = 900.0
+    signin_window_s: float = 3600.0
+    signin_key: str = ""
+    hash_workers: int = 1
+    hash_queue: int = 32
 
     @property
     def broker_pidfile(self) -> Path:
@@ -82,6 +101,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         http_port=int(e.get("TELEMED_HTTP_PORT", "8000")),
         secure_cookies=e.get("TELEMED_SECURE_COOKIES", "0") == "1",
         cpr_keys=_cpr_keys(e, state),
+        **_http_settings(e, state),
     )
 
 
@@ -96,6 +116,52 @@ def _cpr_keys(e: os._Environ[str] | dict[str, str], state: Path) -> CprKeys:
     return local_keys(_local_secret(state, "cpr"))
 
 
+def _http_settings(e: Mapping[str, str], state: Path) -> dict:
+    proxies = tuple(p.strip() for p in e.get("TELEMED_TRUSTED_PROXIES", "").split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"TELEMED_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+            ) from None
+    header = e.get("TELEMED_PROXY_HEADERS", "x-forwarded").strip().lower()
+    if header not in ("x-forwarded", "forwarded"):
+        raise ValueError(f"TELEMED_PROXY_HEADERS must be x-forwarded or forwarded, not {header!r}")
+    values = {
+        "trusted_proxies": proxies,
+        "proxy_headers": header,
+        "hsts_max_age_s": int(e.get("TELEMED_HSTS_MAX_AGE_S", str(365 * 86400))),
+        "tls_certfile": e.get("TELEMED_TLS_CERTFILE", ""),
+        "tls_keyfile": e.get("TELEMED_TLS_KEYFILE", ""),
+        "max_body_bytes": int(e.get("TELEMED_MAX_BODY_BYTES", str(1024 * 1024))),
+        "max_header_bytes": int(e.get("TELEMED_MAX_HEADER_BYTES", str(32 * 1024))),
+        "max_headers": int(e.get("TELEMED_MAX_HEADERS", "100")),
+        "signin_account_free": int(e.get("TELEMED_SIGNIN_ACCOUNT_FREE", "5")),
+        "signin_address_free": int(e.get("TELEMED_SIGNIN_ADDRESS_FREE", "100")),
+        "signin_delay_base_s": float(e.get("TELEMED_SIGNIN_DELAY_BASE_S", "1")),
+        "signin_delay_max_s": float(e.get("TELEMED_SIGNIN_DELAY_MAX_S", "900")),
+        "signin_window_s": float(e.get("TELEMED_SIGNIN_WINDOW_S", "3600")),
+        # Every API process must use the same key, or each would count failures apart.
+        "signin_key": e.get("TELEMED_SIGNIN_KEY", "") or _local_secret(state, "signin"),
+        "hash_workers": int(e.get("TELEMED_HASH_WORKERS", "1")),
+        "hash_queue": int(e.get("TELEMED_HASH_QUEUE", "32")),
+    }
+    _at_least(values, 1, "max_body_bytes", "max_header_bytes", "max_headers", "hash_workers")
+    _at_least(values, 1, "signin_account_free", "signin_address_free")
+    _at_least(values, 0, "hash_queue", "hsts_max_age_s")
+    _at_least(values, 0.001, "signin_delay_base_s", "signin_window_s")
+    _at_least(values, values["signin_delay_base_s"], "signin_delay_max_s")
+    return values
+
+
+def _at_least(values: dict, least: float, *names: str) -> None:
+    """Refuse to start on a limit that would switch its protection off or lock everyone out."""
+    for name in names:
+        if values[name] < least:
+            raise ValueError(f"TELEMED_{name.upper()} must be at least {least}, not {values[name]}")
+
+
 def _local_secret(state: Path, name: str) -> str:
     """A random secret kept in the state folder, so local services need no configuration."""
     import secrets
@@ -106,7 +172,10 @@ def _local_secret(state: Path, name: str) -> str:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process of this instance made it first
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as f:
             f.write(value)
         return value

@@ -8,6 +8,7 @@ import re
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from telemed.errors import DomainError, validation_code
@@ -18,8 +19,16 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
-def _body(request: Request, status: int, detail: str, problems: list[dict] | None = None) -> dict:
+def _body(
+    request: Request,
+    status: int,
+    detail: str,
+    problems: list[dict] | None = None,
+    code: str | None = None,
+) -> dict:
     body: dict = {"status": status, "detail": detail}
+    if code:
+        body["code"] = code
     if problems:
         body["problems"] = problems
     rid = request.scope.get("state", {}).get("request_id")
@@ -51,7 +60,11 @@ def _problem(field: str, message: str, code: str, params: dict | None) -> dict:
 
 def domain_error(request: Request, exc: DomainError) -> Response:
     problems = [_problem(p.field, p.message, p.code, p.params) for p in exc.problems]
-    return Response(_body(request, exc.status, exc.detail, problems), status_code=exc.status)
+    return Response(
+        _body(request, exc.status, exc.detail, problems, exc.code),
+        status_code=exc.status,
+        headers=exc.headers or None,
+    )
 
 
 def validation_error(request: Request, exc: ValidationException) -> Response:
@@ -91,6 +104,25 @@ def _nul_refused(exc: Exception) -> bool:
     return isinstance(exc, psycopg.DataError) and "NUL (0x00)" in str(exc)
 
 
+def body_too_large(request: Request, exc: RequestEntityTooLarge) -> Response:
+    """Litestar's own limit (per route: small for sign-in and JSON, the uploads' own elsewhere),
+    which refuses an announced Content-Length before reading and a streamed body at the limit."""
+    limit = request.route_handler.resolve_request_max_body_size()
+    detail = "the request body is too large" + (f"; at most {limit} bytes here" if limit else "")
+    return Response(
+        _body(
+            request,
+            413,
+            detail,
+            [_problem("body", f"at most {limit} bytes", "too_large", {"max_bytes": limit})],
+            "body_too_large",
+        ),
+        status_code=413,
+        # The rest of the body is not read: the connection cannot carry another request.
+        headers={"Connection": "close"},
+    )
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     # Services refuse a NUL by the field's name (telemed.errors.refuse_nul); one that gets past
     # them is still the request's fault, said with its code rather than as a server error.
@@ -109,6 +141,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     ValidationException: validation_error,
+    RequestEntityTooLarge: body_too_large,
     HTTPException: http_error,
     Exception: internal_error,
 }

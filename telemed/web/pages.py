@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 
 from telemed import auth
 from telemed.api.middleware import SESSION_COOKIE, client_addr
-from telemed.errors import Unauthorized
+from telemed.errors import TooManyRequests, Unauthorized, Unavailable
 from telemed.web import session
 from telemed.web.render import page
 
@@ -41,12 +41,18 @@ class SignInController(Controller):
             return Redirect(session.local_path(next) or session.home_for(actor.role))
         return page(request, "login.html", next=session.local_path(next) or "", username="")
 
-    @post("/login", name="web:sign_in", status_code=303)
+    # Throttled with the API's sign-in (the same limits and counts); no pooled connection is
+    # held while the password is checked.
+    @post(
+        "/login",
+        name="web:sign_in",
+        status_code=303,
+        request_max_body_size=auth.SIGNIN_MAX_BODY,
+    )
     async def sign_in(
         self,
         request: Request,
         state: State,
-        conn: AsyncConnection,
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
         target = session.local_path(data.next)
@@ -55,12 +61,24 @@ class SignInController(Controller):
             return page(request, "login.html", status=400, error="login.missing", next=target)
         try:
             token, _, me = await auth.sign_in(
-                conn,
+                auth.context(state),
                 auth.Login(username=username, password=data.password[:256]),
-                ttl_s=state.settings.token_ttl_s,
                 kind="session",
                 client_addr=client_addr(request),
+                request_id=request.scope.get("state", {}).get("request_id"),
             )
+        except (TooManyRequests, Unavailable) as exc:
+            refused = page(
+                request,
+                "login.html",
+                status=exc.status,
+                error="login.throttled" if exc.status == 429 else "login.busy",
+                error_values={"seconds": exc.retry_after_s},
+                next=target,
+                username=username,
+            )
+            refused.headers.update(exc.headers)
+            return refused
         except Unauthorized:
             return page(
                 request,

@@ -43,6 +43,14 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "login.submit": ("Log ind", "Sign in"),
     "login.failed": ("Forkert brugernavn eller adgangskode.", "Wrong username or password."),
     "login.missing": ("Skriv brugernavn og adgangskode.", "Enter username and password."),
+    "login.throttled": (
+        "For mange forkerte forsøg. Prøv igen om {seconds} sekunder.",
+        "Too many failed attempts. Try again in {seconds} seconds.",
+    ),
+    "login.busy": (
+        "Mange logger ind lige nu. Prøv igen om et øjeblik.",
+        "Many are signing in right now. Try again in a moment.",
+    ),
     # patients
     "patients.title": ("Patienter", "Patients"),
     "patients.none": ("Ingen patienter i din organisations ansvar.", "No patients in your care."),
