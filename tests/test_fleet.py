@@ -183,3 +183,125 @@ def test_a_slot_keeps_its_lock_across_a_database_restart(
     assert worker.alive
     listed = json.loads(telemed(rig, "ingest", "slots", "--json").stdout)
     assert [r["state"] for r in listed if r["client_prefix"] == rig.prefix] == ["running"]
+
+
+class Member:
+    """A raw member of a shared subscription on the ingest account, acknowledging by hand."""
+
+    def __init__(self, settings: Settings, client_id: str, share: str, *, expiry: int) -> None:
+        self.settings = settings
+        self.share = share
+        self.expiry = expiry
+        self.got: list[tuple[int, str]] = []  # (mid, message id)
+        self.unsubacks: list[int] = []
+        self.present: bool | None = None
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(settings.ingest_username, settings.ingest_password)
+        self.client.manual_ack_set(True)
+        self.client.on_connect = self._connected
+        self.client.on_message = lambda c, u, m: self.got.append(
+            (m.mid, json.loads(m.payload)["message_id"])
+        )
+        self.client.on_unsubscribe = lambda c, u, mid, rc, p: self.unsubacks.append(mid)
+
+    def _connected(self, client: mqtt.Client, u: object, flags, rc, p) -> None:
+        self.present = bool(flags.session_present)
+
+    def connect(self, *, subscribe: bool, receive_maximum: int = 65535) -> Member:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.expiry
+        props.ReceiveMaximum = receive_maximum
+        self.present = None
+        self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, clean_start=False,
+                            properties=props)  # fmt: skip
+        self.client.loop_start()
+        wait_for(lambda: self.present is not None, what="CONNACK")
+        if subscribe:
+            self.client.subscribe(self.share, qos=1)
+            time.sleep(0.3)
+        return self
+
+    def ack_all(self) -> None:
+        for mid, _ in self.got:
+            self.client.ack(mid, 1)
+
+    def barrier(self) -> None:
+        before = len(self.unsubacks)
+        self.client.unsubscribe(self.share)
+        wait_for(lambda: len(self.unsubacks) > before, what="UNSUBACK")
+
+    def vanish(self) -> None:
+        self.client.loop_stop()
+        self.client.socket().close()
+
+    def end(self) -> None:
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
+        time.sleep(0.2)
+        self.client.loop_stop()
+
+
+def test_the_broker_behaves_as_retire_slot_assumes(rig: IngestRig) -> None:
+    """Mosquitto 2.0.11, measured: what docs/ingest.md and ingest/retire.py rely on."""
+    device = rig.device()
+    link = rig.link(device)
+    tag = uuid.uuid4().hex[:6]
+    share = f"$share/t{tag}/telemed/v1/devices/+/readings"
+    a = Member(rig.settings, f"t{tag}-a", share, expiry=600).connect(subscribe=True)
+    b = Member(rig.settings, f"t{tag}-b", share, expiry=600).connect(subscribe=True)
+    a.client.manual_ack_set(False)
+    b.vanish()  # down, session kept
+    first = [f"{tag}-1-{i:03d}" for i in range(200)]
+    link.publish_many([message(i) for i in first])
+    # 1. A member that is down keeps being assigned its share, queued in its session.
+    wait_for(lambda: len(a.got) >= 100, what="a's share")
+    time.sleep(0.5)
+    assert len(a.got) == 100
+    # 2. Resumed with clean start off and a small Receive Maximum, unsubscribed at once: it
+    # gets what is queued, and nothing published after the UNSUBACK.
+    b = Member(rig.settings, f"t{tag}-b", share, expiry=600)
+    b.connect(subscribe=False, receive_maximum=10)
+    assert b.present is True
+    b.barrier()
+    assert len(b.got) == 10  # as many as the Receive Maximum allows
+    later = [f"{tag}-2-{i:03d}" for i in range(100)]
+    link.publish_many([message(i) for i in later])
+    wait_for(lambda: len(a.got) == 200, what="every later message to a")
+    # 3. Acknowledging releases more of the queue before the barrier's UNSUBACK; a barrier
+    # after which nothing new arrived means the queue is empty.
+    rounds = 0
+    while True:
+        rounds += 1
+        seen = len(b.got)
+        b.ack_all()
+        b.barrier()
+        if len(b.got) == seen:
+            break
+    assert rounds >= 2 and len(b.got) == 100
+    assert sorted(i for _, i in a.got + b.got) == sorted(first + later)
+    # 4. Ending the session (expiry 0 on DISCONNECT) leaves no session under the id.
+    b.end()
+    assert not session_present(rig.settings, f"t{tag}-b")
+    # 5. A session that expires takes what was queued in it along.
+    c = Member(rig.settings, f"t{tag}-c", share, expiry=2).connect(subscribe=True)
+    c.vanish()
+    a.got.clear()
+    lost = [f"{tag}-3-{i:03d}" for i in range(100)]
+    link.publish_many([message(i) for i in lost])
+    time.sleep(3.5)
+    c = Member(rig.settings, f"t{tag}-c", share, expiry=2).connect(subscribe=False)
+    c.barrier()
+    assert c.present is False and c.got == [] and len(a.got) == 50  # 50 readings gone
+    c.end()
+    a.end()
+
+
+def test_the_broker_is_the_version_these_measurements_were_taken_on() -> None:
+    version = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout
+    assert version.splitlines()[0] == "mosquitto version 2.0.11", (
+        "another Mosquitto: run tests/test_fleet.py, check that retire-slot's barrier still "
+        "holds (docs/ingest.md, Shrinking the fleet), and update the version here"
+    )

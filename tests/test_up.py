@@ -126,3 +126,16 @@ def test_a_smaller_fleet_names_the_stranded_slot_and_retires_it_on_request(
     assert not session_present(inst.settings, f"{inst.prefix}-1")
     slots = json.loads(telemed(inst, "ingest", "slots", "--json").stdout)
     assert {r["slot"]: r["state"] for r in slots} == {0: "stopped", 1: "retired"}
+
+
+def test_the_restart_backoff_doubles_to_its_cap_and_starts_over_after_a_steady_run() -> None:
+    from telemed.supervise import Backoff
+
+    b = Backoff(min_s=1, max_s=60, stable_s=60)
+    quick, delays = 0, []
+    for _ in range(9):
+        quick = b.quick_exits(quick, ran_s=0.5)
+        delays.append(b.delay(quick))
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert b.quick_exits(quick, ran_s=60) == 1  # a steady run starts the count again
+    assert b.delay(b.quick_exits(quick, ran_s=3600)) == 1
