@@ -164,8 +164,10 @@ async def retire(settings: Settings, options: Options, *, wait_s: float = 0.0) -
         except DATABASE_AWAY as exc:
             raise Aborted(f"the session was ended, but recording it failed ({exc!r})") from exc
         log.info("%s", summary.line())
-    except (Aborted, GiveUp) as exc:
-        text = str(exc) or "the database stayed away while stopping"
+    except (Aborted, GiveUp, *DATABASE_AWAY) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, GiveUp):
+            text = "the database stayed away while stopping"
         summary.error = f"{text}; the session keeps what it holds, run retire-slot again"
         summary.exit_code = 2
     finally:
