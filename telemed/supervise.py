@@ -172,6 +172,7 @@ class Supervisor:
             if child.restart_at is None:
                 self._exited(child, code, now)
             elif now >= child.restart_at:
+                log.info("starting %s again", child.name)
                 child.start()
 
     def _exited(self, child: Child, code: int, now: float) -> None:
