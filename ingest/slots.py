@@ -93,13 +93,13 @@ async def connect(dsn: str, application_name: str) -> AsyncConnection:
 
 
 async def describe_holder(conn: AsyncConnection, slot: Slot) -> str:
-    cur = await conn.execute(Q.holder, {"name": slot.lock_name, "client_id": slot.client_id})
+    cur = await conn.execute(Q.holder, {"name": slot.lock_name})
     row = await cur.fetchone()
     if row is None:
         return f"slot {slot.slot} ({slot.client_id}) is free"
-    where = f"pid {row['pid']} on {row['host']}" if row["host"] else row["application_name"]
     return (
-        f"slot {slot.slot} ({slot.client_id}) is already running: {where}, database session "
+        f"slot {slot.slot} ({slot.client_id}) is already running: held by "
+        f"{row['application_name']!r}, database session "
         f"{row['backend_pid']} from {row['client_addr'] or 'local socket'} since "
         f"{row['backend_start']:%Y-%m-%d %H:%M:%S %Z}"
     )
@@ -180,7 +180,7 @@ class SlotLock:
     async def _end_own_stale_session(self, conn: AsyncConnection) -> bool:
         """After a lost connection, the server may not have noticed yet that our old session
         is gone (it still holds the lock): end it, as it is ours."""
-        cur = await conn.execute(Q.holder, {"name": self.slot.lock_name, "client_id": ""})
+        cur = await conn.execute(Q.holder, {"name": self.slot.lock_name})
         row = await cur.fetchone()
         if row is None or row["application_name"] != self.application_name:
             return False

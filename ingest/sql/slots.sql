@@ -9,12 +9,12 @@ SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 0)) AS taken;
 SELECT pg_advisory_unlock(hashtextextended(%(name)s, 0)) AS released;
 
 -- name: holder
--- Who holds the lock `name`: its backend, and the registry row of the slot if there is one.
+-- Who holds the lock `name`: its database session, whose application name says which
+-- process (`<client id> lock pid <pid> on <host>`).
 SELECT a.pid AS backend_pid, a.application_name, host(a.client_addr) AS client_addr,
-       a.backend_start, s.host, s.pid, s.started_at
+       a.backend_start
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
-LEFT JOIN ingest_slots s ON s.client_id = %(client_id)s
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid::bigint = (hashtextextended(%(name)s, 0) >> 32) & 4294967295
