@@ -70,8 +70,12 @@ def check_port(settings: Settings) -> None:
 
 def check_slots(workers: int, retire_stranded: bool) -> list[int]:
     """Refuse slots that run elsewhere and slots left behind; return those to retire."""
-    out = subprocess.run([*EXE, "ingest", "slots", "--json"], check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    done = subprocess.run([*EXE, "ingest", "slots", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if "rror" in ln] or ["no message"]
+        last = lines[-1].strip()
+        raise Refused(f"could not list the ingest slots (are the migrations applied?): {last}")
+    out = done.stdout
     prefix = os.environ.get("TELEMED_INGEST_CLIENT_PREFIX", "telemed-ingest")
     rows = [r for r in json.loads(out) if r["client_prefix"] == prefix]
     running = [r for r in rows if r["state"] == "running" and r["slot"] < workers]
