@@ -250,8 +250,8 @@ def test_the_broker_behaves_as_retire_slot_assumes(rig: IngestRig) -> None:
     link = rig.link(device)
     tag = uuid.uuid4().hex[:6]
     share = f"$share/t{tag}/telemed/v1/devices/+/readings"
-    a = Member(rig.settings, f"t{tag}-a", share, expiry=600).connect(subscribe=True)
-    b = Member(rig.settings, f"t{tag}-b", share, expiry=600).connect(subscribe=True)
+    a = Member(rig.settings, f"test-ingest-{tag}-a", share, expiry=600).connect(subscribe=True)
+    b = Member(rig.settings, f"test-ingest-{tag}-b", share, expiry=600).connect(subscribe=True)
     a.client.manual_ack_set(False)
     b.vanish()  # down, session kept
     first = [f"{tag}-1-{i:03d}" for i in range(200)]
@@ -262,7 +262,7 @@ def test_the_broker_behaves_as_retire_slot_assumes(rig: IngestRig) -> None:
     assert len(a.got) == 100
     # 2. Resumed with clean start off and a small Receive Maximum, unsubscribed at once: it
     # gets what is queued, and nothing published after the UNSUBACK.
-    b = Member(rig.settings, f"t{tag}-b", share, expiry=600)
+    b = Member(rig.settings, f"test-ingest-{tag}-b", share, expiry=600)
     b.connect(subscribe=False, receive_maximum=10)
     assert b.present is True
     b.barrier()
@@ -284,15 +284,15 @@ def test_the_broker_behaves_as_retire_slot_assumes(rig: IngestRig) -> None:
     assert sorted(i for _, i in a.got + b.got) == sorted(first + later)
     # 4. Ending the session (expiry 0 on DISCONNECT) leaves no session under the id.
     b.end()
-    assert not session_present(rig.settings, f"t{tag}-b")
+    assert not session_present(rig.settings, f"test-ingest-{tag}-b")
     # 5. A session that expires takes what was queued in it along.
-    c = Member(rig.settings, f"t{tag}-c", share, expiry=2).connect(subscribe=True)
+    c = Member(rig.settings, f"test-ingest-{tag}-c", share, expiry=2).connect(subscribe=True)
     c.vanish()
     a.got.clear()
     lost = [f"{tag}-3-{i:03d}" for i in range(100)]
     link.publish_many([message(i) for i in lost])
     time.sleep(3.5)
-    c = Member(rig.settings, f"t{tag}-c", share, expiry=2).connect(subscribe=False)
+    c = Member(rig.settings, f"test-ingest-{tag}-c", share, expiry=2).connect(subscribe=False)
     c.barrier()
     assert c.present is False and c.got == [] and len(a.got) == 50  # 50 readings gone
     c.end()

@@ -99,7 +99,7 @@ class Installation:
         tag = uuid.uuid4().hex[:8]
         self.dsn = dsn
         self.port = free_port()
-        self.prefix = f"test-up-{tag}"
+        self.prefix = f"test-ingest-up{tag}"
         self.settings = settings
         self.env = {
             **os.environ,
