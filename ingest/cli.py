@@ -41,7 +41,54 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(summary.line(), flush=True)
     if summary.error:
         print(f"telemed ingest: {summary.error}", file=sys.stderr, flush=True)
-        return 2
+        return summary.exit_code or 2
+    return 0
+
+
+def cmd_retire_slot(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ingest.retire import retire
+    from ingest.worker import options_from_env
+    from telemed.settings import load_settings
+
+    options = options_from_env(slot=args.retire_slot, batch_size=args.batch_size, batch_ms=50)
+    summary = asyncio.run(retire(load_settings(), options, wait_s=args.wait))
+    if summary.error:
+        print(f"telemed ingest retire-slot: {summary.line()}", file=sys.stderr, flush=True)
+        return summary.exit_code or 2
+    print(summary.line(), flush=True)
+    return 0
+
+
+def cmd_slots(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    import msgspec
+
+    from ingest.slots import connect, list_slots
+    from telemed.settings import load_settings
+
+    group = None if args.all_groups else os.environ.get("TELEMED_INGEST_GROUP", "ingest")
+
+    async def fetch() -> list:
+        conn = await connect(load_settings().dsn, "telemed ingest slots")
+        try:
+            return await list_slots(conn, group)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(fetch())
+    if args.json:
+        out = [{**msgspec.to_builtins(r), "state": r.state} for r in rows]
+        print(msgspec.json.encode(out).decode(), flush=True)
+        return 0
+    print(f"{'slot':>4}  {'client id':<28} {'group':<10} {'state':<8} {'host':<16} pid  since")
+    for r in rows:
+        since = r.retired_at or (r.started_at if r.running else r.stopped_at or r.started_at)
+        print(f"{r.slot:>4}  {r.client_id:<28} {r.share_group:<10} {r.state:<8} "
+              f"{r.host:<16} {r.pid}  {since:%Y-%m-%d %H:%M:%S}")  # fmt: skip
     return 0
 
 
@@ -71,3 +118,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="longest wait for a batch to fill, in milliseconds (default 50)",
     )
     p.set_defaults(func=cmd_ingest)
+    actions = p.add_subparsers(dest="ingest_action", metavar="{retire-slot,slots}")
+    r = actions.add_parser(
+        "retire-slot",
+        help="hand over what waits in a slot's MQTT session, then end the session",
+        description="Shrink the group for good: with the slot's worker stopped and another "
+        "worker of the group running, store what waits in the slot's persistent session (the "
+        "normal write path, exactly once) and end the session, so that the broker assigns the "
+        "slot nothing more. Exit status 3 when the slot is running or no other worker is.",
+    )
+    r.add_argument("retire_slot", metavar="N", type=_non_negative, help="the slot to retire")
+    r.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for another worker of the group to run and subscribe (default 0)",
+    )
+    r.set_defaults(func=cmd_retire_slot)
+    s = actions.add_parser(
+        "slots", help="list the ingest slots that ran: running, stopped or retired"
+    )
+    s.add_argument("--json", action="store_true", help="one JSON array")
+    s.add_argument("--all-groups", action="store_true", help="not only TELEMED_INGEST_GROUP's")
+    s.set_defaults(func=cmd_slots)

@@ -30,6 +30,7 @@ log = logging.getLogger("ingest.mqtt")
 # CONNACK reason codes that retrying cannot fix: bad user name or password, not authorised,
 # banned, bad authentication method.
 _REFUSED_LOGIN = {0x86, 0x87, 0x8A, 0x8C}
+_TAKEN_OVER = 0x8E  # DISCONNECT: another connection with this client id took the session
 
 
 class Subscriber:
@@ -43,13 +44,17 @@ class Subscriber:
         session_expiry_s: int,
         deliver: Callable[[Incoming], None],
         on_fatal: Callable[[str], None],
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self.client_id = client_id
         self._subscriptions = list(subscriptions)
         self._deliver = deliver
         self._on_fatal = on_fatal
+        self._on_subscribed = on_subscribed
         self.generation = 0
+        self.session_present = False
+        self._unsubacks: dict[int, list[ReasonCode]] = {}
         self.fatal: str | None = None
         self._stopping = False
         paho_fast.install()
@@ -62,6 +67,7 @@ class Subscriber:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._connected
         client.on_subscribe = self._subscribed
+        client.on_unsubscribe = self._unsubscribed
         client.on_disconnect = self._disconnected
         client.on_message = self._message
         self._client = client
@@ -122,13 +128,15 @@ class Subscriber:
             else:
                 log.warning("connection refused by the broker: %s; retrying", reason)
             return
+        self.session_present = bool(flags.session_present)
         self.generation += 1
         log.info(
             "connected as %s (session %s)",
             self.client_id,
             "resumed" if flags.session_present else "new",
         )
-        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._subscriptions])
+        if self._subscriptions:
+            client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._subscriptions])
 
     def _subscribed(
         self,
@@ -148,6 +156,18 @@ class Subscriber:
             )
             return
         log.info("subscribed to %s", ", ".join(self._subscriptions))
+        if self._on_subscribed is not None:
+            self._on_subscribed()
+
+    def _unsubscribed(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._unsubacks[mid] = reasons
 
     def _disconnected(
         self,
@@ -157,7 +177,12 @@ class Subscriber:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if not self._stopping and self.fatal is None:
+        if reason.value == _TAKEN_OVER:
+            # Two processes on one slot (the slot lock should have refused the second), or
+            # another account using this client id: each connect throws the other off.
+            log.error("another connection took over the session of %s; reconnecting",
+                      self.client_id)  # fmt: skip
+        elif not self._stopping and self.fatal is None:
             log.warning("disconnected from the broker: %s; reconnecting", reason)
 
     def _fail(self, text: str) -> None:
@@ -178,6 +203,17 @@ class Subscriber:
             if item.qos and item.generation == generation:
                 ack(item.mid, item.qos)
 
+    def unsubscribe(self, topics: Sequence[str]) -> int:
+        """Send UNSUBSCRIBE (after every acknowledgement sent before); `unsubacked(mid)` gives
+        the broker's answer once it came."""
+        rc, mid = self._client.unsubscribe(list(topics))
+        if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            raise ConnectionError(f"could not send UNSUBSCRIBE: {mqtt.error_string(rc)}")
+        return mid
+
+    def unsubacked(self, mid: int) -> list[ReasonCode] | None:
+        return self._unsubacks.pop(mid, None)
+
     def pause(self) -> None:
         """Stop reading from the broker (blocks up to a second: paho's loop wakes up)."""
         self._stopping = True
@@ -193,6 +229,18 @@ class Subscriber:
             if client.want_write():
                 time.sleep(0.01)
         client.disconnect()
+        while client.want_write() and time.monotonic() < deadline:
+            client.loop_write()
+            time.sleep(0.01)
+
+    def end_session(self, timeout_s: float = 5.0) -> None:
+        """After `pause`: DISCONNECT with Session Expiry Interval 0, so that the broker deletes
+        the session (its subscriptions and anything still queued in it)."""
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        client = self._client
+        client.disconnect(properties=props)
+        deadline = time.monotonic() + timeout_s
         while client.want_write() and time.monotonic() < deadline:
             client.loop_write()
             time.sleep(0.01)

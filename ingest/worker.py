@@ -23,6 +23,7 @@ from devices.contract import READINGS_FILTER, STATUS_FILTER
 from ingest.batch import Incoming
 from ingest.inbox import Inbox
 from ingest.mqtt import Subscriber
+from ingest.slots import DATABASE_AWAY, EXIT_SLOT_TAKEN, Slot, SlotLock, SlotTaken
 from ingest.writer import DeviceCache, GiveUp, Writer
 from telemed.settings import Settings
 
@@ -50,6 +51,11 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def client_id(self) -> str:
         return f"{self.client_prefix}-{self.slot}"
+
+    @property
+    def slot_id(self) -> Slot:
+        return Slot(client_id=self.client_id, client_prefix=self.client_prefix,
+                    share_group=self.group, slot=self.slot)  # fmt: skip
 
     @property
     def receive_maximum(self) -> int:
@@ -83,6 +89,7 @@ class Summary(msgspec.Struct, kw_only=True):
     rejected: int = 0
     in_flight: int = 0
     error: str | None = None
+    exit_code: int = 0
 
     def line(self) -> str:
         return (
@@ -109,8 +116,9 @@ async def run(settings: Settings, options: Options) -> Summary:
                 writer.deadline = time.monotonic() + options.stop_grace_s
             inbox.interrupt()
 
-    def fatal(text: str) -> None:
+    def fatal(text: str, code: int = 2) -> None:
         summary.error = text
+        summary.exit_code = code
         request_stop()
 
     sub = Subscriber(
@@ -121,7 +129,10 @@ async def run(settings: Settings, options: Options) -> Summary:
         session_expiry_s=options.session_expiry_s,
         deliver=inbox.put,
         on_fatal=lambda text: loop.call_soon_threadsafe(fatal, text),
+        on_subscribed=lambda: loop.call_soon_threadsafe(subscribed.set),
     )
+    subscribed = asyncio.Event()
+    lock = SlotLock(settings.dsn, options.slot_id)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
     in_hand: dict[int, list[Incoming]] = {}
@@ -149,9 +160,32 @@ async def run(settings: Settings, options: Options) -> Summary:
             if batch:
                 await handle(number, batch)
 
+    async def keep_slot() -> None:
+        try:
+            await lock.keep(stop, subscribed)
+        except SlotTaken as exc:
+            fatal(f"{exc}; this worker stops", EXIT_SLOT_TAKEN)
+        except Exception as exc:
+            log.exception("keeping the slot's lock failed")
+            fatal(f"keeping the slot's lock failed: {exc!r}")
+
+    # The slot's lock before the broker: a second process on a slot must never connect under
+    # its client id (each connect would throw the other off).
+    try:
+        await lock.take(register=True, stop=stop)
+    except SlotTaken as exc:
+        fatal(f"{exc}; refusing to run it twice", EXIT_SLOT_TAKEN)
+        log.error("%s", summary.error)
+    except DATABASE_AWAY:  # stopped while waiting for the database
+        pass
+    if stop.is_set():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        return summary
     log.info("ingest worker %s starting (batch %d / %d ms, %d lanes)", options.client_id,
              options.batch_size, options.batch_ms, options.lanes)  # fmt: skip
     sub.start()
+    keeper = asyncio.create_task(keep_slot())
     try:
         await asyncio.gather(*(lane(i) for i in range(options.lanes)))
         if summary.error is None:
@@ -169,5 +203,8 @@ async def run(settings: Settings, options: Options) -> Summary:
         await asyncio.to_thread(sub.close)
         for writer in writers:
             await writer.close()
+        stop.set()
+        await keeper
+        await lock.release(stopped=True)
     summary.in_flight = sum(len(b) for b in in_hand.values()) + len(inbox)
     return summary

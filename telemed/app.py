@@ -12,12 +12,12 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from telemed import plugins, web
-from telemed.api import wounds
+from telemed.api import health, wounds
 from telemed.api.admin import AdminController
+from telemed.api.alarms import AlarmController
 from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
 from telemed.api.errors import EXCEPTION_HANDLERS
-from telemed.api.health import healthz
 from telemed.api.middleware import (
     TokenAuthMiddleware,
     forwarded_client,
@@ -38,6 +38,8 @@ log = logging.getLogger("telemed.app")
 # static files and login form (the pages check their own session).
 PUBLIC = [
     "^/healthz",
+    "^/livez$",
+    "^/readyz$",
     "^/schema",
     "^/api/v1/auth/token$",
     "^/static/",
@@ -75,9 +77,10 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
     auth_mw = DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC)
     return Litestar(
         route_handlers=[
-            healthz,
+            *health.ROUTES,
             AuthController,
             AdminController,
+            AlarmController,
             ReadingController,
             PatientController,
             *wounds.routers(),
@@ -96,7 +99,7 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         template_config=web.template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[send_request_id, transport_security(settings)],
-        lifespan=[lifespan],
+        lifespan=[lifespan, health.readiness_lifespan],
         openapi_config=OpenAPIConfig(
             title="telemed",
             version="1.0.0",

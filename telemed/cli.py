@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-demo", dest="demo", action="store_false", help="no demo data and no simulated devices"
     )
     p.add_argument("--workers", type=int, default=2, help="ingest workers (stable slots)")
+    p.add_argument(
+        "--retire-stranded",
+        action="store_true",
+        help="retire ingest slots that ran before and are beyond --workers (their sessions hold "
+        "readings) once the others run, instead of refusing to start",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("audit", help="the audit log")

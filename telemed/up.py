@@ -1,44 +1,127 @@
 """`telemed up`: run every process of the system under one supervisor, and the demo.
 
 Each part is its own `telemed` subcommand in a child process (API, ingest workers with stable
-client ids, scheduler, device simulator); a child that exits is restarted after a pause, and
-Ctrl-C (or SIGTERM) stops them all. Parts that are not installed are skipped.
+client ids, scheduler, device simulator). Before starting anything the supervisor refuses, with
+exit status 3 and a message saying what to do, when another `telemed up` runs against the same
+database, when the API's port is taken, when an ingest slot it would run is already running
+elsewhere, and when a slot that ran before is no longer among those it runs (its MQTT session
+keeps collecting that slot's share of the readings): `--retire-stranded` retires such slots once
+the others run. Children die with the supervisor; one that exits is restarted with backoff and
+raises an alarm when it keeps crashing (telemed.supervise). Ctrl-C or SIGTERM stops them all.
+Parts that are not installed are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
+import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
-from telemed.settings import load_settings
+from telemed.settings import Settings, load_settings
+from telemed.supervise import (
+    Alarms,
+    Backoff,
+    Child,
+    Refused,
+    Supervisor,
+    SupervisorLock,
+    run_once,
+)
+
+log = logging.getLogger("telemed.up")
+EXIT_REFUSED = 3
+EXE = [sys.executable, "-m", "telemed.cli"]
 
 
-def _available(parser_commands: set[str], name: str) -> bool:
-    return name in parser_commands
-
-
-def plan(args: argparse.Namespace, commands: set[str]) -> list[tuple[str, list[str]]]:
-    exe = [sys.executable, "-m", "telemed.cli"]
-    parts = [("api", [*exe, "serve"])]
+def plan(args: argparse.Namespace, commands: set[str]) -> list[Child]:
+    parts = [Child("api", [*EXE, "serve"])]
     if "ingest" in commands:
-        parts += [(f"ingest-{i}", [*exe, "ingest", "--slot", str(i)]) for i in range(args.workers)]
+        parts += [Child(f"ingest-{i}", [*EXE, "ingest", "--slot", str(i)])
+                  for i in range(args.workers)]  # fmt: skip
     if "scheduler" in commands:
-        parts.append(("scheduler", [*exe, "scheduler"]))
+        parts.append(Child("scheduler", [*EXE, "scheduler"]))
     if args.demo and "simulate" in commands:
-        parts.append(("simulator", [*exe, "simulate", "--demo"]))
+        parts.append(Child("simulator", [*EXE, "simulate", "--demo"]))
     return parts
 
 
-def _wait_healthy(base: str, seconds: float) -> bool:
+def check_port(settings: Settings) -> None:
+    """Refuse now rather than let the API crash on start: is its address free?"""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((settings.http_host, settings.http_port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise Refused(
+                f"the API's address {settings.http_host}:{settings.http_port} is in use by "
+                "another process (another `telemed serve`, or another program); stop it or set "
+                "TELEMED_HTTP_PORT"
+            ) from None
+
+
+def check_slots(workers: int, retire_stranded: bool) -> list[int]:
+    """Refuse slots that run elsewhere and slots left behind; return those to retire."""
+    done = subprocess.run([*EXE, "ingest", "slots", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if "rror" in ln] or ["no message"]
+        last = lines[-1].strip()
+        raise Refused(f"could not list the ingest slots (are the migrations applied?): {last}")
+    out = done.stdout
+    prefix = os.environ.get("TELEMED_INGEST_CLIENT_PREFIX", "telemed-ingest")
+    rows = [r for r in json.loads(out) if r["client_prefix"] == prefix]
+    running = [r for r in rows if r["state"] == "running" and r["slot"] < workers]
+    if running:
+        who = "; ".join(f"slot {r['slot']} ({r['client_id']}) by pid {r['pid']} on {r['host']}"
+                        for r in running)  # fmt: skip
+        raise Refused(f"ingest slots already running: {who}. Stop them first: a slot runs in "
+                      "one process only")  # fmt: skip
+    stranded = sorted(r["slot"] for r in rows if r["state"] == "stopped" and r["slot"] >= workers)
+    if stranded and not retire_stranded:
+        listed = ", ".join(str(n) for n in stranded)
+        raise Refused(
+            f"ingest slot(s) {listed} ran before but are not among the {workers} this would "
+            "run; their MQTT sessions still receive their share of the readings, which would "
+            "wait there unseen. Either run `telemed up --workers "
+            f"{max(stranded) + 1}`, or retire them: `telemed up --workers {workers} "
+            "--retire-stranded` (or `telemed ingest retire-slot N` for each, with the others "
+            "running)"
+        )
+    return stranded
+
+
+def prepare(args: argparse.Namespace, commands: set[str], settings: Settings) -> list[int]:
+    check_port(settings)
+    stranded = check_slots(args.workers, args.retire_stranded) if "ingest" in commands else []
+    if args.demo:
+        from telemed import demo
+        from telemed.db import connect_sync
+
+        with connect_sync(settings.dsn) as conn:
+            demo.seed(conn)
+        if "devices" in commands:
+            run_once([*EXE, "devices", "demo"])
+    if "devices" in commands:
+        # The broker's password and ACL files come from the database (the ingest account too).
+        run_once([*EXE, "devices", "sync"])
+    return stranded
+
+
+def _wait_ready(base: str, seconds: float) -> bool:
     import httpx
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
@@ -46,21 +129,28 @@ def _wait_healthy(base: str, seconds: float) -> bool:
     return False
 
 
+def _demo_extras(settings: Settings) -> None:
+    from telemed import demo
+
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    if _wait_ready(base, 30):
+        try:
+            demo.submit_demo_wound_case(base)
+        except Exception as exc:  # the demo goes on without its wound case
+            log.warning("could not send the demo wound case: %s", exc)
+    print("\n" + demo.sign_in_text(base) + "\n", flush=True)
+
+
 def run(args: argparse.Namespace, commands: set[str]) -> int:
-    from telemed.db import connect_sync
-
     settings = load_settings()
-    if args.demo:
-        from telemed import demo
-
-        with connect_sync(settings.dsn) as conn:
-            demo.seed(conn)
-        if "devices" in commands:
-            subprocess.run([sys.executable, "-m", "telemed.cli", "devices", "demo"], check=True)
-    if "devices" in commands:
-        # The broker's password and ACL files come from the database (the ingest account too).
-        subprocess.run([sys.executable, "-m", "telemed.cli", "devices", "sync"], check=True)
-    children: dict[str, subprocess.Popen] = {}
+    lock = SupervisorLock(settings.dsn)
+    try:
+        lock.take()
+        stranded = prepare(args, commands, settings)
+    except Refused as exc:
+        lock.release()
+        print(f"telemed up: {exc}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
     stopping = False
 
     def stop(*_: object) -> None:
@@ -69,37 +159,24 @@ def run(args: argparse.Namespace, commands: set[str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    parts = plan(args, commands)
-    for name, cmd in parts:
-        children[name] = subprocess.Popen(cmd)
+    supervisor = Supervisor(plan(args, commands), Backoff.from_env(), Alarms(settings.dsn))
+    supervisor.start_all()
+    for slot in stranded:
+        # Once the remaining workers subscribed (retire-slot waits for them).
+        cmd = [*EXE, "ingest", "retire-slot", str(slot), "--wait", "120"]
+        supervisor.add(Child(f"retire-slot-{slot}", cmd, restart=False))
     if args.demo:
-        from telemed import demo
-
-        base = f"http://{settings.http_host}:{settings.http_port}"
-        if _wait_healthy(base, 30):
-            try:
-                demo.submit_demo_wound_case(base)
-            except Exception as exc:  # the demo goes on without its wound case
-                print(f"telemed up: could not send the demo wound case: {exc}", flush=True)
-        print(
-            "\n" + demo.sign_in_text(f"http://{settings.http_host}:{settings.http_port}") + "\n",
-            flush=True,
-        )
-    while not stopping:
-        time.sleep(0.5)
-        for name, cmd in parts:
-            code = children[name].poll()
-            if code is not None and not stopping:
-                print(f"telemed up: {name} exited with {code}; restarting in 2 s", flush=True)
-                time.sleep(2)
-                children[name] = subprocess.Popen(cmd)
-    for child in children.values():
-        child.terminate()
-    for name, child in children.items():
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            print(f"telemed up: {name} did not stop; killing it", flush=True)
-            child.kill()
+        _demo_extras(settings)
+    code = 0
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            supervisor.tick()
+            lock.check()
+    except Refused as exc:
+        log.error("%s; stopping everything", exc)
+        code = EXIT_REFUSED
+    supervisor.stop_all()
+    lock.release()
     print("telemed up: stopped", flush=True)
-    return 0
+    return code
