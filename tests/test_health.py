@@ -52,7 +52,7 @@ def broker_frozen(settings: Settings) -> Iterator[None]:
 @contextmanager
 def database_closed(dsn: str) -> Iterator[None]:
     """No connection to this database succeeds (superusers included), existing ones are cut."""
-    server, _, name = dsn.rpartition("/")
+    server, _, name = services.role_dsn(dsn, "superuser").rpartition("/")
     with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         admin.execute(
