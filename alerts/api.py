@@ -11,7 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
-from alerts import instructions, service, thresholds
+from alerts import failures, instructions, service, thresholds
 from telemed.access import Actor
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
@@ -180,5 +180,24 @@ class PatientAlertController(Controller):
         return await thresholds.patient_ttr(conn, actor, patient_id, start=start, end=end)
 
 
+class RuleFailureController(Controller):
+    path = "/api/v1/admin/rule-failures"
+    tags = ["alerts"]
+
+    @get(
+        "/",
+        operation_id="listRuleFailures",
+        summary="Where a patient's alert rules could not judge a reading, newest first",
+    )
+    async def list_failures(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        patient_id: uuid.UUID | None = None,
+        limit: Limit = 100,
+    ) -> list[failures.RuleFailureOut]:
+        return await failures.recent_failures(conn, actor, patient_id, limit)
+
+
 def routers() -> list[type[Controller]]:
-    return [AlertController, InstructionController, PatientAlertController]
+    return [AlertController, InstructionController, PatientAlertController, RuleFailureController]

@@ -15,10 +15,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
-from msgspec import Meta
 from psycopg import AsyncConnection
 
 from alerts.checks import _local, _name, _show
@@ -175,9 +174,6 @@ class RuleFailureOut(msgspec.Struct, kw_only=True):
     readings: int
     alert_id: int | None
     alert_state: str | None
-
-
-Limit = Annotated[int, Meta(ge=1, le=1000)]
 
 
 async def recent_failures(

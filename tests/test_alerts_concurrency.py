@@ -101,7 +101,8 @@ def test_two_workers_give_the_alerts_of_one_ordered_pass(rig: IngestRig, care) -
         link = rig.link(kit)
         link.publish_many([message(mid, readings, measured_at=at) for mid, at, readings in sent])
         total = sum(len(k[2]) for k in kits)
-        wait_for(lambda: rig.count(kit.device_id) == total, what=f"round {n} stored")
+        device_id = kit.device_id
+        wait_for(lambda: rig.count(device_id) == total, what=f"round {n} stored")  # noqa: B023
         link.close()
         for k in kits:  # one reading's message at a time, in measured order
             store(rig.settings.dsn, _rows(ordered, nurse, k))

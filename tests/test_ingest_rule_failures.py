@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.alert_helpers import alert_by_rule, ago, row, store
+from tests.alert_helpers import ago, alert_by_rule, row, store
 from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
 
 FAILED = "alerting:failed"
@@ -151,8 +151,31 @@ def test_a_transient_database_error_in_the_rules_retries_the_batch(db_dsn, db, c
             asyncio.run(attempt())
         holder.rollback()
     assert _failures(db, care.patient) == []
-    assert db.execute(
-        "SELECT count(*) AS n FROM readings WHERE message_id = %s", (reading.message_id,)
-    ).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM readings WHERE message_id = %s", (reading.message_id,)
+        ).fetchone()["n"]
+        == 0
+    )
     store(db_dsn, [reading])
     assert _failures(db, care.patient) == []
+
+
+def test_admins_read_rule_failures_and_the_read_is_audited(client, db_dsn, db, care) -> None:
+    _corrupt_override(db, care.patient, care.hospital, "change:weight", "delta", [2])
+    store(db_dsn, [row(care.patient, "weight", 80, ago(minutes=5), care.nurse.id)])
+    url = f"/api/v1/admin/rule-failures?patient_id={care.patient}"
+    assert client.get(url, headers=care.nurse.headers).status_code == 403
+    assert client.get(url, headers=care.specialist.headers).status_code == 403
+    r = client.get(url, headers=care.admin.headers)
+    assert r.status_code == 200, r.text
+    (failure,) = r.json()
+    assert failure["rule_key"] == "change:weight" and failure["stage"] == "rules"
+    assert failure["outcome"] == "default_used" and failure["metric"] == "weight"
+    assert failure["alert_state"] == "open" and failure["pseudonym"].startswith("P-")
+    audited = db.execute(
+        "SELECT count(*) AS n FROM audit_log WHERE patient_id = %s AND object_type = "
+        "'rule_failure' AND actor_id = %s",
+        (care.patient, str(care.admin.id)),
+    ).fetchone()
+    assert audited["n"] == 1

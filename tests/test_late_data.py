@@ -32,6 +32,9 @@ def run(dsn: str, fn, **kw):
     return run_async(go())
 
 
+SESSION = (("spo2", 94), ("pulse", 70))
+
+
 def _shown(at: datetime) -> str:
     return at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
@@ -57,11 +60,11 @@ def _gap(own_db: psycopg.Connection, own_factory, own_dsn: str):
 def test_readings_that_fill_a_gap_close_its_missed_alert_with_a_note(
     own_dsn: str, own_db: psycopg.Connection, own_factory
 ) -> None:
-    patient, nurse, start, alert = _gap(own_db, own_factory, own_dsn)
+    patient, nurse, start, _ = _gap(own_db, own_factory, own_dsn)
     # The backlog arrives: measured in time for each slot, received now.
     measured = [local(start + timedelta(days=5), 9, 55), local(start + timedelta(days=6), 13, 30)]
     for at in measured:
-        store(own_dsn, [row(patient, "spo2", 94, at, nurse.id), row(patient, "pulse", 70, at, nurse.id)])
+        store(own_dsn, [row(patient, metric, v, at, nurse.id) for metric, v in SESSION])
     received = own_db.execute(
         "SELECT received_at FROM readings WHERE patient_id = %s AND measured_at = %s LIMIT 1",
         (patient, measured[1]),
@@ -98,7 +101,7 @@ def test_readings_that_fill_a_gap_close_its_missed_alert_with_a_note(
 def test_a_gap_filled_in_part_marks_the_slot_covered_and_stays_open(
     own_dsn: str, own_db: psycopg.Connection, own_factory
 ) -> None:
-    patient, nurse, start, alert = _gap(own_db, own_factory, own_dsn)
+    patient, nurse, start, _ = _gap(own_db, own_factory, own_dsn)
     day5 = local(start + timedelta(days=5), 10, 5)
     # Day 5 was measured in time; day 6 only after its deadline (14:00): a slot really missed.
     store(own_dsn, [row(patient, "spo2", 94, day5, nurse.id)])
