@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,13 +85,20 @@ def stamped(breach: Breach, reading: StoredReading) -> Breach:
 
 
 async def judge(
-    conn: AsyncConnection, jobs: Sequence[Job], contexts: Mapping[uuid.UUID, Any]
+    conn: AsyncConnection,
+    jobs: Sequence[Job],
+    contexts: Mapping[uuid.UUID, Any],
+    *,
+    lock: Callable[[AsyncConnection, Iterable[uuid.UUID]], Awaitable[None]],
 ) -> list[Failure]:
-    """Judge the jobs and write their alerts in `conn`'s transaction; the failures to record."""
+    """Judge the jobs and write their alerts in `conn`'s transaction; the failures to record.
+    `lock` serialises the patients whose rules look back, before any history is read."""
+    grouped = _groups(jobs)
+    await lock(conn, {group.patient_id for group in grouped[0]})
     found: list[Failure] = []
     try:
         async with conn.transaction():
-            await _pass(conn, jobs, contexts, None, found)
+            await _pass(conn, jobs, contexts, None, found, grouped)
         return found
     except TRANSIENT:
         raise
@@ -160,10 +167,11 @@ async def _pass(
     contexts: Mapping[uuid.UUID, Any],
     keys: set[str] | None,
     found: list[Failure],
+    grouped: tuple[list[Group], list[tuple]] | None = None,
 ) -> None:
     stage: Stage = "history"
     try:
-        groups, news = _groups(jobs)
+        groups, news = grouped or _groups(jobs)
         again = await load_history(conn, jobs, groups, news)
         forward = _forward(again, groups, contexts, keys)
         if forward:
@@ -183,33 +191,29 @@ async def _pass(
 
 
 def _groups(jobs: Sequence[Job]) -> tuple[list[Group], list[tuple]]:
-    """Per (patient, metric) whose rules look back: the span of the batch's readings and how
-    far after them another reading's decision can depend on them."""
-    spans: dict[tuple[uuid.UUID, str], list[Job]] = {}
-    reach: dict[tuple[uuid.UUID, str], float] = {}
-    for job in jobs:
-        r = job.reading
-        seconds = max((rs.reach.get(r.metric, 0.0) for rs in job.sets), default=0.0)
-        if seconds:
-            key = (r.patient_id, r.metric)
-            spans.setdefault(key, []).append(job)
-            reach[key] = max(reach.get(key, 0.0), seconds)
+    """Per (patient, metric) whose rules look back: the batch's readings of it (the history
+    query takes their span) and how far after them another reading's decision can depend on
+    them."""
+    numbers: dict[tuple[uuid.UUID, str], int] = {}
     groups: list[Group] = []
     news: list[tuple] = []
-    for g, ((patient_id, metric), members) in enumerate(spans.items()):
-        times = [j.reading.measured_at for j in members]
-        groups.append(
-            Group(
-                g=g,
-                patient_id=patient_id,
-                metric=metric,
-                since=min(times),
-                last=max(times),
-                reach_s=reach[(patient_id, metric)],
-            )
-        )
-        news.extend((g, j.reading.origin, j.reading.message_id, j.reading.measured_at)
-                    for j in members)  # fmt: skip
+    for job in jobs:
+        r = job.reading
+        sets = job.sets
+        if len(sets) == 1:
+            seconds = sets[0].reach.get(r.metric, 0.0)
+        else:
+            seconds = max(rs.reach.get(r.metric, 0.0) for rs in sets)
+        if not seconds:
+            continue
+        key = (r.patient_id, r.metric)
+        g = numbers.get(key)
+        if g is None:
+            g = numbers[key] = len(groups)
+            groups.append(Group(g=g, patient_id=r.patient_id, metric=r.metric, reach_s=seconds))
+        elif seconds > groups[g].reach_s:
+            groups[g] = Group(g=g, patient_id=r.patient_id, metric=r.metric, reach_s=seconds)
+        news.append((g, r.origin, r.message_id, r.measured_at))
     return groups, news
 
 

@@ -41,14 +41,13 @@ class Job(msgspec.Struct):
 
 
 class Group(msgspec.Struct, frozen=True, kw_only=True):
-    """A (patient, metric) of the batch whose rules look back: the readings stored measured in
-    [since, last + reach_s] and not of the batch are to be judged again."""
+    """A (patient, metric) of the batch whose rules look back: the readings stored measured
+    from the earliest of the batch's readings of it (`news`) to `reach_s` after the latest, and
+    not of the batch, are to be judged again."""
 
     g: int
     patient_id: uuid.UUID
     metric: str
-    since: datetime
-    last: datetime
     reach_s: float
 
 
@@ -132,6 +131,7 @@ async def load_history(
         "needs": _json(needs),
         "groups": _json(groups),
         "news": _json([_New(*n) for n in news]),
+        "since": min((n[3] for n in news), default=None),
     }
     found: dict[int, dict[tuple, Obs]] = {}
     again: dict[int, list[StoredReading]] = {}

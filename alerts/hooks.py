@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
@@ -345,14 +345,9 @@ def patient_lock(patient_id: uuid.UUID) -> tuple[int, int]:
     return LOCK_SPACE, patient_id.int % STRIPES
 
 
-async def lock_patients(conn: AsyncConnection, jobs: Sequence[Job]) -> None:
-    stripes = sorted(
-        {
-            patient_lock(job.reading.patient_id)[1]
-            for job in jobs
-            if any(job.reading.metric in rs.reach for rs in job.sets)
-        }
-    )
+async def lock_patients(conn: AsyncConnection, patient_ids: Iterable[uuid.UUID]) -> None:
+    """Serialise these patients' transactions until commit (see the module docstring)."""
+    stripes = sorted({patient_lock(p)[1] for p in patient_ids})
     if stripes:
         await conn.execute(Q.lock_patients, {"space": LOCK_SPACE, "stripes": stripes})
 
@@ -375,7 +370,6 @@ async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> 
     jobs = _jobs(stored, contexts)
     failures = _problems(stored, contexts)
     if jobs:
-        await lock_patients(conn, jobs)
-        failures += await evaluation.judge(conn, jobs, contexts)
+        failures += await evaluation.judge(conn, jobs, contexts, lock=lock_patients)
     if failures:
         await evaluation.record(conn, failures, now=datetime.now(UTC))

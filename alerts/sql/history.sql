@@ -23,15 +23,16 @@ WITH n AS (
          AS l (idx int, patient_id uuid, metric text, at timestamptz, origin text,
                message_id text, need int)
     JOIN n USING (need)
-), g AS (
-    SELECT *
-    FROM json_to_recordset(%(groups)s::json)
-         AS g (g int, patient_id uuid, metric text, since timestamptz, last timestamptz,
-               reach_s float8)
 ), x AS MATERIALIZED (
     SELECT *
     FROM json_to_recordset(%(news)s::json)
          AS x (g int, origin text, message_id text, at timestamptz)
+), g AS (
+    SELECT g.g, g.patient_id, g.metric, s.since,
+           s.last + make_interval(secs => g.reach_s) AS until
+    FROM json_to_recordset(%(groups)s::json)
+         AS g (g int, patient_id uuid, metric text, reach_s float8)
+    JOIN (SELECT x.g, min(x.at) AS since, max(x.at) AS last FROM x GROUP BY x.g) s USING (g)
 )
 SELECT r.idx, 'latest' AS part, h.value, h.measured_at, h.comparator, NULL::bigint AS n,
        NULL::text AS origin, NULL::text AS message_id, NULL::timestamptz AS received_at
@@ -107,11 +108,13 @@ CROSS JOIN LATERAL (
     FROM readings h
     WHERE h.patient_id = g.patient_id AND h.metric = g.metric
       AND h.measured_at >= g.since
-      AND h.measured_at <= g.last + make_interval(secs => g.reach_s)
+      AND h.measured_at <= g.until
+      -- The batch's earliest, one value for the query: chunks before it are left out at the
+      -- start (timescaledb's startup exclusion), not probed per group.
+      AND h.measured_at >= %(since)s::timestamptz
       AND h.received_at >= (SELECT since FROM alert_readings_since)
-      AND NOT EXISTS (
-          SELECT 1 FROM x
-          WHERE x.g = g.g AND x.origin = h.origin AND x.message_id = h.message_id
-            AND x.at = h.measured_at
+      -- Not one of the batch's own: an uncorrelated NOT IN is hashed once per query.
+      AND (g.g, h.origin, h.message_id, h.measured_at) NOT IN (
+          SELECT x.g, x.origin, x.message_id, x.at FROM x
       )
 ) f;
