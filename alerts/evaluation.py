@@ -30,11 +30,20 @@ from psycopg import AsyncConnection
 
 from alerts import failures as failure_log
 from alerts import ledger
-from alerts.checks import evaluate
+from alerts.checks import check_absolute, check_change, check_inr, judge_baseline
 from alerts.failures import Failure, Stage
-from alerts.history import Group, Job, load_history
+from alerts.history import Group, Job, New, load_history
 from alerts.lifecycle import BreachItem, upsert_breaches
-from alerts.rules import BaselineRule, Breach, Obs, ReadingRef, Rule
+from alerts.rules import (
+    AbsoluteRule,
+    BaselineRule,
+    Breach,
+    ChangeRule,
+    InrRule,
+    Obs,
+    ReadingRef,
+    Rule,
+)
 from telemed.readings import StoredReading
 
 log = logging.getLogger("alerts.evaluation")
@@ -167,7 +176,7 @@ async def _pass(
     contexts: Mapping[uuid.UUID, Any],
     keys: set[str] | None,
     found: list[Failure],
-    grouped: tuple[list[Group], list[tuple]] | None = None,
+    grouped: tuple[list[Group], list[New]] | None = None,
 ) -> None:
     stage: Stage = "history"
     try:
@@ -190,13 +199,13 @@ async def _pass(
         raise RuleError(stage, exc) from exc
 
 
-def _groups(jobs: Sequence[Job]) -> tuple[list[Group], list[tuple]]:
+def _groups(jobs: Sequence[Job]) -> tuple[list[Group], list[New]]:
     """Per (patient, metric) whose rules look back: the batch's readings of it (the history
     query takes their span) and how far after them another reading's decision can depend on
     them."""
     numbers: dict[tuple[uuid.UUID, str], int] = {}
     groups: list[Group] = []
-    news: list[tuple] = []
+    news: list[New] = []
     for job in jobs:
         r = job.reading
         sets = job.sets
@@ -213,7 +222,7 @@ def _groups(jobs: Sequence[Job]) -> tuple[list[Group], list[tuple]]:
             groups.append(Group(g=g, patient_id=r.patient_id, metric=r.metric, reach_s=seconds))
         elif seconds > groups[g].reach_s:
             groups[g] = Group(g=g, patient_id=r.patient_id, metric=r.metric, reach_s=seconds)
-        news.append((g, r.origin, r.message_id, r.measured_at))
+        news.append(New(g, r.origin, r.message_id, r.measured_at))
     return groups, news
 
 
@@ -247,9 +256,20 @@ def _forward(
     return jobs
 
 
-def _judge(rule: Rule, job: Job) -> list[Breach]:
-    baselines = {rule.key: job.baseline} if isinstance(rule, BaselineRule) else None
-    return evaluate(job.obs, job.history, [rule], baselines)
+def _judge(rule: Rule, job: Job) -> Breach | None:
+    """As alerts.checks.evaluate with one rule, the baseline as the history query computed
+    it; without building a list and a mapping per reading and rule."""
+    if isinstance(rule, BaselineRule):
+        return judge_baseline(rule, job.obs, job.baseline)
+    check = _CHECKS.get(type(rule))
+    return None if check is None else check(rule, job.obs, job.history)
+
+
+_CHECKS: dict[type, Callable[..., Breach | None]] = {
+    AbsoluteRule: check_absolute,
+    ChangeRule: check_change,
+    InrRule: check_inr,
+}
 
 
 class _Broken(msgspec.Struct):
@@ -278,11 +298,11 @@ def _decide(jobs: Sequence[Job], found: list[Failure]) -> list[BreachItem]:
         for rs in job.sets:
             for rule in rs.by_metric[job.reading.metric]:
                 try:
-                    breaches = _judge(rule, job)
+                    breach = _judge(rule, job)
                 except Exception as exc:  # one rule's bug: that rule, that reading
                     _note(broken, job, rs.program, rule, exc)
                     continue
-                for breach in breaches:
+                if breach is not None:
                     items.append((job.reading.patient_id, rs.program, stamped(breach, job.reading)))
     _broken(found, broken)
     return items
@@ -296,7 +316,7 @@ def _decide_again(jobs: Sequence[Job], found: list[Failure]) -> list[ledger.Deci
         for rs in job.sets:
             for rule in rs.by_metric[r.metric]:
                 try:
-                    breaches = _judge(rule, job)
+                    breach = _judge(rule, job)
                 except Exception as exc:
                     _note(broken, job, rs.program, rule, exc)
                     continue
@@ -308,7 +328,7 @@ def _decide_again(jobs: Sequence[Job], found: list[Failure]) -> list[ledger.Deci
                         origin=r.origin,
                         message_id=r.message_id,
                         measured_at=r.measured_at,
-                        breach=stamped(breaches[0], r) if breaches else None,
+                        breach=None if breach is None else stamped(breach, r),
                     )
                 )
     _broken(found, broken)

@@ -40,7 +40,7 @@ class Job(msgspec.Struct):
     baseline: Baseline | None = None
 
 
-class Group(msgspec.Struct, frozen=True, kw_only=True):
+class Group(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A (patient, metric) of the batch whose rules look back: the readings stored measured
     from the earliest of the batch's readings of it (`news`) to `reach_s` after the latest, and
     not of the batch, are to be judged again."""
@@ -51,14 +51,16 @@ class Group(msgspec.Struct, frozen=True, kw_only=True):
     reach_s: float
 
 
-class _New(msgspec.Struct, frozen=True):
+class New(msgspec.Struct, frozen=True, gc=False):
+    """One of the batch's readings of a group, so that it is not judged again as stored."""
+
     g: int
     origin: str
     message_id: str
     at: datetime
 
 
-class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
+class _Lookup(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One reading's history lookup, as the history query reads it; `need` indexes the needs."""
 
     idx: int
@@ -70,7 +72,7 @@ class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
     need: int
 
 
-class _Need(msgspec.Struct, frozen=True, kw_only=True):
+class _Need(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A HistoryNeed in the history query's units; a batch has a handful of distinct ones."""
 
     need: int
@@ -104,11 +106,10 @@ async def load_history(
     conn: AsyncConnection,
     jobs: Sequence[Job],
     groups: Sequence[Group] = (),
-    news: Sequence[tuple[int, str, str, datetime]] = (),
+    news: Sequence[New] = (),
 ) -> dict[int, list[StoredReading]]:
     """Fill in each job's history and baseline; return the readings of each group to judge
-    again (`news` lists each group's readings of this batch: g, origin, message id and
-    measured time)."""
+    again (`news` lists each group's readings of this batch)."""
     wanted = [(i, job) for i, job in enumerate(jobs) if not job.need.empty]
     if not wanted and not groups:
         return {}
@@ -130,8 +131,8 @@ async def load_history(
         "lookups": _json(lookups),
         "needs": _json(needs),
         "groups": _json(groups),
-        "news": _json([_New(*n) for n in news]),
-        "since": min((n[3] for n in news), default=None),
+        "news": _json(news),
+        "since": min((n.at for n in news), default=None),
     }
     found: dict[int, dict[tuple, Obs]] = {}
     again: dict[int, list[StoredReading]] = {}
