@@ -11,7 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
-from alerts import doses, instructions, service, thresholds
+from alerts import doses, failures, instructions, service, thresholds
 from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
 
@@ -216,6 +216,25 @@ class AnticoagulantController(Controller):
         return await doses.set_product(conn, actor, patient_id, data)
 
 
+class RuleFailureController(Controller):
+    path = "/api/v1/admin/rule-failures"
+    tags = ["alerts"]
+
+    @get(
+        "/",
+        operation_id="listRuleFailures",
+        summary="Where a patient's alert rules could not judge a reading, newest first",
+    )
+    async def list_failures(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        patient_id: uuid.UUID | None = None,
+        limit: Limit = 100,
+    ) -> list[failures.RuleFailureOut]:
+        return await failures.recent_failures(conn, actor, patient_id, limit)
+
+
 def routers() -> list[type[Controller]]:
     return [
         AlertController,
@@ -223,4 +242,5 @@ def routers() -> list[type[Controller]]:
         PatientAlertController,
         AnticoagulantController,
         RuleCoverageController,
+        RuleFailureController,
     ]

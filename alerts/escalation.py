@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 from psycopg import AsyncConnection
 
+from alerts.lifecycle import arrival
 from telemed import audit, outbox
 from telemed.access import SYSTEM, Actor, require_role
 from telemed.errors import FieldProblem, Invalid, NotFound
@@ -80,7 +81,7 @@ def escalation_target(
 
 _CANDIDATES = """
 SELECT a.id, a.patient_id, a.program, a.severity, a.state, a.rule_key, a.metric, a.message,
-       a.organisation_id, a.created_at, a.severity_changed_at, a.escalated_at,
+       a.detail, a.organisation_id, a.created_at, a.severity_changed_at, a.escalated_at,
        a.escalation_level, d.ack_within, d.repeat_every, d.max_level, p.pseudonym
 FROM alerts a
 JOIN alert_deadlines d ON d.program = a.program AND d.severity = a.severity
@@ -138,6 +139,10 @@ async def escalate_due(conn: AsyncConnection, *, now: datetime) -> list[Escalati
     return done
 
 
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
 async def _announce(
     conn: AsyncConnection,
     row: dict[str, Any],
@@ -147,7 +152,8 @@ async def _announce(
 ) -> Escalation:
     routed = row["organisation_id"]
     target = escalation_target(routed, chain, level)
-    since = row["severity_changed_at"] or row["created_at"]
+    clock = arrival(row)
+    since = clock["escalation_counts_from"]
     payload = {
         "alert_id": row["id"],
         "patient_id": str(row["patient_id"]),
@@ -162,6 +168,13 @@ async def _announce(
         "target_organisation_id": str(target) if target else None,
         "unacknowledged_since": since.isoformat(),
         "escalated_at": now.isoformat(),
+        # The deadline counts from when the alert reached the team (raised or upgraded), not
+        # from when its reading was measured; a late reading's times say how late it came.
+        "clock": clock["escalation_clock"],
+        "counts_from": since.isoformat(),
+        "measured_at": _iso(clock["reading_measured_at"]),
+        "received_at": _iso(clock["reading_received_at"]),
+        "late": clock["late"],
     }
     orgs = [target, routed] if target else [routed]
     if target:

@@ -3,29 +3,38 @@
 `after_readings` is the reading hook (entry point `telemed.reading_hooks: alerts`). Per batch it
 makes a fixed number of round trips, however many readings and patients: one for the planner
 settings and the rule context version, one for the enrollments and overrides of patients whose
-rule context is not already kept (ContextCache), one for the bounded history the rules need
-(alerts.rules HistoryNeed, computed per reading in SQL, the baseline median included), and the
-few of `alerts.lifecycle.upsert_breaches`. The decisions are the pure functions' of alerts.checks.
+rule context is not already kept (ContextCache), one that serialises the batch's patients whose
+rules look back (lock_patients), one for the bounded history the rules need (alerts.history),
+and the few of `alerts.lifecycle.upsert_breaches`; alerts.evaluation says what else runs when a
+reading arrives before readings measured after it, and when a rule fails.
 
 The readings of the batch are already in the table when the hook runs, so readings of one
 patient and metric evaluated together see each other by measured time, and a late reading is
 judged against what was measured before it.
+
+Serialising: a patient's history rules must see every reading committed before, whichever
+worker wrote it. The hook takes a transaction-level advisory lock per patient (a stripe of
+patients, `patient_lock`) in ascending order before it reads any history, and holds it until
+commit. Under READ COMMITTED each statement sees what committed before it started, so the
+history read after the lock sees every reading of the patient whose transaction held the lock
+before; readings of a transaction still waiting for the lock are judged by that transaction,
+which will see these, and judges again what these made different (alerts.evaluation).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 from psycopg import AsyncConnection
-from psycopg.rows import tuple_row
 
-from alerts.checks import Baseline, evaluate
+from alerts import evaluation
 from alerts.defaults import (
     Override,
     UnknownProgram,
@@ -34,17 +43,17 @@ from alerts.defaults import (
     default_rules,
     effective_per_rule,
 )
-from alerts.lifecycle import BreachItem, upsert_breaches
+from alerts.failures import Failure
+from alerts.history import Job, load_history
 from alerts.rules import (
     AbsoluteRule,
-    BaselineRule,
     HistoryNeed,
     MissedRule,
-    Obs,
     Rule,
     classify,
     history_need,
     history_needs,
+    reach_seconds,
 )
 from alerts.schedule import LOCAL_TZ
 from telemed.db import Queries
@@ -52,6 +61,15 @@ from telemed.readings import StoredReading
 
 log = logging.getLogger("alerts.hooks")
 Q = Queries("hooks", folder=Path(__file__).parent / "sql")
+
+# Advisory locks of the ingest transactions: (LOCK_SPACE, stripe of the patient). Stripes bound
+# the locks one transaction holds (PostgreSQL's lock table is max_locks_per_transaction ×
+# max_connections entries); two patients sharing a stripe only wait for each other.
+LOCK_SPACE = 0x7E1E_A1E7
+STRIPES = 1024
+
+# Kept for callers that load history themselves (tests compare it with the full history).
+_load_history = load_history
 
 
 class Enrollment(msgspec.Struct, frozen=True):
@@ -67,12 +85,15 @@ class Enrollment(msgspec.Struct, frozen=True):
 class RuleSet(msgspec.Struct, frozen=True):
     """One program's active per-reading rules for a patient, by metric, and what history they
     need: `needs` for every reading of the metric, `banded` only for a reading inside the bands
-    of that sustained absolute rule (outside them the rule decides without history)."""
+    of that sustained absolute rule (outside them the rule decides without history). `reach`:
+    per metric whose rules look back, how long after a reading it can change another's
+    decision (alerts.rules.reach_seconds)."""
 
     program: str
     by_metric: dict[str, tuple[Rule, ...]]
     needs: dict[str, HistoryNeed]
     banded: dict[str, tuple[tuple[AbsoluteRule, HistoryNeed], ...]] = {}
+    reach: dict[str, float] = {}
 
     def need(self, metric: str, value: float) -> HistoryNeed:
         need = self.needs.get(metric, _NO_NEED)
@@ -81,10 +102,43 @@ class RuleSet(msgspec.Struct, frozen=True):
                 need = need.merge(extra)
         return need
 
+    def only(self, keys: set[str]) -> RuleSet:
+        """The same set with only the rules of these keys."""
+        kept = [r for rules in self.by_metric.values() for r in rules if r.key in keys]
+        return rule_set(self.program, kept)
+
+    def looking_back(self, metric: str) -> RuleSet:
+        """The rules of `metric` whose decisions depend on earlier readings."""
+        return self.only({r.key for r in self.by_metric.get(metric, ()) if reach_seconds(r)})
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """A rule of the patient that cannot run as set: one of its overrides cannot be read or
+    no longer fits, so it runs at the programme default (`metric` None: it is not known which
+    rule, so every reading of the patient is concerned)."""
+
+    rule_key: str
+    metric: str | None
+    error: str
+    outcome: Literal["not_evaluated", "default_used"] = "default_used"
+
+
+class PatientRules(msgspec.Struct):
+    sets: list[tuple[Enrollment, RuleSet]]
+    problems: list[Problem] = []
+
+    def covering(self, reading: StoredReading) -> list[RuleSet]:
+        day = reading.measured_at.astimezone(LOCAL_TZ).date()
+        return [
+            rs
+            for enrollment, rs in self.sets
+            if reading.metric in rs.by_metric and enrollment.covers(day)
+        ]
+
 
 _ENROLLMENTS = msgspec.json.Decoder(list[Enrollment])
 _NO_NEED = HistoryNeed()
-_OVERRIDES = msgspec.json.Decoder(list[Override])
+_NO_RULES = PatientRules([])
 
 
 @cache
@@ -100,8 +154,11 @@ def program_defaults(program: str, stratum: str) -> tuple[Rule, ...] | None:
 def rule_set(program: str, rules: Sequence[Rule]) -> RuleSet:
     per_reading = [rule for rule in rules if not isinstance(rule, MissedRule)]
     by_metric: dict[str, list[Rule]] = {}
+    reach: dict[str, float] = {}
     for rule in per_reading:
         by_metric.setdefault(rule.metric, []).append(rule)
+        if seconds := reach_seconds(rule):
+            reach[rule.metric] = max(reach.get(rule.metric, 0.0), seconds)
     # check_absolute returns before it looks at history when the value is in no band.
     banded: dict[str, list[tuple[AbsoluteRule, HistoryNeed]]] = {}
     always: list[Rule] = []
@@ -115,6 +172,7 @@ def rule_set(program: str, rules: Sequence[Rule]) -> RuleSet:
         {m: tuple(r) for m, r in by_metric.items()},
         history_needs(always),
         {m: tuple(pairs) for m, pairs in banded.items()},
+        reach,
     )
 
 
@@ -135,10 +193,40 @@ def patient_rules(
     return active_rules(effective)
 
 
+def _metric_of(rule_key: str) -> str | None:
+    kind, _, rest = rule_key.partition(":")
+    return "inr" if kind == "inr" else (rest or None)
+
+
+def _overrides(raw: str) -> tuple[list[Override], list[Problem]]:
+    """The stored overrides that can be read; one that cannot (a row written past the API)
+    drops every override of its rule, which then runs at the default, and is a problem."""
+    items = msgspec.json.decode(raw)
+    read: list[Override] = []
+    problems: dict[str, Problem] = {}
+    for item in items:
+        try:
+            read.append(msgspec.convert(item, Override))
+        except (msgspec.ValidationError, TypeError) as exc:
+            fields = item if isinstance(item, dict) else {}
+            key = fields.get("rule_key")
+            key = key if isinstance(key, str) and key else "rules"
+            text = f"override {key}.{fields.get('field')} cannot be read: {exc}"
+            problems.setdefault(key, Problem(key, _metric_of(key), text))
+    return [o for o in read if o.rule_key not in problems], list(problems.values())
+
+
 def rule_sets(
     patient_id: uuid.UUID, enrollments: Sequence[Enrollment], overrides: Sequence[Override]
 ) -> list[tuple[Enrollment, RuleSet]]:
+    return _rule_sets(enrollments, overrides)[0]
+
+
+def _rule_sets(
+    enrollments: Sequence[Enrollment], overrides: Sequence[Override]
+) -> tuple[list[tuple[Enrollment, RuleSet]], list[Problem]]:
     found: list[tuple[Enrollment, RuleSet]] = []
+    problems: list[Problem] = []
     for enrollment in enrollments:
         if not overrides:
             cached = _default_set(enrollment.program, enrollment.stratum)
@@ -146,13 +234,21 @@ def rule_sets(
                 found.append((enrollment, cached))
             continue
         defaults = program_defaults(enrollment.program, enrollment.stratum)
-        if defaults is not None:
-            rules = patient_rules(defaults, overrides, patient_id)
-            found.append((enrollment, rule_set(enrollment.program, rules)))
-    return found
+        if defaults is None:
+            continue
+        effective, invalid = effective_per_rule(defaults, overrides)
+        for exc in invalid:
+            key = exc.rule_key or "rules"
+            problems.append(Problem(key, _metric_of(key), f"override not applied: {exc}"))
+        found.append((enrollment, rule_set(enrollment.program, active_rules(effective))))
+    return found, problems
 
 
-Context = list[tuple[Enrollment, RuleSet]]
+def _patient_rules(row: dict) -> PatientRules:
+    enrollments = _ENROLLMENTS.decode(row["enrollments"])
+    overrides, problems = _overrides(row["overrides"])
+    sets, invalid = _rule_sets(enrollments, overrides)
+    return PatientRules(sets, problems + invalid)
 
 
 class ContextCache:
@@ -166,9 +262,9 @@ class ContextCache:
     def __init__(self, max_patients: int = 100_000) -> None:
         self.max_patients = max_patients
         self._key: tuple | None = None
-        self._entries: dict[uuid.UUID, Context] = {}
+        self._entries: dict[uuid.UUID, PatientRules] = {}
 
-    def _for(self, conn: AsyncConnection, version: int) -> dict[uuid.UUID, Context]:
+    def _for(self, conn: AsyncConnection, version: int) -> dict[uuid.UUID, PatientRules]:
         info = conn.info
         key = (info.host, info.port, info.dbname, version)
         if key != self._key or len(self._entries) > self.max_patients:
@@ -177,13 +273,13 @@ class ContextCache:
 
     async def get(
         self, conn: AsyncConnection, version: int, patient_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, Context]:
+    ) -> dict[uuid.UUID, PatientRules]:
         entries = self._for(conn, version)
         missing = [p for p in patient_ids if p not in entries]
         if missing:
             loaded = await _load_contexts(conn, missing)
             for patient_id in missing:
-                entries[patient_id] = loaded.get(patient_id, [])
+                entries[patient_id] = loaded.get(patient_id, _NO_RULES)
         return entries
 
 
@@ -192,144 +288,88 @@ CONTEXTS = ContextCache()
 
 async def _load_contexts(
     conn: AsyncConnection, patient_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, Context]:
+) -> dict[uuid.UUID, PatientRules]:
     literal = "{" + ",".join(map(str, patient_ids)) + "}"
     cur = await conn.execute(Q.context, {"patient_ids": literal})
     contexts = {}
     for row in await cur.fetchall():
-        enrollments = _ENROLLMENTS.decode(row["enrollments"])
-        overrides = _OVERRIDES.decode(row["overrides"])
-        contexts[row["patient_id"]] = rule_sets(row["patient_id"], enrollments, overrides)
+        try:
+            contexts[row["patient_id"]] = _patient_rules(row)
+        except Exception as exc:  # one patient's context must not stop the others'
+            log.exception("patient %s: rules cannot be built", row["patient_id"])
+            text = f"rules cannot be built: {type(exc).__name__}: {exc}"
+            contexts[row["patient_id"]] = PatientRules(
+                [], [Problem("rules", None, text, "not_evaluated")]
+            )
     return contexts
 
 
-class _Job(msgspec.Struct):
-    reading: StoredReading
-    obs: Obs
-    sets: list[RuleSet]
-    need: HistoryNeed
-    history: list[Obs] = []
-    baseline: Baseline | None = None
-
-
-def _jobs(stored: Sequence[StoredReading], contexts: dict[uuid.UUID, Context]) -> list[_Job]:
-    jobs: list[_Job] = []
+def _jobs(stored: Sequence[StoredReading], contexts: dict[uuid.UUID, PatientRules]) -> list[Job]:
+    jobs: list[Job] = []
     for reading in stored:
-        day = reading.measured_at.astimezone(LOCAL_TZ).date()
-        sets = [
-            rs
-            for enrollment, rs in contexts.get(reading.patient_id, ())
-            if reading.metric in rs.by_metric and enrollment.covers(day)
-        ]
-        if not sets:
-            continue
-        need = sets[0].need(reading.metric, reading.value)
-        for rs in sets[1:]:
-            need = need.merge(rs.need(reading.metric, reading.value))
-        obs = Obs(reading.metric, reading.value, reading.measured_at, reading.comparator)  # type: ignore[arg-type]
-        jobs.append(_Job(reading, obs, sets, need))
+        sets = contexts.get(reading.patient_id, _NO_RULES).covering(reading)
+        if sets:
+            jobs.append(evaluation.job_for(reading, sets))
     return jobs
 
 
-class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
-    """One reading's history lookup, as the history query reads it; `need` indexes the needs."""
-
-    idx: int
-    patient_id: uuid.UUID
-    metric: str
-    at: datetime
-    origin: str
-    message_id: str
-    need: int
-
-
-class _Need(msgspec.Struct, frozen=True, kw_only=True):
-    """A HistoryNeed in the history query's units; a batch has a handful of distinct ones."""
-
-    need: int
-    latest: int
-    latest_s: float
-    span_s: float
-    before_s: float
-    extremes_s: float
-    baseline_s: float
-    baseline_max: int
-
-    @classmethod
-    def of(cls, number: int, need: HistoryNeed) -> _Need:
-        return cls(
-            need=number,
-            latest=need.latest,
-            latest_s=need.latest_hours * 3600,
-            span_s=need.span_minutes * 60,
-            before_s=need.span_hours * 3600,
-            extremes_s=need.extremes_hours * 3600,
-            baseline_s=need.baseline_days * 86400,
-            baseline_max=need.baseline_max,
-        )
+def _problems(
+    stored: Sequence[StoredReading], contexts: dict[uuid.UUID, PatientRules]
+) -> list[Failure]:
+    """Each problem of a patient's rules, once per batch, with the first reading it concerns."""
+    failures: list[Failure] = []
+    for patient_id, rules in contexts.items():
+        for problem in rules.problems:
+            concerned = [
+                r
+                for r in stored
+                if r.patient_id == patient_id and problem.metric in (None, r.metric)
+            ]
+            if concerned:
+                programs = [rs.program for rs in rules.covering(concerned[0])]
+                failures.append(
+                    Failure.of(
+                        concerned,
+                        programs[0] if programs else None,
+                        problem.rule_key,
+                        "rules",
+                        problem.outcome,
+                        problem.error,
+                    )
+                )
+    return failures
 
 
-async def _load_history(conn: AsyncConnection, jobs: Sequence[_Job]) -> None:
-    wanted = [(i, job) for i, job in enumerate(jobs) if not job.need.empty]
-    if not wanted:
-        return
-    numbers: dict[HistoryNeed, int] = {}
-    lookups = [
-        _Lookup(
-            idx=i,
-            patient_id=job.reading.patient_id,
-            metric=job.reading.metric,
-            at=job.reading.measured_at,
-            origin=job.reading.origin,
-            message_id=job.reading.message_id,
-            need=numbers.setdefault(job.need, len(numbers)),
-        )
-        for i, job in wanted
-    ]
-    needs = [_Need.of(number, need) for need, number in numbers.items()]
-    params = {
-        "lookups": msgspec.json.encode(lookups).decode(),
-        "needs": msgspec.json.encode(needs).decode(),
-    }
-    found: dict[int, dict[tuple, Obs]] = {}
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(Q.history, params)
-        rows = await cur.fetchall()
-    for idx, part, value, measured_at, comparator, n in rows:
-        job = jobs[idx]
-        if part == "baseline":
-            if n:
-                job.baseline = Baseline(value, n)
-            continue
-        key = (value, measured_at, comparator)
-        found.setdefault(idx, {})[key] = Obs(job.reading.metric, value, measured_at, comparator)
-    for idx, history in found.items():
-        jobs[idx].history = list(history.values())
+def patient_lock(patient_id: uuid.UUID) -> tuple[int, int]:
+    """The advisory lock key (two int4s) serialising a patient's ingest transactions."""
+    return LOCK_SPACE, patient_id.int % STRIPES
 
 
-def _breaches(jobs: Sequence[_Job]) -> list[BreachItem]:
-    items: list[BreachItem] = []
-    for job in jobs:
-        for rs in job.sets:
-            rules = rs.by_metric[job.reading.metric]
-            baselines = {r.key: job.baseline for r in rules if isinstance(r, BaselineRule)}
-            for breach in evaluate(job.obs, job.history, rules, baselines):
-                items.append((job.reading.patient_id, rs.program, breach))
-    return items
+async def lock_patients(conn: AsyncConnection, patient_ids: Iterable[uuid.UUID]) -> None:
+    """Serialise these patients' transactions until commit (see the module docstring)."""
+    stripes = sorted({patient_lock(p)[1] for p in patient_ids})
+    if stripes:
+        await conn.execute(Q.lock_patients, {"space": LOCK_SPACE, "stripes": stripes})
 
 
 async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> None:
     """Evaluate every stored reading and add its breaches to the alerts, in `conn`'s
-    transaction."""
+    transaction. A patient's rule that fails is recorded and alerted on (alerts.failures);
+    a database that is away or busy raises, and the caller retries the transaction."""
     if not stored:
         return
     cur = await conn.execute(Q.planner_settings)
-    version = (await cur.fetchone())["rule_context_version"]
+    settings = await cur.fetchone()
+    if settings["isolation"] != "read committed":
+        raise RuntimeError(
+            f"the alert rules need READ COMMITTED transactions, not {settings['isolation']}"
+        )
     patient_ids = list(dict.fromkeys(r.patient_id for r in stored))
-    jobs = _jobs(stored, await CONTEXTS.get(conn, version, patient_ids))
-    if not jobs:
-        return
-    await _load_history(conn, jobs)
-    items = _breaches(jobs)
-    if items:
-        await upsert_breaches(conn, items, now=datetime.now(UTC))
+    all_contexts = await CONTEXTS.get(conn, settings["rule_context_version"], patient_ids)
+    contexts = {p: all_contexts[p] for p in patient_ids}
+    jobs = _jobs(stored, contexts)
+    failures = _problems(stored, contexts)
+    if jobs:
+        failures += await evaluation.judge(conn, jobs, contexts, lock=lock_patients)
+    if failures:
+        await evaluation.record(conn, failures, now=datetime.now(UTC))

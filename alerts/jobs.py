@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from alerts import escalation
+from alerts import coverage, escalation
 from alerts.checks import check_missed
 from alerts.defaults import Override
 from alerts.hooks import patient_rules, program_defaults
@@ -79,6 +79,8 @@ async def missed_measurements(conn: AsyncConnection, *, now: datetime) -> dict[s
 
     `missed_slots` remembers the slots raised, so a slot raises once even after its alert was
     resolved; a second missed slot adds to the open alert (the count), as any repeat does.
+    First, slots that readings which arrived late were measured in time for are marked covered,
+    and their alerts closed or annotated (alerts.coverage).
     """
     today = now.astimezone(LOCAL_TZ).date()
     async with conn.transaction():
@@ -101,13 +103,18 @@ async def missed_measurements(conn: AsyncConnection, *, now: datetime) -> dict[s
             },
         )
         last = {(r["patient_id"], r["metric"]): r["last"] for r in await cur.fetchall()}
+    starts = [enrolled_at(row["start_date"], row["created_at"]) for row, _ in checks]
+    watched = [
+        coverage.Watched(row["patient_id"], rule, start)
+        for (row, rule), start in zip(checks, starts, strict=True)
+    ]
+    covered = await coverage.cover(conn, watched, now=now)
     raised = 0
-    for row, rule in checks:
-        start = enrolled_at(row["start_date"], row["created_at"])
+    for (row, rule), start in zip(checks, starts, strict=True):
         breach = check_missed(rule, last.get((row["patient_id"], rule.metric)), start, now)
         if breach is not None and await _raise_slot(conn, row, breach, now):
             raised += 1
-    return {"checked": len(checks), "raised": raised}
+    return {"checked": len(checks), "raised": raised, "covered": covered}
 
 
 async def _raise_slot(

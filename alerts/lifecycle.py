@@ -10,13 +10,17 @@ Writers lock the open alerts they touch (in id order) before merging into them, 
 sees the row as it is and two ingest workers that breach the same rule at once make one alert
 with both counts; a new alert is inserted with ON CONFLICT DO NOTHING, and a conflict (another
 writer opened it meanwhile) is merged into on the next pass.
+
+A breach about a stored reading (the ingest path's) is also written as a row of
+`alert_readings`, so that the alert can be recomputed when readings are judged again
+(alerts.ledger).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,6 +161,34 @@ def merge(old: Existing, new: Incoming) -> Merged | None:
         count=old.count + new.count,
         upgraded=new.severity > old_severity,
     )
+
+
+# A reading that reached the system more than this after it was measured came late; an alert
+# it raised says so (docs/alerts-operations.md, "Late readings").
+LATE_AFTER = timedelta(minutes=15)
+
+
+def _moment(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+
+def arrival(row: dict[str, Any]) -> dict[str, Any]:
+    """When the reading an alert is about (the one its message names) was measured and
+    received, whether it came late, and which clock the alert's escalation counts by: from
+    when the alert reached the team (raised, or upgraded to its severity), never from when the
+    reading was measured."""
+    detail = row.get("detail") or {}
+    measured, received = _moment(detail.get("measured_at")), _moment(detail.get("received_at"))
+    delay = (received - measured) if measured and received else None
+    upgraded = row.get("severity_changed_at")
+    return {
+        "reading_measured_at": measured,
+        "reading_received_at": received,
+        "arrival_delay_minutes": None if delay is None else round(delay.total_seconds() / 60, 1),
+        "late": delay is not None and delay > LATE_AFTER,
+        "escalation_clock": "upgraded" if upgraded else "raised",
+        "escalation_counts_from": upgraded or row["created_at"],
+    }
 
 
 def event_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -331,8 +363,55 @@ async def _upsert(
             break
     else:
         raise RuntimeError(f"alerts kept changing under {len(pending)} breaches; gave up")
+    await _write_readings(conn, items, changes)
     await write_events(conn, events)
     return changes
+
+
+class _AlertReading(msgspec.Struct, frozen=True, kw_only=True):
+    patient_id: uuid.UUID
+    rule_key: str
+    origin: str
+    message_id: str
+    measured_at: datetime
+    alert_id: int
+    received_at: datetime
+    severity: str
+    value: float | None
+    message: str
+    detail: dict[str, Any]
+
+
+async def _write_readings(
+    conn: AsyncConnection, items: Sequence[BreachItem], changes: Sequence[AlertChange]
+) -> None:
+    """One `alert_readings` row per breach that is about a stored reading (alerts.ledger);
+    a rule breached twice by one reading (two enrollments' rule sets) counts once, its worse."""
+    alert_of = {(c.patient_id, c.rule_key): c.alert_id for c in changes}
+    rows: dict[tuple, _AlertReading] = {}
+    for patient_id, _, breach in items:
+        ref = breach.reading
+        if ref is None or breach.measured_at is None:
+            continue
+        key = (patient_id, breach.rule_key, ref.origin, ref.message_id, breach.measured_at)
+        known = rows.get(key)
+        if known is not None and Severity(known.severity) >= breach.severity:
+            continue
+        rows[key] = _AlertReading(
+            patient_id=patient_id,
+            rule_key=breach.rule_key,
+            origin=ref.origin,
+            message_id=ref.message_id,
+            measured_at=breach.measured_at,
+            alert_id=alert_of[(patient_id, breach.rule_key)],
+            received_at=ref.received_at,
+            severity=breach.severity.value,
+            value=breach.value,
+            message=breach.message,
+            detail=breach.detail,
+        )
+    if rows:
+        await conn.execute(Q.insert_readings, {"rows": _json(list(rows.values()))})
 
 
 async def change_state(

@@ -279,6 +279,15 @@ class Obs(msgspec.Struct, frozen=True):
             raise ValueError(f"reading value must be finite, got {self.value}")
 
 
+class ReadingRef(msgspec.Struct, frozen=True):
+    """Which stored reading a breach is about (the readings' unique key with the measured
+    time), and when it arrived."""
+
+    origin: str
+    message_id: str
+    received_at: datetime
+
+
 class Breach(msgspec.Struct, frozen=True):
     rule_key: str
     metric: str
@@ -287,6 +296,8 @@ class Breach(msgspec.Struct, frozen=True):
     message: str
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
     measured_at: datetime | None = None
+    # Set on the ingest path, where each breach is one stored reading's (alerts.ledger).
+    reading: ReadingRef | None = None
 
 
 def history_window(rules: Sequence[Rule]) -> timedelta:
@@ -348,6 +359,19 @@ def history_need(rule: Rule) -> HistoryNeed:
     if isinstance(rule, BaselineRule):
         return HistoryNeed(baseline_days=rule.window_days, baseline_max=rule.max_readings)
     return HistoryNeed()
+
+
+def reach_seconds(rule: Rule) -> float:
+    """How long after a reading it can still change the decision on another reading of its
+    metric under this rule (the rule's look-back, seen from the other side); 0 for a rule
+    that looks at no history."""
+    if isinstance(rule, AbsoluteRule) and rule.sustain is not None:
+        return rule.sustain.within_hours * 3600
+    if isinstance(rule, ChangeRule):
+        return rule.within_hours * 3600
+    if isinstance(rule, BaselineRule):
+        return rule.window_days * 86400
+    return 0.0
 
 
 def history_needs(rules: Sequence[Rule]) -> dict[str, HistoryNeed]:

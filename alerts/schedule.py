@@ -128,6 +128,22 @@ def missed(
     )
 
 
+def slot_window(
+    schedule: Schedule, enrolled_at: datetime, day: date
+) -> tuple[datetime, datetime] | None:
+    """(start, deadline) of the slot on local `day`: a measurement taken after `start` and at
+    or before `deadline` was in time for it. None if no slot of the schedule falls on `day`."""
+    _require_aware("enrolled_at", enrolled_at)
+    enrolled_on = enrolled_at.astimezone(LOCAL_TZ).date()
+    index = _index_at_or_before(schedule, (day - enrolled_on).days)
+    if index is None:
+        return None
+    found = slot(schedule, enrolled_on, index)
+    if found.day != day:
+        return None
+    return _window_start(schedule, enrolled_on, enrolled_at, index), found.deadline
+
+
 def _window_start(
     schedule: Schedule, enrolled_on: date, enrolled_at: datetime, index: int
 ) -> datetime:

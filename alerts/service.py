@@ -73,6 +73,19 @@ class AlertOut(msgspec.Struct, kw_only=True):
     resolution_note: str | None
     escalated_at: datetime | None
     escalation_level: int
+    # The reading the message names (lifecycle.arrival): measured and received, and whether it
+    # came late; and what the escalation deadline counts from ("raised" or "upgraded": when the
+    # alert reached the team, whenever the reading was measured).
+    reading_measured_at: datetime | None = None
+    reading_received_at: datetime | None = None
+    arrival_delay_minutes: float | None = None
+    late: bool = False
+    escalation_clock: Literal["raised", "upgraded"] = "raised"
+    escalation_counts_from: datetime | None = None
+
+
+def _out(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, **lifecycle.arrival(row)}
 
 
 class ReadingPoint(msgspec.Struct, kw_only=True):
@@ -120,7 +133,7 @@ async def list_alerts(
         rows = await (await conn.execute(Q.triage, params)).fetchall()
         patients = list(dict.fromkeys(r["patient_id"] for r in rows))
         await audit.record_many(conn, actor, "list", patients, object_type="alert")
-    return msgspec.convert(rows, list[AlertOut])
+    return msgspec.convert([_out(r) for r in rows], list[AlertOut])
 
 
 async def patient_alerts(
@@ -136,7 +149,7 @@ async def patient_alerts(
     async with conn.transaction():
         rows = await (await conn.execute(Q.patient_alerts, params)).fetchall()
         await audit.record(conn, actor, "read", patient_id=patient_id, object_type="alert")
-    return msgspec.convert(rows, list[AlertOut])
+    return msgspec.convert([_out(r) for r in rows], list[AlertOut])
 
 
 async def get_alert(
@@ -181,7 +194,7 @@ async def get_alert(
         )
     return msgspec.convert(
         {
-            **row,
+            **_out(row),
             "readings": readings,
             "instructions": answered,
             "dose_suggestion": suggestion,
@@ -213,7 +226,7 @@ async def transition(
             object_id=alert_id,
             detail=detail,
         )
-        return msgspec.convert(await access.alert_row(conn, alert_id), AlertOut)
+        return msgspec.convert(_out(await access.alert_row(conn, alert_id)), AlertOut)
 
 
 async def acknowledge(

@@ -5,8 +5,10 @@ Errors are sorted by cause. The database being away (connection lost, restart, f
 waited out with backoff, and nothing is acknowledged meanwhile. The database refusing the
 content of a message (a data error, a check or foreign key violation) is narrowed down by
 writing the batch message by message; a message it still refuses is rejected with the
-database's reason, so that one bad message cannot hold the stream up forever. Anything else is
-a fault of ours (or of a reading hook): logged and retried, never dropped.
+database's reason, so that one bad message cannot hold the stream up forever. The alert rules
+(the reading hook) keep a failing rule to its patient and record it (alerts.evaluation), so a
+rule never holds the stream up either; only the database being away or busy reaches here from
+them. Anything else is a fault of ours: logged and retried, never dropped.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ _TRANSIENT = (
     OSError,
 )
 # Refusals that follow from what a message holds. A unique violation is not among them: with
-# ON CONFLICT on the readings it can only come from concurrent writers (two workers' alert
-# hooks, say), and the next attempt sees the other's commit.
+# ON CONFLICT on the readings it can only come from concurrent writers, and the next attempt
+# sees the other's commit.
 _CONTENT = (
     psycopg.DataError,
     psycopg.errors.CheckViolation,

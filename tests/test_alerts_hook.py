@@ -63,17 +63,20 @@ def test_readings_of_one_batch_see_each_other_in_measured_order(db_dsn, db, care
 
 def test_a_late_reading_is_judged_by_what_was_measured_before_it(db_dsn, db, care):
     n = care.nurse.id
-    store(db_dsn, [row(care.patient, "spo2", 96, ago(hours=5), n)])
-    store(db_dsn, [row(care.patient, "spo2", 89, ago(hours=1), n)])
+    at = {h: ago(hours=h) for h in (5, 3, 1)}
+    store(db_dsn, [row(care.patient, "spo2", 96, at[5], n)])
+    store(db_dsn, [row(care.patient, "spo2", 89, at[1], n)])
     assert alert_by_rule(db, care.patient, "absolute:spo2") is None
-    # Arrives now, measured between the two: follows a normal reading, so not sustained ...
-    store(db_dsn, [row(care.patient, "spo2", 89, ago(hours=3), n)])
-    assert alert_by_rule(db, care.patient, "absolute:spo2") is None
-    # ... but one measured just before the 89 of an hour ago makes that pair a sustained run.
+    # Arrives now, measured between the two: it follows a normal reading, so it is not a
+    # sustained breach itself, but the 89 measured after it now is (judged again with it).
+    store(db_dsn, [row(care.patient, "spo2", 89, at[3], n)])
+    alert = alert_by_rule(db, care.patient, "absolute:spo2")
+    assert alert is not None and alert["severity"] == "yellow" and alert["count"] == 1
+    assert alert["first_measured_at"] == alert["last_measured_at"] == at[1]
+    # One more, measured just before the 89 of an hour ago: a breach of its own.
     store(db_dsn, [row(care.patient, "spo2", 89.5, ago(hours=1, minutes=10), n)])
     alert = alert_by_rule(db, care.patient, "absolute:spo2")
-    assert alert is not None and alert["severity"] == "yellow"
-    assert alert["first_measured_at"] == alert["last_measured_at"]
+    assert alert["count"] == 2 and alert["last_measured_at"] == at[1]
 
 
 @pytest.fixture
@@ -214,9 +217,12 @@ def test_sustain_by_minutes_through_the_store(db_dsn, db, care, custom_rules):
     # Late, measured before all of those: red held 30 minutes at -90, then 60 at -60.
     store(db_dsn, [pulse(130, 120), pulse(130, 90), pulse(130, 60)])
     alert = alert_by_rule(db, p, "absolute:pulse")
-    assert alert is not None and alert["severity"] == "red" and alert["count"] == 2
+    # Judged in measured order, the yellow 105s at -50 and -40 now continue a run that began at
+    # -120 (yellow or worse) and count too; the 96 at -25 still breaks it.
+    assert alert is not None and alert["severity"] == "red" and alert["count"] == 4
     assert alert["detail"]["held_minutes"] == 30 and "held for 30 min" in alert["message"]
     assert alert["first_measured_at"] == base - timedelta(minutes=90)
+    assert alert["last_measured_at"] == base - timedelta(minutes=40)
 
 
 def test_the_hook_decides_as_the_pure_rules_on_the_full_history(db_dsn, db, care, custom_rules):

@@ -3,8 +3,11 @@
 -- index scans: compiling them (JIT) costs seconds where running them costs milliseconds, and
 -- TimescaleDB's chunk exclusion at run time costs more per lookup than the scans it saves.
 -- With the version of the rule contexts (migration 0023), in the same round trip.
+-- The isolation level is checked: serialising patients (lock_patients) only works if each
+-- statement sees what committed before it, as READ COMMITTED gives.
 SELECT set_config('jit', 'off', true),
        set_config('timescaledb.enable_runtime_exclusion', 'off', true),
+       current_setting('transaction_isolation') AS isolation,
        (SELECT version FROM rule_context_version) AS rule_context_version;
 
 -- name: context
@@ -33,88 +36,8 @@ FROM patients p
 -- The ids come as one array literal: psycopg builds array parameters element by element.
 WHERE p.id = ANY(%(patient_ids)s::text::uuid[]);
 
--- name: history
--- For each reading that its rules need history for, the bounded history of alerts.rules
--- HistoryNeed, never the reading itself: one row per earlier reading (`part` says which need
--- found it; a reading can come twice) and one 'baseline' row with the median and count of the
--- baseline window. Each part runs only for the readings that need it. The readings come as one
--- JSON array: psycopg builds large array parameters in Python, msgspec encodes JSON in C.
--- Each reading names its need (a handful per batch, sent once each): parsing JSON is a
--- noticeable part of this query's time.
-WITH n AS (
-    SELECT *
-    FROM json_to_recordset(%(needs)s::json)
-         AS n (need int, latest int, latest_s float8, span_s float8, before_s float8,
-               extremes_s float8, baseline_s float8, baseline_max int)
-), r AS (
-    SELECT l.idx, l.patient_id, l.metric, l.at, l.origin, l.message_id, n.latest, n.latest_s,
-           n.span_s, n.before_s, n.extremes_s, n.baseline_s, n.baseline_max
-    FROM json_to_recordset(%(lookups)s::json)
-         AS l (idx int, patient_id uuid, metric text, at timestamptz, origin text,
-               message_id text, need int)
-    JOIN n USING (need)
-)
-SELECT r.idx, 'latest' AS part, h.value, h.measured_at, h.comparator, NULL::bigint AS n
-FROM r
-CROSS JOIN LATERAL (
-    SELECT value, measured_at, comparator FROM readings h
-    WHERE h.patient_id = r.patient_id AND h.metric = r.metric
-      AND h.measured_at <= r.at AND h.measured_at >= r.at - make_interval(secs => r.latest_s)
-      AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-    ORDER BY h.measured_at DESC LIMIT r.latest
-) h
-WHERE r.latest > 0
-UNION ALL
-SELECT r.idx, 'span', h.value, h.measured_at, h.comparator, NULL
-FROM r
-CROSS JOIN LATERAL (
-    SELECT value, measured_at, comparator FROM readings h
-    WHERE h.patient_id = r.patient_id AND h.metric = r.metric
-      AND h.measured_at <= r.at AND h.measured_at >= r.at - make_interval(secs => r.span_s)
-      AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-) h
-WHERE r.span_s > 0
-UNION ALL
-SELECT r.idx, 'before', h.value, h.measured_at, h.comparator, NULL
-FROM r
-CROSS JOIN LATERAL (
-    SELECT value, measured_at, comparator FROM readings h
-    WHERE h.patient_id = r.patient_id AND h.metric = r.metric
-      AND h.measured_at < r.at - make_interval(secs => r.span_s)
-      AND h.measured_at >= r.at - make_interval(secs => r.before_s)
-    ORDER BY h.measured_at DESC LIMIT 1
-) h
-WHERE r.span_s > 0
-UNION ALL
-SELECT r.idx, 'extreme', e.value, e.measured_at, e.comparator, NULL
-FROM r
-CROSS JOIN LATERAL (
-    SELECT x.value, x.measured_at, x.comparator
-    FROM (
-        SELECT value, measured_at, comparator,
-               row_number() OVER (ORDER BY h.value, h.measured_at) AS lowest,
-               row_number() OVER (ORDER BY h.value DESC, h.measured_at) AS highest
-        FROM readings h
-        WHERE h.patient_id = r.patient_id AND h.metric = r.metric AND h.comparator IS NULL
-          AND h.measured_at <= r.at
-          AND h.measured_at >= r.at - make_interval(secs => r.extremes_s)
-          AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-    ) x
-    WHERE x.lowest = 1 OR x.highest = 1
-) e
-WHERE r.extremes_s > 0
-UNION ALL
-SELECT r.idx, 'baseline', b.median, NULL, NULL, b.n
-FROM r
-CROSS JOIN LATERAL (
-    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w.value) AS median, count(*) AS n
-    FROM (
-        SELECT value FROM readings h
-        WHERE h.patient_id = r.patient_id AND h.metric = r.metric AND h.comparator IS NULL
-          AND h.measured_at <= r.at
-          AND h.measured_at >= r.at - make_interval(secs => r.baseline_s)
-          AND NOT (h.origin = r.origin AND h.message_id = r.message_id)
-        ORDER BY h.measured_at DESC LIMIT r.baseline_max
-    ) w
-) b
-WHERE r.baseline_max > 0;
+-- name: lock_patients
+-- The patients' stripes (alerts.hooks.patient_lock), in ascending order so that two
+-- transactions never wait for each other in a circle; held until commit.
+SELECT count(pg_advisory_xact_lock(%(space)s, s)) AS locked
+FROM (SELECT s FROM unnest(%(stripes)s::int[]) AS s ORDER BY s) x;

@@ -116,3 +116,19 @@ LEFT JOIN LATERAL (
     SELECT organisation_id FROM responsibility r
     WHERE r.patient_id = c.patient_id AND r.since <= now() ORDER BY r.since DESC LIMIT 1
 ) h ON true;
+
+-- name: insert_readings
+-- The breaching readings of each alert (alerts.ledger). A reading judged again whose breach
+-- counted in a resolved alert moves to the alert that counts it now.
+INSERT INTO alert_readings (patient_id, rule_key, origin, message_id, measured_at, alert_id,
+                            received_at, severity, value, message, detail)
+SELECT r.patient_id, r.rule_key, r.origin, r.message_id, r.measured_at, r.alert_id,
+       r.received_at, r.severity, r.value, r.message, r.detail
+FROM json_to_recordset(%(rows)s::json)
+     AS r (patient_id uuid, rule_key text, origin text, message_id text,
+           measured_at timestamptz, alert_id bigint, received_at timestamptz, severity text,
+           value float8, message text, detail jsonb)
+ON CONFLICT (patient_id, rule_key, origin, message_id, measured_at) DO UPDATE
+SET alert_id = EXCLUDED.alert_id, received_at = EXCLUDED.received_at,
+    severity = EXCLUDED.severity, value = EXCLUDED.value, message = EXCLUDED.message,
+    detail = EXCLUDED.detail;

@@ -142,6 +142,7 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "rule.inr": ("INR uden for intervallet", "INR out of range"),
     "rule.missed": ("Manglende måling", "Missed measurement"),
     "rule.coverage": ("Alarmregler kan ikke dannes", "Alert rules cannot be built"),
+    "rule.alerting": ("Alarmering fejlede", "Alerting failed"),
     "alert.value": ("Værdi", "Value"),
     "alert.since": ("Siden", "Since"),
     "alert.count": ("Antal", "Count"),
@@ -164,6 +165,22 @@ TEXT: Final[Mapping[str, tuple[str, str]]] = {
     "alert.send_instruction": ("Send instruks", "Send the instruction"),
     "alert.instruction_sent": ("Instruksen er sendt.", "The instruction is sent."),
     "alert.instruction_required": ("Skriv instruksen.", "Write the instruction."),
+    "alert.late": (
+        "Målingen kom sent: målt {measured}, modtaget {received}",
+        "The reading came late: measured {measured}, received {received}",
+    ),
+    "alert.failed": (
+        "Regel {rule}: {outcome} (målt {measured})",
+        "Rule {rule}: {outcome} (measured {measured})",
+    ),
+    "alert.failed.not_evaluated": (
+        "målingen blev ikke vurderet — se den selv",
+        "the reading was not judged — look at it yourself",
+    ),
+    "alert.failed.default_used": (
+        "vurderet efter programmets standard, ikke patientens egne grænser",
+        "judged by the programme default, not the patient's own limits",
+    ),
     # wound cases
     "wound.case": ("Sårsag", "Wound case"),
     "wound.new": ("Ny sårsag", "New wound case"),

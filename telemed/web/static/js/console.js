@@ -22,7 +22,7 @@
       open: a.state === "open", since: a.first_measured_at, latest: a.last_measured_at,
       title: a.patient_name + ": " + t("metric." + a.metric) + value,
       detail: t("rule." + kind) + (a.count > 1 ? " · " + t("alert.count") + " " + a.count : "")
-        + (a.escalated_at ? " · " + t("alert.escalated") : ""),
+        + (a.escalated_at ? " · " + t("alert.escalated") : "") + T.alertNotes(a),
       url: "/console/patients/" + a.patient_id,
     };
   }

@@ -28,12 +28,15 @@
     return lines.length ? el("ul", { class: "order-fields" }, ...lines.map((line) => el("li", {}, line))) : null;
   }
 
-  function order(i) {
+  function order(i, alerts) {
+    const alert = alerts.get(i.alert_id);
+    const late = alert ? T.alertNotes(alert).replace(/^ · /, "") : "";
     const done = i.confirmations.map((c) => el("li", { class: "muted" },
       t(c.kind === "read" ? "nurse.order_confirmed_read" : "nurse.order_confirmed_done",
         { name: c.user_name, at: when(c.at) })));
     return el("li", { class: "card", "data-instruction": i.id },
       el("p", { class: "muted" }, t("nurse.order_by", { name: i.author_name, org: i.author_organisation, at: when(i.created_at) })),
+      late ? el("p", { class: "muted" }, late) : null,
       el("p", { class: "order-text" }, i.text),
       details(i.fields || {}),
       done.length ? el("ul", { class: "plain" }, ...done) : null,
@@ -52,9 +55,18 @@
       return;
     }
     const orders = found.filter((i) => i.alert_id !== null);
+    // The alerts the orders answer, to say when one was raised by a reading that came late.
+    const alerts = new Map();
+    if (orders.length) {
+      try {
+        for (const a of await api("GET", base + "/alerts?state=all&limit=200")) alerts.set(a.id, a);
+      } catch (error) {
+        say(t("app.error", { detail: problemText(error) }), "error");
+      }
+    }
     section.hidden = false;
     list.replaceChildren(orders.length
-      ? el("ul", { class: "plain" }, ...orders.map(order))
+      ? el("ul", { class: "plain" }, ...orders.map((i) => order(i, alerts)))
       : el("p", { class: "empty" }, t("nurse.no_orders")));
   }
 

@@ -149,7 +149,8 @@
     alertsBox.replaceChildren(el("ul", { class: "plain" }, ...alerts.map((a) => el("li", { class: "card sev-" + a.severity },
       el("span", { class: "badge sev-" + a.severity }, t("severity." + a.severity)), " ",
       t("metric." + a.metric) + (a.last_value === null ? "" : " " + num(a.last_value)), " · ",
-      t("rule." + a.rule_key.split(":")[0]), " · ", t("state." + a.state), " · ", when(a.last_measured_at)))));
+      t("rule." + a.rule_key.split(":")[0]), " · ", t("state." + a.state), " · ", when(a.last_measured_at),
+      T.alertNotes(a)))));
   }
 
   // --- TTR of an AK patient ----------------------------------------------------------
