@@ -18,6 +18,7 @@ from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
 from telemed.api.errors import EXCEPTION_HANDLERS
 from telemed.api.health import healthz
+from telemed.api.inputs import ApiRequest, check_input
 from telemed.api.middleware import TokenAuthMiddleware, request_id_middleware, send_request_id
 from telemed.api.patients import PatientController
 from telemed.api.readings import ReadingController
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         template_config=web.template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[send_request_id],
+        request_class=ApiRequest,
+        before_request=check_input,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="telemed",

@@ -27,7 +27,7 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from telemed import audit, outbox
+from telemed import audit, inputs, outbox
 from telemed.access import Actor, require_patient, require_role
 from telemed.db import Queries
 from telemed.errors import BadRequest, Conflict, FieldProblem, Invalid, NotFound
@@ -74,6 +74,7 @@ def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> 
     """Decode a JSON part; a problem names the field inside it, e.g. `case.observation.pain`."""
     if raw is None:
         raise Invalid(f"the part {part!r} is missing", [FieldProblem(part, "required")])
+    inputs.decode_json(raw, part=part)  # depth, UTF-8 and NUL, naming the field
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
