@@ -12,7 +12,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from telemed import plugins, web
-from telemed.api import wounds
+from telemed.api import openapi, wounds
 from telemed.api.admin import AdminController
 from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
@@ -85,8 +85,10 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             title="telemed",
             version="1.0.0",
             path="/schema",
-            description="Telemedicine backend for cross-sector care",
+            description=openapi.DESCRIPTION,
+            render_plugins=openapi.render_plugins(),
         ),
+        plugins=[openapi.TimeOfDaySchema()],
         state=State({"settings": settings}),
         request_max_body_size=160 * 1024 * 1024,
         debug=False,

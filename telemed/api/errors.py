@@ -1,14 +1,17 @@
-"""One place that turns errors into the JSON the API promises: status, detail, problems."""
+"""One place that turns errors into the JSON the API promises: status, detail, problems. The
+body is an `ErrorBody`, the same Struct the OpenAPI document describes (telemed.api.openapi)."""
 
 from __future__ import annotations
 
 import logging
 import re
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from telemed.api.inputs import query_name
 from telemed.errors import DomainError
 
 log = logging.getLogger("telemed.api")
@@ -17,14 +20,34 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
-def _body(request: Request, status: int, detail: str, problems: list[dict] | None = None) -> dict:
-    body: dict = {"status": status, "detail": detail}
-    if problems:
-        body["problems"] = problems
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One thing wrong with the request, by field: `readings[0].unit`, `case.observation.pain`,
+    a query parameter's name, or `body` for the body as a whole."""
+
+    field: str
+    message: str
+    source: str | msgspec.UnsetType = msgspec.UNSET  # body, query, path, header or cookie
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error the API answers with, whatever its status."""
+
+    status: int
+    detail: str
+    problems: list[Problem] | msgspec.UnsetType = msgspec.UNSET
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
+
+
+def _body(
+    request: Request, status: int, detail: str, problems: list[dict] | None = None
+) -> ErrorBody:
     rid = request.scope.get("state", {}).get("request_id")
-    if rid:
-        body["request_id"] = rid
-    return body
+    return ErrorBody(
+        status=status,
+        detail=detail,
+        problems=msgspec.convert(problems, list[Problem]) if problems else msgspec.UNSET,
+        request_id=rid or msgspec.UNSET,
+    )
 
 
 def field_of(message: str, key: object) -> str:
@@ -53,6 +76,8 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
             message = str(item.get("message", ""))
             source = item.get("source")
             field = field_of(message, item.get("key"))
+            if source == "query":
+                field = query_name(request, field)
             problems.append({"field": field, "message": message, "source": source or "body"})
     detail = "the request is not valid" + (
         f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"

@@ -40,9 +40,23 @@ def _date_params(
         kwarg = field.kwarg_definition
         if getattr(kwarg, "header", None) or getattr(kwarg, "cookie", None):
             continue
-        alias = getattr(kwarg, "query", None) or getattr(kwarg, "name", None) or name
-        found.append((alias, datetime if field.has_inner_subclass_of(datetime) else date))
+        found.append(
+            (_alias(name, kwarg), datetime if field.has_inner_subclass_of(datetime) else date)
+        )
     return tuple(found)
+
+
+def _alias(name: str, kwarg: Any) -> str:
+    return getattr(kwarg, "query", None) or getattr(kwarg, "name", None) or name
+
+
+def query_name(request: Request, name: str) -> str:
+    """The name a query parameter has in the URL (`from`), for the handler's argument (`start`)."""
+    handler = request.scope.get("route_handler")
+    if not isinstance(handler, HTTPRouteHandler):
+        return name
+    field = handler.parsed_fn_signature.parameters.get(name)
+    return _alias(name, field.kwarg_definition) if field is not None else name
 
 
 def _refuse(problems: list[FieldProblem], source: str) -> None:
