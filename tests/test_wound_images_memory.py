@@ -205,3 +205,42 @@ def test_a_large_png_is_decoded_in_bands_by_default(monkeypatch: pytest.MonkeyPa
     assert display.size == (2048, 2048)
     pixel = display.getpixel((1000, 1000))
     assert all(abs(a - b) < 6 for a, b in zip(pixel, (133, 228, 133), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("make", "fmt"),
+    [
+        (lambda: photos.webp(400, 300), "WEBP"),
+        (lambda: photos.heic(400, 300), "HEIC"),
+        (lambda: _sixteen_bit_png(400, 300), "PNG"),
+    ],
+)
+def test_a_photo_whose_whole_decode_would_cost_too_much_is_refused(make, fmt: str) -> None:
+    data = make()
+    assert sanitize(data).width == 400  # within the budget as shipped
+    with pytest.raises(PhotoError) as refused:
+        sanitize(data, decode_budget=400 * 300)  # one byte a pixel: every whole decode is more
+    assert (refused.value.code, refused.value.http_status) == ("too_many_pixels", 413)
+    assert f"a {fmt} photo may have at most" in refused.value.detail
+
+
+def test_what_is_decoded_scaled_or_in_bands_needs_no_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(images, "BANDED_PNG_BYTES", 0)
+    assert sanitize(photos.jpeg_with_gps(), decode_budget=1).width > 0
+    assert sanitize(photos.png(400, 300, mode="RGBA"), decode_budget=1).width == 400
+
+
+def test_the_budget_takes_a_24_megapixel_heic_and_refuses_a_48_megapixel_one() -> None:
+    """The iPhone's default HEIC (5712 x 4284) fits; its 48 MP mode (8064 x 6048) does not.
+    Measured costs behind the numbers: docs/benchmarks.md."""
+    cost = images._WHOLE_DECODE_BYTES["heic"]
+    assert 5712 * 4284 * cost <= images.DECODE_BUDGET < 8064 * 6048 * cost
+    assert 4000 * 3000 * images._WHOLE_DECODE_BYTES["webp"] <= images.DECODE_BUDGET
+
+
+def _sixteen_bit_png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("I;16", (width, height), 30000).save(out, "PNG")
+    return out.getvalue()

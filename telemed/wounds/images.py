@@ -73,6 +73,14 @@ BAND_ROWS: Final = 16
 TRIM_BYTES: Final = 32 * MIB
 # PNGs that would decode to at least this much are decoded band by band (telemed.wounds.pngbands).
 BANDED_PNG_BYTES: Final = 16 * MIB
+# What a whole decode may cost, so that the API's peak for one photo stays under 300 MiB (about
+# 90 MiB idle, docs/benchmarks.md). Bytes per pixel of a whole decode, measured with Pillow 13
+# and pillow-heif 1.9: libwebp's frame and canvas (a 12 MP WebP: 184 MiB), libheif's planes and
+# RGB (a 24 MP HEIC: 172 MiB), a PNG Pillow decodes whole (16-bit or interlaced) 1.15 x its
+# pixels. A JPEG is decoded scaled down and an 8-bit PNG in bands: neither needs a budget.
+DECODE_BUDGET: Final = 200 * MIB
+_WHOLE_DECODE_BYTES: Final = {"webp": 16.1, "heic": 7.5}
+_PNG_WHOLE_OVERHEAD: Final = 1.15
 COPENHAGEN: Final = ZoneInfo("Europe/Copenhagen")
 
 # ImageOps.exif_transpose's table; applied to the small display copy rather than to the original,
@@ -170,6 +178,7 @@ def sanitize(
     *,
     max_bytes: int = 15 * MIB,
     max_pixels: int = 50_000_000,
+    decode_budget: int = DECODE_BUDGET,
     display_max: int = 2048,
     thumb_sizes: tuple[int, ...] = (240, 100),
     camera_tz: tzinfo = COPENHAGEN,
@@ -189,12 +198,13 @@ def sanitize(
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay off")
     image = _open(data, fmt, max_pixels)
     width, height = image.size  # as stored; a draft decode changes image.size
-    try:
+    try:  # PhotoError passes through: it is not one of _DECODE_ERRORS
         decoded_bytes = _bytes_of(image)
         banded = fmt == "png" and decoded_bytes >= BANDED_PNG_BYTES
         rows = BAND_ROWS * _factor(image.size, display_max)
         bands = pngbands.bands(data, rows) if banded else None
         if bands is None:
+            _check_decode_cost(image, fmt, decode_budget)
             _decode(image, display_max)
             decoded_bytes = _bytes_of(image)
         # Pillow would decode a PNG whole to look for an eXIf chunk after the image data
@@ -254,6 +264,22 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
             "too_many_pixels", f"{width}x{height} pixels, at most {max_pixels} accepted", 413
         )
     return image
+
+
+def _check_decode_cost(image: Image.Image, fmt: str, budget: int) -> None:
+    """Refuse a photo whose whole decode would cost more than `budget` bytes (413)."""
+    if fmt == "jpeg":
+        return
+    pixels = image.width * image.height
+    cost = pixels * _WHOLE_DECODE_BYTES.get(fmt, 0) or _bytes_of(image) * _PNG_WHOLE_OVERHEAD
+    if cost > budget:
+        largest = int(budget / (cost / pixels)) // 100_000 / 10
+        raise PhotoError(
+            "too_many_pixels",
+            f"{image.width}x{image.height} pixels: a {fmt.upper()} photo may have at most "
+            f"{largest} megapixels (a JPEG up to the general limit)",
+            413,
+        )
 
 
 def _decode(image: ImageFile.ImageFile, display_max: int) -> None:
