@@ -45,7 +45,7 @@ from tests.conftest import Factory, User, free_port
 
 own_dsn = support.own_dsn
 EXAMPLES = int(os.environ.get("TELEMED_SCHEMATHESIS_EXAMPLES", "8"))
-SEED = 20261207
+SEED = int(os.environ.get("TELEMED_SCHEMATHESIS_SEED", "20261207"))
 SEEN: collections.Counter[tuple[str, str, int]] = collections.Counter()
 COVERAGE = os.environ.get("TELEMED_SCHEMATHESIS_COVERAGE", "1") == "1"
 CHECKS = [
