@@ -231,3 +231,13 @@ def test_a_nul_in_a_page_form_field_is_a_400_page(settings, care) -> None:
             follow_redirects=False,
         )
         assert r.status_code == 400, r.text
+
+
+def test_a_bad_query_value_is_named_as_the_url_spells_it(client, care) -> None:
+    r = client.get("/api/v1/alerts?state=bogus", headers=care.specialist.headers)
+    body = _refused(r, "state")
+    assert body["problems"][0]["source"] == "query"
+    r = client.get(
+        f"/api/v1/patients/{care.patient}/readings?from=yesterday", headers=care.specialist.headers
+    )
+    _refused(r, "from")
