@@ -5,8 +5,10 @@
 - Text is UTF-8 without NUL characters: PostgreSQL cannot store a NUL in text, and bytes that
   are not UTF-8 (or an escaped lone surrogate) cannot be stored at all. The answer names the
   field, e.g. `readings[0].unit`, in keys as well as values.
-- Dates a client asks about lie between SANE_FIRST and SANE_LAST: nothing in the record is
-  older, and date arithmetic near year 1 or 9999 overflows.
+- Dates a client sends or asks about lie between SANE_FIRST and SANE_LAST: nothing in the
+  record is older, and date arithmetic near year 1 or 9999 overflows. In a body, every field
+  the body's type declares a date or a datetime is checked (`date_problems`); in a query,
+  every date parameter (telemed.api.inputs).
 
 Each refusal is a BadRequest (400) with the field in its problems.
 """
@@ -16,10 +18,12 @@ from __future__ import annotations
 import codecs
 import re
 from datetime import date, datetime
+from functools import cache
 from itertools import accumulate
 from typing import Any, Final
 
 import msgspec
+from msgspec import inspect as mi
 
 from telemed.errors import BadRequest, FieldProblem
 
@@ -99,8 +103,9 @@ def _repaired(raw: bytes) -> bytes:
     return _LONE_SURROGATE.sub(lambda m: m.group(1) + _MARK_ESCAPED.encode(), text)
 
 
-def decode_json(raw: bytes, *, part: str = "") -> Any:
-    """The JSON text as plain values, or BadRequest naming the field (`part` prefixes it)."""
+def decode_json(raw: bytes, *, part: str = "", of: Any = None) -> Any:
+    """The JSON text as plain values, or BadRequest naming the field (`part` prefixes it).
+    With `of`, the type the value will become, its dates are checked too."""
     where = part or "body"
     if json_depth(raw) > MAX_DEPTH:
         raise BadRequest(
@@ -112,6 +117,8 @@ def decode_json(raw: bytes, *, part: str = "") -> Any:
     except msgspec.DecodeError as exc:
         value = _decoded_after_marking(raw, exc, where)
     problems = text_problems(value, part)
+    if not problems and of is not None:
+        problems = date_problems(value, of, part)
     if problems:
         first = problems[0]
         raise BadRequest(f"{first.field}: {first.message}", problems)
@@ -140,3 +147,43 @@ def date_problem(name: str, value: date | datetime) -> FieldProblem | None:
     if SANE_FIRST <= day <= SANE_LAST:
         return None
     return FieldProblem(name, f"must lie between {SANE_FIRST} and {SANE_LAST}")
+
+
+def date_problems(value: Any, of: Any, path: str = "") -> list[FieldProblem]:
+    """Every date or datetime in `value` (plain JSON values) that the type `of` declares as
+    one and that lies outside SANE_FIRST..SANE_LAST, by field. Values that are no date are left
+    to the decoder."""
+    found: list[FieldProblem] = []
+    _dates(value, _type_info(of), path, found)
+    return list({p.field: p for p in found}.values())[:MAX_PROBLEMS]
+
+
+@cache
+def _type_info(of: Any) -> mi.Type:
+    return mi.type_info(of)
+
+
+def _dates(value: Any, kind: mi.Type, path: str, found: list[FieldProblem]) -> None:
+    if isinstance(kind, mi.DateType | mi.DateTimeType) and isinstance(value, str):
+        try:
+            when = msgspec.convert(value, datetime if isinstance(kind, mi.DateTimeType) else date)
+        except msgspec.ValidationError:
+            return
+        if problem := date_problem(path or "body", when):
+            found.append(problem)
+    elif isinstance(kind, mi.UnionType):
+        for member in kind.types:
+            _dates(value, member, path, found)
+    elif isinstance(kind, mi.StructType | mi.DataclassType | mi.TypedDictType):
+        if isinstance(value, dict):
+            for field in kind.fields:
+                name = getattr(field, "encode_name", field.name)
+                if name in value:
+                    _dates(value[name], field.type, _join(path, name), found)
+    elif isinstance(kind, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _dates(item, kind.item_type, f"{path}[{i}]", found)
+    elif isinstance(kind, mi.DictType) and isinstance(value, dict):
+        for key, item in value.items():
+            _dates(item, kind.value_type, _join(path, str(key)), found)

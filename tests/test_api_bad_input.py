@@ -241,3 +241,73 @@ def test_a_bad_query_value_is_named_as_the_url_spells_it(client, care) -> None:
         f"/api/v1/patients/{care.patient}/readings?from=yesterday", headers=care.specialist.headers
     )
     _refused(r, "from")
+
+
+def _far_dated_bodies(care) -> list[tuple[str, dict, dict, str]]:
+    a, n = care.admin.headers, care.nurse.headers
+    patient = f"/api/v1/admin/patients/{care.patient}"
+    return [
+        (
+            "/api/v1/admin/patients",
+            a,
+            {
+                "name": "Far Away",
+                "date_of_birth": "0001-01-01",
+                "responsible_organisation_id": str(care.hospital),
+            },
+            "date_of_birth",
+        ),
+        (
+            f"{patient}/enrollments",
+            a,
+            {"program": "ak", "stratum": "2.0-3.0", "start_date": "0001-01-01"},
+            "start_date",
+        ),
+        (
+            f"{patient}/enrollments",
+            a,
+            {
+                "program": "ak",
+                "stratum": "2.0-3.0",
+                "start_date": "2024-01-01",
+                "end_date": "9999-12-31",
+            },
+            "end_date",
+        ),
+        (
+            f"{patient}/handovers",
+            a,
+            {
+                "organisation_id": str(care.other_hospital),
+                "reason": "x",
+                "since": "0001-01-01T00:00:00Z",
+            },
+            "since",
+        ),
+        (
+            f"/api/v1/patients/{care.patient}/readings",
+            n,
+            {
+                "measured_at": "0001-01-01T00:00:00Z",
+                "readings": [{"type": "spo2", "value": 95, "unit": "%"}],
+            },
+            "measured_at",
+        ),
+    ]
+
+
+def test_dates_far_away_in_a_body_are_a_400_naming_the_field(client, care, db) -> None:
+    for path, headers, body, field in _far_dated_bodies(care):
+        _refused(_send(client, "POST", path, body, headers), field)
+    kept = db.execute(
+        "SELECT count(*) AS n FROM responsibility WHERE patient_id = %s AND since < '1900-01-01'",
+        (care.patient,),
+    ).fetchone()
+    assert kept["n"] == 0
+
+
+def test_a_wound_onset_far_away_in_the_upload_names_the_field(api, wc) -> None:
+    from tests import wound_helpers as wh
+
+    body = wh.case_body(wc.patient, wound=wh.new_wound(onset="0001-01-01"))
+    _refused(wh.upload(api, wc.nurse, body, [wh.jpeg()]), "case.wound.onset")

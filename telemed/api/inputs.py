@@ -21,11 +21,20 @@ from telemed.errors import FieldProblem
 
 
 class ApiRequest(Request):
-    """A request whose JSON body is depth-checked before decoding, and whose text is UTF-8
-    without NUL characters (telemed.inputs)."""
+    """A request whose JSON body is depth-checked before decoding, whose text is UTF-8 without
+    NUL characters, and whose dates lie in the sane window (telemed.inputs)."""
 
     async def json(self) -> Any:
-        return inputs.decode_json(await self.body() or b"null")
+        return inputs.decode_json(await self.body() or b"null", of=_body_type(self.route_handler))
+
+
+@cache
+def _body_type(handler: Any) -> Any:
+    """The type a handler's `data` becomes, whose date fields telemed.inputs checks."""
+    if not isinstance(handler, HTTPRouteHandler):
+        return None
+    field = handler.parsed_fn_signature.parameters.get("data")
+    return field.annotation if field is not None else None
 
 
 @cache

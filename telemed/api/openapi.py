@@ -42,7 +42,7 @@ ErrorBody: `status`, `detail`, and where fields are at fault `problems` naming e
 
 Text in bodies and query parameters is UTF-8 without NUL characters, and JSON bodies
 are nested at most {inputs.MAX_DEPTH} levels; anything else is a 400 naming the field.
-Dates in query parameters lie between {inputs.SANE_FIRST} and {inputs.SANE_LAST}."""
+Dates, in bodies and query parameters, lie between {inputs.SANE_FIRST} and {inputs.SANE_LAST}."""
 
 TIME_PATTERN: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"
 

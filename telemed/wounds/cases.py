@@ -74,7 +74,7 @@ def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> 
     """Decode a JSON part; a problem names the field inside it, e.g. `case.observation.pain`."""
     if raw is None:
         raise Invalid(f"the part {part!r} is missing", [FieldProblem(part, "required")])
-    inputs.decode_json(raw, part=part)  # depth, UTF-8 and NUL, naming the field
+    inputs.decode_json(raw, part=part, of=decoder.type)  # depth, UTF-8, NUL, dates, by field
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
