@@ -210,7 +210,9 @@ async def _announce(
 
 # Administration: deadlines per program and severity, escalation targets per organisation.
 
-Minutes = Annotated[float, Meta(gt=0, le=14 * 24 * 60)]
+# At least a minute: the escalation job runs once a minute by default, and a smaller number
+# (5e-324) would become a zero interval that the table refuses.
+Minutes = Annotated[float, Meta(ge=1, le=14 * 24 * 60)]
 
 
 class DeadlineOut(msgspec.Struct, kw_only=True):

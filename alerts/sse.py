@@ -11,14 +11,24 @@ lower id that commits after this one was running then, so its xid is at or above
 one that committed before it was notified before it and sent first. On reconnect a client sends
 `Last-Event-ID` and the stream first replays the organisation's events, at most REPLAY_WINDOW
 old, with a higher outbox id, or a lower one written by a transaction at or above the horizon.
-A replay may repeat an event the client has (its outbox id tells); it skips none. Streams end
-after MAX_STREAM_S so that a server can shut down and a revoked sign-in stops receiving; the
-`retry` field makes the browser reconnect at once, with its Last-Event-ID.
+A replay may repeat an event the client has (its outbox id tells); it skips none that the
+caller may see. Streams end after MAX_STREAM_S so that a server can shut down; the `retry`
+field makes the browser reconnect at once, with its Last-Event-ID.
+
+What a stream may deliver is decided when it delivers, not when the event was written: every
+AUTH_CHECK_S, busy or idle, the stream checks that its token still resolves to the same user,
+active, with the same role and organisation, and ends otherwise (deactivation, revocation,
+expiry, a change of role). An event naming a patient is sent, live or replayed, only while
+the caller's organisation may see that patient now (telemed.access: a current relation that
+opens the patient to the caller's role), or, for an alert's event, while the organisation is
+the one the alert was routed to (alerts.access). Events skipped so are neither sent nor
+audited. What this does not cover: an event already sent stays with the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -35,12 +45,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts import notify
 from telemed import audit, auth
-from telemed.access import Actor
+from telemed.access import CLINICAL_RELATIONS, Actor
 from telemed.outbox import CHANNEL
 
 log = logging.getLogger("telemed.events")
 
 HEARTBEAT_S = float(os.environ.get("TELEMED_SSE_HEARTBEAT_S", "15"))
+AUTH_CHECK_S = float(os.environ.get("TELEMED_SSE_AUTH_CHECK_S", "2"))
 MAX_STREAM_S = float(os.environ.get("TELEMED_SSE_MAX_S", "300"))
 REPLAY_WINDOW = timedelta(hours=float(os.environ.get("TELEMED_SSE_REPLAY_H", "24")))
 RETRY_MS = 2000
@@ -56,6 +67,26 @@ REPLAY_PAGE = 500
 _ROWS = (
     "SELECT id, created_at, event, patient_id, organisation_ids, payload, horizon::text FROM outbox"
 )
+
+
+# The rows of `ids` that `org` may see now, in the role's relations (telemed.access) or as the
+# organisation an alert was routed to (alerts.access).
+_VISIBLE = """
+SELECT o.id FROM outbox o
+WHERE o.id = ANY(%(ids)s)
+  AND (o.patient_id IS NULL
+       OR (%(responsible)s AND EXISTS (
+           SELECT 1 FROM current_responsibility r
+           WHERE r.patient_id = o.patient_id AND r.organisation_id = %(org)s))
+       OR EXISTS (
+           SELECT 1 FROM care_relations c
+           WHERE c.patient_id = o.patient_id AND c.organisation_id = %(org)s
+             AND c.ended_at IS NULL AND c.relation = ANY(%(relations)s))
+       OR (o.event LIKE 'alert.%%' AND o.payload->>'alert_id' ~ '^[0-9]{1,18}$' AND EXISTS (
+           SELECT 1 FROM alerts a
+           WHERE a.id = (o.payload->>'alert_id')::bigint AND a.patient_id = o.patient_id
+             AND a.organisation_id = %(org)s)))
+"""
 
 
 class Resync:
@@ -220,11 +251,32 @@ async def _audit(pool: AsyncConnectionPool, actor: Actor, rows: list[dict[str, A
             )
 
 
-async def _still_signed_in(pool: AsyncConnectionPool, actor: Actor, token: str) -> bool:
+async def _allowed(
+    pool: AsyncConnectionPool, actor: Actor, token: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The rows the actor may see now, or None when the sign-in no longer holds: the token
+    resolves to nobody, or to a different role or organisation."""
     async with pool.connection() as conn:
         now = await auth.resolve(conn, token, client_addr=None, request_id=None)
+        if now is None or (now.role, now.organisation_id) != (actor.role, actor.organisation_id):
+            await conn.rollback()
+            return None
+        named = [r["id"] for r in rows if r["patient_id"] is not None]
+        visible: set[int] = set()
+        if named:
+            relations = list(CLINICAL_RELATIONS.get(actor.role, ()))
+            cur = await conn.execute(
+                _VISIBLE,
+                {
+                    "ids": named,
+                    "org": actor.organisation_id,
+                    "relations": relations,
+                    "responsible": "responsible" in relations,
+                },
+            )
+            visible = {r["id"] for r in await cur.fetchall()}
         await conn.rollback()
-    return now is not None and now.organisation_id == actor.organisation_id
+    return [r for r in rows if r["patient_id"] is None or r["id"] in visible]
 
 
 async def stream(
@@ -258,7 +310,13 @@ async def stream(
                 start = await cur.fetchone()
                 since = Resume(start["id"], int(start["horizon"]))
         yield {"comment": "connected", "retry": RETRY_MS, "data": None}
-        while time.monotonic() < ends:
+        next_check = time.monotonic() + AUTH_CHECK_S
+        next_beat = time.monotonic() + heartbeat_s
+        while (now := time.monotonic()) < ends:
+            if now >= next_check:
+                if await _allowed(pool, actor, token, []) is None:
+                    return
+                next_check = now + AUTH_CHECK_S
             if isinstance(pending, Resync):
                 async with pool.connection() as conn:
                     found = await replay(conn, org, since, now=datetime.now(UTC))
@@ -266,22 +324,28 @@ async def stream(
                 pending = RESYNC if more else None
             elif pending is not None:
                 found, pending = pending, None
-            else:
-                wait = min(heartbeat_s, ends - time.monotonic())
-                try:
-                    pending = await asyncio.wait_for(sub.queue.get(), max(wait, 0.01))
-                except TimeoutError:
-                    if not await _still_signed_in(pool, actor, token):
-                        return
-                    yield {"comment": "keep-alive", "data": None}
+            elif now >= next_beat:
+                yield {"comment": "keep-alive", "data": None}
+                next_beat = time.monotonic() + heartbeat_s
                 continue
-            rows = [r for r in found if r["id"] not in sent]
+            else:
+                wait = min(next_beat, next_check, ends) - now
+                with contextlib.suppress(TimeoutError):
+                    pending = await asyncio.wait_for(sub.queue.get(), max(wait, 0.01))
+                continue
+            fresh = [r for r in found if r["id"] not in sent]
+            rows = await _allowed(pool, actor, token, fresh) if fresh else []
+            if rows is None:
+                return
             if rows:
                 await _audit(pool, actor, rows)
                 for row in rows:
                     yield message(row)
                     sent.add(row["id"])
-                    if row["id"] > since.after:  # the highest id sent is the point to resume
-                        since = Resume(row["id"], int(row["horizon"]))
+                next_beat = time.monotonic() + heartbeat_s
+            # The highest id handled, sent or not the caller's to see, is the point to resume.
+            top = max(found, key=lambda r: r["id"], default=None)
+            if top is not None and top["id"] > since.after:
+                since = Resume(top["id"], int(top["horizon"]))
     finally:
         hub.unsubscribe(sub)

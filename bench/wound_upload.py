@@ -1,7 +1,9 @@
 """Wound-photo upload through the real HTTP server: a 12-megapixel phone JPEG (about 4 MB with
-EXIF and GPS) per case, sent by real HTTP clients to uvicorn in its own process.
+EXIF and GPS) per case, sent by real HTTP clients to uvicorn in its own process; then the
+server's peak memory for one upload of that JPEG and of a transparent 7000 x 7000 PNG.
 
     .venv/bin/python bench/wound_upload.py [--uploads 60] [--clients 2,4] [--per-client 12]
+    .venv/bin/python bench/wound_upload.py --memory-only   # the memory phase alone
 
 Runs against the TEST services instance (.dev/test, PostgreSQL on 55442), in a fresh database
 made from the migrations and dropped afterwards, with its own media folder in a temporary
@@ -140,6 +142,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """The process's resident memory now and its peak since the last reset, in MiB."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = round(int(value.split()[0]) / 1024, 1)
+    return found
+
+
+def reset_peak(pid: int) -> None:
+    """Start the process's peak resident memory (VmHWM) afresh from what it holds now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def memory_phase(pid: int, uploader: Uploader, png: bytes, settle_s: float = 2.0) -> dict:
+    """Peak RSS of the server for one upload of each photo, and what it keeps afterwards."""
+    time.sleep(settle_s)
+    idle = memory_mib(pid)["VmRSS"]
+    found: dict[str, float] = {"rss_mib_idle": idle}
+    for name, photo in (("jpeg_12mp", uploader.photo), ("png_7000_alpha", png)):
+        reset_peak(pid)
+        started = time.perf_counter()
+        uploader.upload(photo, "image/png" if photo is png else "image/jpeg")
+        found[f"{name}_upload_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        found[f"peak_rss_mib_{name}"] = memory_mib(pid)["VmHWM"]
+        time.sleep(settle_s)
+        found[f"rss_mib_after_{name}"] = memory_mib(pid)["VmRSS"]
+    found["ratio_png_peak_to_idle"] = round(found["peak_rss_mib_png_7000_alpha"] / idle, 2)
+    return found
+
+
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "uvicorn", "wound_upload:make_app", "--factory",
@@ -175,6 +209,19 @@ class Uploader:
             self.counter += 1
             n = self.counter
         return body(self.case, unique_photo(self.photo, n))
+
+    def upload(self, photo: bytes, content_type: str) -> None:
+        """One upload of exactly these bytes, which must be accepted."""
+        payload = body(self.case, photo).replace(
+            b"Content-Type: image/jpeg", f"Content-Type: {content_type}".encode(), 1
+        )
+        with self.lock:
+            self.counter += 1
+        r = httpx.post(
+            f"{self.base}/api/v1/wound-cases", content=payload, headers=self.headers, timeout=120
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"the upload failed: {r.status_code} {r.text[:200]}")
 
     def run(
         self, clients: int, per_client: int, between: Callable[[], None] | None = None
@@ -258,16 +305,60 @@ def commit() -> str:
     return out.stdout.decode().strip() + ("+dirty" if dirty.returncode else "")
 
 
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load(before: float) -> dict[str, float]:
+    return {"load_before": round(before, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def timing_phases(args: argparse.Namespace, pid: int, uploader: Uploader, photo: bytes) -> tuple:
+    """Sequential uploads with Pillow alone and sanitize alone timed between them, then
+    concurrent clients."""
+    # Pillow alone and sanitize alone run between the sequential uploads, while the server
+    # is idle, so that the ratio compares like with like on a machine that may be busy.
+    pillow_ms: list[float] = []
+    pillow_cpu: list[float] = []
+    sanitize_ms: list[float] = []
+    sanitize_cpu: list[float] = []
+    alone = [
+        timed(lambda: pillow_only(photo), pillow_ms, pillow_cpu),
+        timed(lambda: sanitize(photo), sanitize_ms, sanitize_cpu),
+    ]
+
+    def between() -> None:
+        for work in alone:
+            work()
+
+    # The machine may be shared: CPU time per upload (the server process's, all threads)
+    # does not grow with other load the way latency does.
+    cpu_before = cpu_seconds(pid)
+    sequential = summary(*uploader.run(1, args.uploads, between))
+    server_cpu = (cpu_seconds(pid) - cpu_before) * 1000 / args.uploads
+    concurrent = {
+        str(n): summary(*uploader.run(n, args.per_client))
+        for n in (int(c) for c in args.clients.split(","))
+    }
+    return sequential, concurrent, pillow_ms, pillow_cpu, sanitize_ms, sanitize_cpu, server_cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=60, help="sequential uploads measured")
     parser.add_argument("--clients", default="2,4", help="concurrent client counts")
     parser.add_argument("--per-client", type=int, default=12)
     parser.add_argument("--output", type=Path, default=RESULT)
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the memory phase; the other keys of the results file are kept as they are",
+    )
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
     photo = photos.phone_jpeg_12mp()
+    png = photos.transparent_png(7000)
     width, height = Image.open(io.BytesIO(photo)).size
     env_services = services.ensure_services()
     dsn = services.fresh_database(env_services["TELEMED_DSN"], REPO / "migrations")
@@ -283,33 +374,14 @@ def main() -> int:
         server = start_server(env, port)
         uploader = Uploader(f"http://127.0.0.1:{port}", token, case_part(patient), photo)
         uploader.run(1, 3)  # warm-up: imports, pool, page cache
-        # Pillow alone and sanitize alone run between the sequential uploads, while the server
-        # is idle, so that the ratio compares like with like on a machine that may be busy.
-        pillow_ms: list[float] = []
-        pillow_cpu: list[float] = []
-        sanitize_ms: list[float] = []
-        sanitize_cpu: list[float] = []
-        alone = [
-            timed(lambda: pillow_only(photo), pillow_ms, pillow_cpu),
-            timed(lambda: sanitize(photo), sanitize_ms, sanitize_cpu),
-        ]
-
-        def between() -> None:
-            for work in alone:
-                work()
-
-        # The machine may be shared: CPU time per upload (the server process's, all threads)
-        # does not grow with other load the way latency does.
-        cpu_before = cpu_seconds(server.pid)
-        sequential = summary(*uploader.run(1, args.uploads, between))
-        server_cpu = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.uploads
-        concurrent = {
-            str(n): summary(*uploader.run(n, args.per_client))
-            for n in (int(c) for c in args.clients.split(","))
-        }
+        if args.memory_only:
+            memory = memory_phase(server.pid, uploader, png)
+        else:
+            timings = timing_phases(args, server.pid, uploader, photo)
+            memory = memory_phase(server.pid, uploader, png)
         with psycopg.connect(dsn) as conn:
             stored = conn.execute("SELECT count(*) FROM wound_photos").fetchone()[0]
-        expected = 3 + args.uploads + sum(int(c) * args.per_client for c in args.clients.split(","))
+        expected = uploader.counter
         if stored != expected:
             raise RuntimeError(f"{stored} photos stored, {expected} uploaded")
     finally:
@@ -319,8 +391,17 @@ def main() -> int:
         services.drop_database(dsn)
         subprocess.run(["rm", "-rf", str(media)], check=False)
 
+    memory["png"] = {"bytes": len(png), "width": 7000, "height": 7000, "mode": "RGBA"}
+    if args.memory_only:
+        result = {**json.loads(args.output.read_text()), **memory}
+        result["memory_measured"] = {"date": now(), "commit": commit(), "load": load(load_before)}
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(memory, indent=2))
+        return 0
+    sequential, concurrent, pillow_ms, pillow_cpu, sanitize_ms, sanitize_cpu, server_cpu = timings
     result = {
         **{k: sequential[k] for k in ("p50_ms", "p95_ms", "uploads_per_s")},
+        **memory,
         "pillow_only_ms": median(pillow_ms),
         "ratio_p50_to_pillow": round(sequential["p50_ms"] / statistics.median(pillow_ms), 2),
         "sanitize_ms": median(sanitize_ms),
@@ -339,10 +420,9 @@ def main() -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "load_before": round(load_before, 2),
-            "load_after": round(os.getloadavg()[0], 2),
+            **load(load_before),
         },
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": now(),
         "commit": commit(),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,13 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from telemed import plugins, web
-from telemed.api import health, wounds
+from telemed.api import health, openapi, wounds
 from telemed.api.admin import AdminController
 from telemed.api.alarms import AlarmController
 from telemed.api.auth import AuthController
 from telemed.api.deps import DEPENDENCIES
 from telemed.api.errors import EXCEPTION_HANDLERS
+from telemed.api.inputs import ApiRequest, check_input
 from telemed.api.middleware import (
     TokenAuthMiddleware,
     forwarded_client,
@@ -99,13 +100,17 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
         template_config=web.template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[send_request_id, transport_security(settings)],
+        request_class=ApiRequest,
+        before_request=check_input,
         lifespan=[lifespan, health.readiness_lifespan],
         openapi_config=OpenAPIConfig(
             title="telemed",
             version="1.0.0",
             path="/schema",
-            description="Telemedicine backend for cross-sector care",
+            description=openapi.DESCRIPTION,
+            render_plugins=openapi.render_plugins(),
         ),
+        plugins=[openapi.TimeOfDaySchema()],
         state=State({"settings": settings}),
         # Small for every JSON endpoint; sign-in is smaller still and the photo uploads set
         # their own, larger, limits on their routes.

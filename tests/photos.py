@@ -262,3 +262,13 @@ def phone_jpeg_12mp(folder: Path | None = None) -> bytes:
     partial.write_bytes(data)
     partial.replace(path)
     return data
+
+
+def transparent_png(size: int = 7000) -> bytes:
+    """A square RGBA PNG, transparent but for an opaque disc and a half-transparent band: a
+    few hundred KB that decode to size x size x 4 bytes (7000: 187 MiB), under the 50 MP limit."""
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((size // 7, size // 7, size * 6 // 7, size * 6 // 7), fill=(*RED, 255))
+    draw.rectangle((0, size * 3 // 7, size, size * 4 // 7), fill=(*BLUE, 128))
+    return _encode(image, "PNG")

@@ -1,16 +1,20 @@
-"""One place that turns errors into the JSON the API promises: status, detail, problems."""
+"""One place that turns errors into the JSON the API promises: status, detail, problems. The
+body is an `ErrorBody`, the same Struct the OpenAPI document describes (telemed.api.openapi)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
+import msgspec
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from telemed.api.inputs import query_name
 from telemed.errors import DomainError, validation_code
 
 log = logging.getLogger("telemed.api")
@@ -19,22 +23,44 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One thing wrong with the request, by field: `readings[0].unit`, `case.observation.pain`,
+    a query parameter's name, or `body` for the body as a whole; `code` is stable
+    (docs/errors.md), `params` holds what a page needs to say it (bounds, unit, read-back)."""
+
+    field: str
+    message: str
+    code: str = "invalid"
+    params: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    source: str | msgspec.UnsetType = msgspec.UNSET  # body, query, path, header or cookie
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error the API answers with, whatever its status. `code` names the error as a whole
+    where a client acts on it (`signin_throttled`, `body_too_large`)."""
+
+    status: int
+    detail: str
+    code: str | msgspec.UnsetType = msgspec.UNSET
+    problems: list[Problem] | msgspec.UnsetType = msgspec.UNSET
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
+
+
 def _body(
     request: Request,
     status: int,
     detail: str,
     problems: list[dict] | None = None,
     code: str | None = None,
-) -> dict:
-    body: dict = {"status": status, "detail": detail}
-    if code:
-        body["code"] = code
-    if problems:
-        body["problems"] = problems
+) -> ErrorBody:
     rid = request.scope.get("state", {}).get("request_id")
-    if rid:
-        body["request_id"] = rid
-    return body
+    return ErrorBody(
+        status=status,
+        detail=detail,
+        code=code or msgspec.UNSET,
+        problems=msgspec.convert(problems, list[Problem]) if problems else msgspec.UNSET,
+        request_id=rid or msgspec.UNSET,
+    )
 
 
 def field_of(message: str, key: object) -> str:
@@ -74,7 +100,10 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
             message = str(item.get("message", ""))
             source = item.get("source")
             field = field_of(message, item.get("key"))
-            problem = _problem(field, message, validation_code(message), None)
+            if source == "query":
+                field = query_name(request, field)
+            code = item.get("code") or validation_code(message)
+            problem = _problem(field, message, code, None)
             problems.append({**problem, "source": source or "body"})
     detail = "the request is not valid" + (
         f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"

@@ -27,7 +27,7 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from telemed import audit, outbox
+from telemed import audit, inputs, outbox
 from telemed.access import Actor, require_patient, require_role
 from telemed.db import Queries
 from telemed.errors import (
@@ -83,6 +83,7 @@ def decode_part(decoder: msgspec.json.Decoder, raw: bytes | None, part: str) -> 
     with its stable code (and, for a number, the bounds the form shows)."""
     if raw is None:
         raise Invalid(f"the part {part!r} is missing", [FieldProblem(part, "required", "required")])
+    inputs.decode_json(raw, part=part, of=decoder.type)  # depth, UTF-8, NUL, dates, by field
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:

@@ -8,14 +8,25 @@ segment or after the EOI marker), so whoever serves an original sends it as an a
 `X-Content-Type-Options: nosniff` and the sniffed MIME type, never the declared one.
 
 Pure CPU work on bytes; callers run it in a worker thread.
+
+Memory: a JPEG is decoded scaled down by its decoder (draft). PNG, WebP and HEIC decoders give
+the full image, so the full decode is the one large allocation: every conversion after it
+(transparency flattened onto white, palettes and 16-bit grey expanded) and the reduction to
+about the display size run band by band into a small image, never as a full-size copy. A 7000 x
+7000 transparent PNG costs its 187 MiB of decoded RGBA and little more (docs/benchmarks.md).
+After a large decode the freed memory is handed back to the system (glibc's malloc_trim), so
+that the process does not keep the peak.
 """
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import logging
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
@@ -23,6 +34,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pillow_heif
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+
+from telemed.wounds import pngbands
 
 log = logging.getLogger("telemed.wounds")
 
@@ -57,6 +70,20 @@ THUMB_QUALITY: Final = 80
 DRAFT_SLACK: Final = 0.9
 _RESAMPLE: Final = Image.Resampling.BICUBIC
 _REDUCING_GAP: Final = 2.0
+# Rows converted at a time (times the reduction factor): 16 rows of 7000 RGBA pixels are 0.4 MiB.
+BAND_ROWS: Final = 16
+# Decodes at least this large return their memory to the system afterwards.
+TRIM_BYTES: Final = 32 * MIB
+# PNGs that would decode to at least this much are decoded band by band (telemed.wounds.pngbands).
+BANDED_PNG_BYTES: Final = 16 * MIB
+# What a whole decode may cost, so that the API's peak for one photo stays under 300 MiB (about
+# 90 MiB idle, docs/benchmarks.md). Bytes per pixel of a whole decode, measured with Pillow 13
+# and pillow-heif 1.9: libwebp's frame and canvas (a 12 MP WebP: 184 MiB), libheif's planes and
+# RGB (a 24 MP HEIC: 172 MiB), a PNG Pillow decodes whole (16-bit or interlaced) 1.15 x its
+# pixels. A JPEG is decoded scaled down and an 8-bit PNG in bands: neither needs a budget.
+DECODE_BUDGET: Final = 200 * MIB
+_WHOLE_DECODE_BYTES: Final = {"webp": 16.1, "heic": 7.5}
+_PNG_WHOLE_OVERHEAD: Final = 1.15
 COPENHAGEN: Final = ZoneInfo("Europe/Copenhagen")
 
 # ImageOps.exif_transpose's table; applied to the small display copy rather than to the original,
@@ -154,6 +181,7 @@ def sanitize(
     *,
     max_bytes: int = 15 * MIB,
     max_pixels: int = 50_000_000,
+    decode_budget: int = DECODE_BUDGET,
     display_max: int = 2048,
     thumb_sizes: tuple[int, ...] = (240, 100),
     camera_tz: tzinfo = COPENHAGEN,
@@ -171,20 +199,39 @@ def sanitize(
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A process-wide switch; with it on, a cut-off upload decodes "successfully" as grey.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay off")
-    with _open(data, fmt, max_pixels) as image:
-        width, height = image.size  # as stored; a draft decode changes image.size
-        try:
+    image = _open(data, fmt, max_pixels)
+    width, height = image.size  # as stored; a draft decode changes image.size
+    try:  # PhotoError passes through: it is not one of _DECODE_ERRORS
+        decoded_bytes = _bytes_of(image)
+        banded = fmt == "png" and decoded_bytes >= BANDED_PNG_BYTES
+        rows = BAND_ROWS * _factor(image.size, display_max)
+        bands = pngbands.bands(data, rows) if banded else None
+        if bands is None:
+            _check_decode_cost(image, fmt, decode_budget)
             _decode(image, display_max)
+            decoded_bytes = _bytes_of(image)
+        # Pillow would decode a PNG whole to look for an eXIf chunk after the image data
+        # (the PNG standard puts it before); a banded PNG goes without one there.
+        if bands is None or "exif" in image.info:
             orientation, taken_at, zone_assumed = _metadata(image, camera_tz)
-            icc = image.info.get("icc_profile")
-            pixels = _plain_pixels(image)
-        except _DECODE_ERRORS as exc:
-            # The decoder's own words (which may name its objects) go to the log only.
-            log.info("a %s photo could not be decoded: %r", fmt, exc)
-            raise PhotoError(
-                "corrupt", "the image cannot be decoded: it is cut off or damaged", 422
-            ) from exc
-        display = _fit(pixels, display_max)
+        else:
+            orientation, taken_at, zone_assumed = 1, None, False
+        icc = image.info.get("icc_profile")
+        plain = _plain_reduced(image, display_max, bands)
+        display = _fit(image, display_max) if plain is image else None
+    except _DECODE_ERRORS as exc:
+        # The decoder's own words (which may name its objects) go to the log only.
+        log.info("a %s photo could not be decoded: %r", fmt, exc)
+        raise PhotoError(
+            "corrupt", "the image cannot be decoded: it is cut off or damaged", 422
+        ) from exc
+    finally:
+        image.close()  # the decoded pixels go now (leaving a `with` keeps them)
+    if display is None:  # the last resize needs only the reduced pixels
+        display = _fit(plain, display_max, shape=(width, height))
+    del plain
+    if decoded_bytes >= TRIM_BYTES:
+        give_memory_back()
     if orientation in _TRANSPOSE:
         display = display.transpose(_TRANSPOSE[orientation])
     if orientation in (5, 6, 7, 8):
@@ -230,6 +277,22 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
             "too_many_pixels", f"{width}x{height} pixels, at most {max_pixels} accepted", 413
         )
     return image
+
+
+def _check_decode_cost(image: Image.Image, fmt: str, budget: int) -> None:
+    """Refuse a photo whose whole decode would cost more than `budget` bytes (413)."""
+    if fmt == "jpeg":
+        return
+    pixels = image.width * image.height
+    cost = pixels * _WHOLE_DECODE_BYTES.get(fmt, 0) or _bytes_of(image) * _PNG_WHOLE_OVERHEAD
+    if cost > budget:
+        largest = int(budget / (cost / pixels)) // 100_000 / 10
+        raise PhotoError(
+            "too_many_pixels",
+            f"{image.width}x{image.height} pixels: a {fmt.upper()} photo may have at most "
+            f"{largest} megapixels (a JPEG up to the general limit)",
+            413,
+        )
 
 
 def _decode(image: ImageFile.ImageFile, display_max: int) -> None:
@@ -289,6 +352,78 @@ def _taken_at(raw: object, offset: object, camera_tz: tzinfo) -> tuple[datetime 
     return local.replace(tzinfo=timezone(sign * delta)), False
 
 
+def _bytes_of(image: Image.Image) -> int:
+    bands = len(image.getbands())
+    depth = 4 if image.mode in ("I", "F", "I;16", "I;16B", "I;16L", "I;16N") else 1
+    return image.width * image.height * max(bands * depth, 1)
+
+
+def _factor(size: tuple[int, int], display_max: int) -> int:
+    """The whole factor that scales an image down to no less than display_max."""
+    return max(1, max(size) // display_max)
+
+
+def _plain_reduced(
+    image: Image.Image, display_max: int, bands: Iterator[Image.Image] | None = None
+) -> Image.Image:
+    """Plain pixels (see _plain_pixels) scaled down by a whole factor to no less than
+    display_max, converted and reduced band by band: no full-size copy is ever made. The bands
+    are crops of the decoded image, or those of telemed.wounds.pngbands (which decodes no more
+    than a band); an RGB or grey image decoded whole needs no conversion and is returned."""
+    width, height = image.size
+    factor = _factor(image.size, display_max)
+    rows = BAND_ROWS * factor
+    if bands is None:
+        if image.mode in ("RGB", "L"):
+            return image  # _fit's resize reads it in place
+        bands = (
+            image.crop((0, top, width, min(top + rows, height))) for top in range(0, height, rows)
+        )
+    out: Image.Image | None = None
+    top = 0
+    for band in bands:
+        plain = _plain_band(band, factor)
+        if out is None:
+            out = Image.new(plain.mode, (-(-width // factor), -(-height // factor)))
+        out.paste(plain, (0, top // factor))
+        top += band.height
+    if out is None or top != height:
+        raise ValueError(f"{top} of {height} rows decoded")
+    return out
+
+
+def _plain_band(band: Image.Image, factor: int) -> Image.Image:
+    """A band's plain pixels reduced by `factor`; transparency is flattened after reducing
+    (Pillow's reduce weighs colours by their alpha), on a ninth of the pixels at factor 3."""
+    if factor == 1:
+        return _plain_pixels(band)
+    if band.mode == "P" and "transparency" in band.info:
+        band = band.convert("RGBA")
+    if band.mode in ("RGBA", "LA"):
+        return _plain_pixels(band.reduce(factor))
+    return _plain_pixels(band).reduce(factor)
+
+
+def give_memory_back() -> bool:
+    """Return freed heap memory to the system (glibc keeps it otherwise: after one large
+    decode the process would stay at its peak). False where there is no malloc_trim."""
+    if _malloc_trim is None:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+def _find_malloc_trim() -> object | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None  # not glibc (musl has no malloc_trim)
+
+
+_malloc_trim = _find_malloc_trim()
+
+
 def _plain_pixels(image: Image.Image) -> Image.Image:
     """RGB or L pixels: transparency flattened onto white, palettes and CMYK expanded."""
     mode = image.mode
@@ -305,13 +440,18 @@ def _plain_pixels(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _fit(image: Image.Image, long_side: int) -> Image.Image:
-    """Scaled down so that the longer side is at most `long_side`; never scaled up."""
-    width, height = image.size
-    if max(width, height) <= long_side:
+def _fit(
+    image: Image.Image, long_side: int, *, shape: tuple[int, int] | None = None
+) -> Image.Image:
+    """Scaled down so that the longer side is at most `long_side`; never scaled up. `shape` is
+    the size of the picture that `image` is a reduction of, whose proportions are kept."""
+    width, height = shape or image.size
+    if max(width, height) <= long_side and shape is None:
         return image.copy()
-    ratio = long_side / max(width, height)
+    ratio = min(1.0, long_side / max(width, height))
     size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    if size == image.size:
+        return image.copy()
     return image.resize(size, _RESAMPLE, reducing_gap=_REDUCING_GAP)
 
 
