@@ -70,11 +70,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{_escaped(key)}" if path else _escaped(key)
 
 
-def _bad_text(text: str) -> str | None:
+def _bad_text(text: str) -> tuple[str, str] | None:
+    """What is wrong with a text, as (message, code), or None."""
     if _MARK in text:
-        return "is not valid UTF-8 text"
+        return "is not valid UTF-8 text", "invalid_utf8"
     if "\x00" in text:
-        return "contains a NUL character"
+        return "contains a NUL character", "nul_character"
     return None
 
 
@@ -85,12 +86,12 @@ def text_problems(value: Any, path: str = "") -> list[FieldProblem]:
     while stack and len(found) < MAX_PROBLEMS:
         where, item = stack.pop()
         if isinstance(item, str):
-            if message := _bad_text(item):
-                found.append(FieldProblem(where or "body", message))
+            if bad := _bad_text(item):
+                found.append(FieldProblem(where or "body", *bad))
         elif isinstance(item, dict):
             for key, inner in reversed(item.items()):
-                if message := _bad_text(key):
-                    found.append(FieldProblem(_join(where, key), f"the name {message}"))
+                if bad := _bad_text(key):
+                    found.append(FieldProblem(_join(where, key), f"the name {bad[0]}", bad[1]))
                 stack.append((_join(where, key), inner))
         elif isinstance(item, list):
             stack.extend((f"{where}[{i}]", inner) for i, inner in reversed(list(enumerate(item))))
@@ -110,7 +111,7 @@ def decode_json(raw: bytes, *, part: str = "", of: Any = None) -> Any:
     if json_depth(raw) > MAX_DEPTH:
         raise BadRequest(
             f"the JSON is nested deeper than {MAX_DEPTH} levels",
-            [FieldProblem(where, f"nested deeper than {MAX_DEPTH} levels")],
+            [FieldProblem(where, f"nested deeper than {MAX_DEPTH} levels", "too_deep")],
         )
     try:
         value = msgspec.json.decode(raw)
@@ -132,13 +133,15 @@ def _decoded_after_marking(raw: bytes, exc: msgspec.DecodeError, where: str) -> 
             return msgspec.json.decode(repaired)
         except msgspec.DecodeError:
             pass
-    raise BadRequest(f"{where} is not valid JSON: {exc}", [FieldProblem(where, str(exc))]) from None
+    raise BadRequest(
+        f"{where} is not valid JSON: {exc}", [FieldProblem(where, str(exc), "not_json")]
+    ) from None
 
 
 def text_problem(name: str, value: str) -> FieldProblem | None:
     """A NUL in one text value (a query parameter, a form field), or None."""
-    message = _bad_text(value)
-    return FieldProblem(name, message) if message else None
+    bad = _bad_text(value)
+    return FieldProblem(name, *bad) if bad else None
 
 
 def date_problem(name: str, value: date | datetime) -> FieldProblem | None:
@@ -146,7 +149,12 @@ def date_problem(name: str, value: date | datetime) -> FieldProblem | None:
     day = value.date() if isinstance(value, datetime) else value
     if SANE_FIRST <= day <= SANE_LAST:
         return None
-    return FieldProblem(name, f"must lie between {SANE_FIRST} and {SANE_LAST}")
+    return FieldProblem(
+        name,
+        f"must lie between {SANE_FIRST} and {SANE_LAST}",
+        "date_out_of_range",
+        {"min": SANE_FIRST.isoformat(), "max": SANE_LAST.isoformat()},
+    )
 
 
 def date_problems(value: Any, of: Any, path: str = "") -> list[FieldProblem]:

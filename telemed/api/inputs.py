@@ -72,7 +72,10 @@ def _refuse(problems: list[FieldProblem], source: str) -> None:
     if problems:
         raise ValidationException(
             f"{problems[0].field}: {problems[0].message}",
-            extra=[{"key": p.field, "message": p.message, "source": source} for p in problems],
+            extra=[
+                {"key": p.field, "message": p.message, "code": p.code, "source": source}
+                for p in problems
+            ],
         )
 
 

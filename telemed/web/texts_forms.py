@@ -223,6 +223,15 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "Der findes allerede en patient med dette CPR-nummer.",
         "A patient with this CPR number exists.",
     ),
+    "error.invalid_utf8": (
+        "Teksten indeholder tegn, der ikke kan læses.",
+        "The text holds characters that cannot be read.",
+    ),
+    "error.too_deep": ("Forespørgslen er for dybt indlejret.", "The request is nested too deeply."),
+    "error.date_out_of_range": (
+        "Datoen skal ligge mellem {min} og {max}.",
+        "The date must lie between {min} and {max}.",
+    ),
     "error.no_route": (
         "Ingen afdeling tager imod denne sårtype for patienten. Kontakt administratoren.",
         "No department takes this wound type for the patient. Contact the administrator.",
