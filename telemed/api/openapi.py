@@ -60,12 +60,13 @@ DESCRIPTIONS: Final = {
     429: "Too many sign-in attempts: wait for Retry-After seconds",
     431: "The request's headers are too large or too many",
     500: "An internal error; it has been logged under the request id",
+    503: "Too many sign-ins are being checked at once: retry after Retry-After seconds",
 }
 # Every operation may answer with these: a bad query value (400), a body over the route's
 # limit (413), oversized headers (431) and an internal error (500).
 ALWAYS: Final = frozenset({400, 413, 431, 500})
 # Where no sign-in is needed.
-PUBLIC: Final = frozenset({"signIn", "health"})
+PUBLIC: Final = frozenset({"signIn", "health", "liveness", "readiness"})
 _SIGNED_IN = 401
 _ROLE = 403  # a role check, or the CSRF check of a cookie-authenticated unsafe method
 
@@ -74,7 +75,9 @@ ERRORS: Final[dict[str, frozenset[int]]] = {
     k: frozenset(v)
     for k, v in {
         "health": (),
-        "signIn": (401, 429),
+        "liveness": (),
+        "readiness": (),
+        "signIn": (401, 429, 503),
         "me": (),
         "signOut": (_ROLE,),
         # admin: organisations, users, patients
@@ -89,6 +92,11 @@ ERRORS: Final[dict[str, frozenset[int]]] = {
         "handOver": (_ROLE, 404, 409, 422),
         "addCareRelation": (_ROLE, 404, 409, 422),
         "endCareRelation": (_ROLE, 404),
+        "listAlarms": (_ROLE,),
+        "listRuleFailures": (_ROLE,),
+        "listUnwatchedEnrollments": (_ROLE,),
+        "adminGetAnticoagulant": (_ROLE, 404),
+        "setAnticoagulant": (_ROLE, 404, 422),
         # patients and readings
         "listPatients": (_ROLE,),
         "getPatient": (_ROLE, 404),
@@ -107,6 +115,7 @@ ERRORS: Final[dict[str, frozenset[int]]] = {
         "confirmInstruction": (_ROLE, 404, 409),
         "listPatientAlerts": (_ROLE, 404),
         "listPatientInstructions": (_ROLE, 404),
+        "getAnticoagulant": (_ROLE, 404),
         "getThresholds": (_ROLE, 404),
         "setThresholds": (_ROLE, 404, 409, 422),
         "thresholdHistory": (_ROLE, 404),
@@ -281,6 +290,13 @@ def _any_of_lists(schema: dict[str, Any]) -> None:
         schema["anyOf"] = schema.pop("oneOf")
 
 
+# The health checks' own 503, with their own body.
+_UNHEALTHY: Final = {
+    "health": ("The database or the broker does not answer", "Health"),
+    "readiness": ("Not ready: the database or the broker has not answered in time", "Readiness"),
+}
+
+
 def statuses(operation_id: str) -> frozenset[int]:
     """Every error status the operation may answer with."""
     signed_in = frozenset() if operation_id in PUBLIC else frozenset({_SIGNED_IN})
@@ -321,10 +337,11 @@ def _finish_operation(op: dict[str, Any]) -> None:
         op["requestBody"] = _multipart(part, struct.__name__, photos_required)
     if op_id not in PUBLIC:
         op["security"] = [{"bearer": []}, {"session": []}]
-    if op_id == "health":
+    if op_id in _UNHEALTHY:
+        description, schema = _UNHEALTHY[op_id]
         responses["503"] = {
-            "description": "The database or the broker does not answer",
-            "content": {"application/json": {"schema": _ref("Health")}},
+            "description": description,
+            "content": {"application/json": {"schema": _ref(schema)}},
         }
 
 
