@@ -132,6 +132,7 @@ def nul_problems(value: object, prefix: str = "") -> list[FieldProblem]:
 
 
 def refuse_nul(value: object, prefix: str = "") -> None:
-    """Raise Invalid naming each text field of `value` that holds a NUL character."""
+    """Raise BadRequest (400, as every NUL refusal) naming each text field of `value` that
+    holds a NUL character."""
     if problems := nul_problems(value, prefix):
-        raise Invalid("a text holds a NUL character", problems)
+        raise BadRequest("a text holds a NUL character", problems)

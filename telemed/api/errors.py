@@ -159,7 +159,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
         log.info("a NUL character reached the database on %s %s", request.method, request.url.path)
         problems = [_problem("body", "a text holds a NUL character", "nul_character", None)]
         detail = "a text holds a NUL character, which cannot be stored"
-        return Response(_body(request, 422, detail, problems), status_code=422)
+        return Response(_body(request, 400, detail, problems), status_code=400)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(
         _body(request, 500, "internal error; it has been logged"),

@@ -29,7 +29,13 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# The documentation's screenshots are rewritten only on request
+# (`TELEMED_UPDATE_SCREENSHOTS=1 scripts/test tests/browser`); an ordinary run keeps its own.
+SCREENSHOTS = (
+    REPO_ROOT / "docs" / "screenshots"
+    if os.environ.get("TELEMED_UPDATE_SCREENSHOTS") == "1"
+    else REPO_ROOT / ".dev" / "test" / "screenshots"
+)
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 860}
 TIMEOUT_MS = 15_000
@@ -80,7 +86,7 @@ class Tab:
         self.page.wait_for_url(lambda url: "/login" not in url)
 
     def screenshot(self, name: str, *, full_page: bool = False) -> Path:
-        """Save a small PNG (a 256-colour palette) under docs/screenshots/."""
+        """Save a small PNG (a 256-colour palette) under SCREENSHOTS."""
         from PIL import Image
 
         png = self.page.screenshot(full_page=full_page, animations="disabled")
