@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -16,6 +17,7 @@ from packaging.utils import canonicalize_name
 from telemed.settings import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements.lock"
+RUNTIME_LOCK = REPO_ROOT / "requirements-runtime.lock"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 _ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 _HASH = re.compile(r"--hash=(sha256:[0-9a-f]{64})")
@@ -31,8 +33,8 @@ class Locked:
         return f"{self.name}=={self.version} " + " ".join(f"--hash={h}" for h in self.hashes)
 
 
-def locked() -> dict[str, Locked]:
-    """The lock's entries by canonical name: `name==version \\` and its `--hash=` lines."""
+def locked(path: Path = LOCK) -> dict[str, Locked]:
+    """A lock's entries by canonical name: `name==version \\` and its `--hash=` lines."""
     entries: dict[str, Locked] = {}
     name = version = None
     hashes: list[str] = []
@@ -41,7 +43,7 @@ def locked() -> dict[str, Locked]:
         if name is not None:
             entries[name] = Locked(name, version, tuple(hashes))  # type: ignore[arg-type]
 
-    for line in LOCK.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if match := _ENTRY.match(line):
             close()
             name, version, hashes = canonicalize_name(match[1]), match[2], []

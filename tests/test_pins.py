@@ -105,6 +105,20 @@ def test_the_lock_agrees_with_pyproject_toml():
     assert not problems, "run scripts/lock:\n" + "\n".join(problems)
 
 
+def test_the_run_time_lock_is_the_locked_run_time_part():
+    """requirements-runtime.lock (what a built wheel is installed with) holds exactly what the
+    project's own requirements need, at the versions and hashes of requirements.lock."""
+    full = lockfile.locked()
+    runtime = lockfile.locked(lockfile.RUNTIME_LOCK)
+    needed = set(lockfile.closure(lockfile.declared()))
+    assert set(runtime) == needed, (
+        f"run scripts/lock: missing {sorted(needed - set(runtime))}, "
+        f"not needed {sorted(set(runtime) - needed)}"
+    )
+    differ = [name for name, entry in runtime.items() if full.get(name) != entry]
+    assert not differ, f"run scripts/lock: not as in requirements.lock: {differ}"
+
+
 def test_the_environment_is_the_lock():
     """The suite runs on exactly the locked versions (scripts/bootstrap installs them)."""
     wrong = []
