@@ -23,6 +23,11 @@ own code (property unpacking and validation):
   packets until both the buffer and the socket are empty, so that the loop's next `select`
   never waits while a received packet is still in the buffer. The broker cannot send more than
   the Receive Maximum of unacknowledged messages, which bounds one call.
+
+Both replace or override paho's private code, so this module is written for one paho-mqtt
+release, `WRITTEN_FOR`, pinned exactly in pyproject.toml and requirements.lock
+(tests/test_pins.py). With any other installed, importing it fails and says so, and the
+worker does not start: a private method that changed would otherwise be overridden blindly.
 """
 
 from __future__ import annotations
@@ -30,11 +35,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import paho.mqtt
-import paho.mqtt._packet as _packet
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+WRITTEN_FOR = "2.2.0"
+if paho.mqtt.__version__ != WRITTEN_FOR:
+    raise ImportError(
+        f"ingest/paho_fast.py overrides private code of paho-mqtt {WRITTEN_FOR}, but paho-mqtt "
+        f"{paho.mqtt.__version__} is installed: install the pinned version (requirements.lock)"
+    )
+
+import paho.mqtt._packet as _packet  # noqa: E402 (checked first: paho 2.1 has no _packet)
 
 _TABLES = Properties(PacketTypes.PUBLISH)
 _PRIVATE = frozenset(("packetType", "types", "names", "properties"))
@@ -60,10 +73,10 @@ class DecodedProperties(Properties):
 
 def install() -> bool:
     """Let paho's packet decoder use `DecodedProperties`; idempotent. False (nothing changed)
-    with a paho other than the 2.x this was written against."""
+    when something else has replaced paho's class already."""
     if _packet.Properties is DecodedProperties:
         return True
-    if not paho.mqtt.__version__.startswith("2.") or _packet.Properties is not Properties:
+    if _packet.Properties is not Properties:
         return False
     _packet.Properties = DecodedProperties  # type: ignore[misc]
     return True

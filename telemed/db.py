@@ -10,7 +10,9 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-SQL_DIR = Path(__file__).parent / "sql"
+from telemed.resources import package_dir
+
+SQL_DIR = package_dir("telemed", "sql")
 _BLOCK = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.M)
 
 

@@ -1,4 +1,8 @@
-"""Apply the ordered SQL files in migrations/, recording each with its checksum.
+"""Apply the ordered SQL files of the `migrations` package, recording each with its checksum.
+
+The files are the repository's top-level migrations/ folder, shipped in the wheel as package
+data, so that `telemed migrate` reads them from the installed package (settings.migrations_dir,
+or TELEMED_MIGRATIONS_DIR).
 
 A file that was applied is never applied again; one whose content changed after it was applied
 is refused, because the database would no longer match what the file says. Migrations run as

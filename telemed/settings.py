@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from telemed.cpr import CprKeys, local_keys, parse_keys
+from telemed.resources import package_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +81,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mqtt_port=int(mqtt_port),
         broker_dir=Path(e.get("TELEMED_BROKER_DIR", state / "mosquitto")),
         media_dir=Path(e.get("TELEMED_MEDIA_DIR", state / "media")),
-        migrations_dir=Path(e.get("TELEMED_MIGRATIONS_DIR", REPO_ROOT / "migrations")),
+        migrations_dir=_migrations_dir(e),
         token_ttl_s=int(e.get("TELEMED_TOKEN_TTL_S", str(8 * 3600))),
         ingest_username=e.get("TELEMED_INGEST_USERNAME", "telemed-ingest"),
         ingest_password=e.get("TELEMED_INGEST_PASSWORD", "") or _local_secret(state, "ingest"),
@@ -103,6 +104,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         cpr_keys=_cpr_keys(e, state),
         **_http_settings(e, state),
     )
+
+
+def _migrations_dir(e: Mapping[str, str]) -> Path:
+    """TELEMED_MIGRATIONS_DIR, or the migrations shipped in the installed `migrations` package."""
+    if folder := e.get("TELEMED_MIGRATIONS_DIR"):
+        return Path(folder)
+    return package_dir("migrations")
 
 
 def _cpr_keys(e: os._Environ[str] | dict[str, str], state: Path) -> CprKeys:

@@ -7,7 +7,6 @@ pages check their own session and redirect to the sign-in form) and `csrf(settin
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from litestar import Request, Response, Router
 from litestar.contrib.jinja import JinjaTemplateEngine
@@ -16,6 +15,7 @@ from litestar.template import TemplateConfig
 from litestar.types import ASGIApp
 
 from telemed.errors import DomainError
+from telemed.resources import package_dir
 from telemed.settings import Settings
 from telemed.web import csrf as _csrf
 from telemed.web import session
@@ -24,7 +24,7 @@ from telemed.web.nurse import NurseController
 from telemed.web.pages import SignInController
 from telemed.web.render import page, security_headers
 
-HERE = Path(__file__).resolve().parent
+HERE = package_dir("telemed", "web")
 PUBLIC = ["^/console(/|$)", "^/nurse(/|$)", "^/logout$"]
 
 
