@@ -263,7 +263,8 @@ def main() -> None:
         "broker": subprocess.run(
             ["/usr/sbin/mosquitto", "-h"], capture_output=True, text=True
         ).stdout.splitlines()[0],
-        "args": vars(args),
+        # The output path as given, relative to the repository when inside it.
+        "args": vars(args) | {"out": common.relative(args.out)},
         "settings": results,
     }
     text = msgspec.json.format(msgspec.json.encode(out), indent=2).decode()

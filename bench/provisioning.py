@@ -227,7 +227,8 @@ def main() -> None:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": common.git("rev-parse", "--short", "HEAD"),
         "machine": common.machine(),
-        "args": vars(args),
+        # The output path as given, relative to the repository when inside it.
+        "args": vars(args) | {"out": common.relative(args.out)},
         "registered_devices": registered,
         "snapshot_bytes": snapshot.stat().st_size,
         "enrolment": bulk,
