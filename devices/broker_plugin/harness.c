@@ -78,6 +78,7 @@ int mosquitto_broker_publish_copy(const char *clientid, const char *topic, int p
 	return 0;
 }
 
+#define TELEMED_AUTH_HARNESS
 #include "telemed_auth.c"
 
 int mosquitto_callback_register(mosquitto_plugin_id_t *identifier, int event,
@@ -203,6 +204,15 @@ static void write_file(const char *path, const char *text, size_t len)
 /* ------------------------------------------------------------------ the decided cases */
 
 static char hash_a[200], hash_b[200], hash_admin[200], hash_ingest[200];
+static char replaced_snapshot[4096], replaced_journal[1024];
+
+/* The application replacing both files (a new generation) between the plugin's two reads. */
+static void replace_files(void)
+{
+	write_file(snapshot_path, replaced_snapshot, strlen(replaced_snapshot));
+	write_file(journal_path, replaced_journal, strlen(replaced_journal));
+	between_reads = NULL;
+}
 
 static void decided_cases(const char *dir)
 {
@@ -244,6 +254,32 @@ static void decided_cases(const char *dir)
 		snprintf(text, sizeof(text), "telemed-journal 1 g1\nadd device dev-c %s\nremove dev-victim2", hash_b);
 		write_file(journal, text, strlen(text));
 		expect(load_all(true) == MOSQ_ERR_SUCCESS && has("dev-c") && has("dev-victim2"), "a journal is read again");
+	}
+
+	/* Both files replaced between the reads of the snapshot and the journal: read again, not
+	 * the old snapshot alone. A journal of an older generation than the snapshot is ignored. */
+	{
+		char keep_snapshot[4096];
+		FILE *f = fopen(snapshot, "rb");
+		size_t n = fread(keep_snapshot, 1, sizeof(keep_snapshot) - 1, f);
+		fclose(f);
+		keep_snapshot[n] = '\0';
+		snprintf(replaced_snapshot, sizeof(replaced_snapshot), "%s", keep_snapshot);
+		memcpy(replaced_snapshot, "telemed-accounts 1 g2", 21);
+		snprintf(replaced_snapshot + strlen(replaced_snapshot), sizeof(replaced_snapshot) - strlen(replaced_snapshot),
+				"add device dev-new %s\n", hash_b);
+		snprintf(replaced_journal, sizeof(replaced_journal), "telemed-journal 1 g2\nadd device dev-late %s\n", hash_b);
+		between_reads = replace_files;
+		expect(load_all(true) == MOSQ_ERR_SUCCESS && has("dev-new") && has("dev-late") && has("dev-a"),
+				"files replaced between the two reads are read again");
+		snprintf(text, sizeof(text), "telemed-journal 1 g1\nremove dev-a\n");
+		write_file(journal, text, strlen(text));
+		expect(load_all(true) == MOSQ_ERR_SUCCESS && has("dev-a") && has("dev-new") && !has("dev-late"),
+				"a journal older than the snapshot is ignored");
+		write_file(snapshot, keep_snapshot, n);
+		snprintf(text, sizeof(text), "telemed-journal 1 g1\nadd device dev-c %s\nremove dev-victim2", hash_b);
+		write_file(journal, text, strlen(text));
+		expect(load_all(true) == MOSQ_ERR_SUCCESS && has("dev-c") && !has("dev-new"), "the files as before");
 	}
 
 	/* Control messages. */

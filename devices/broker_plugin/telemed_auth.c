@@ -275,9 +275,13 @@ static bool read_line(FILE *f, char *buf, size_t cap, bool *too_long, bool *has_
 	return true;
 }
 
-/* Reads `path` (first line "<magic> 1 <generation>") into `table`; the generation into
- * `generation` (at most 64 characters). Returns lines applied, -2 when there is no such file,
- * or -1 when it cannot be read whole. */
+#define NO_FILE -2
+#define OTHER_GENERATION -3
+
+/* Reads `path` (first line "<magic> 1 <generation>") into `table`; the file's generation into
+ * `generation` (at most 64 characters). Returns lines applied, NO_FILE, OTHER_GENERATION when
+ * `want_generation` is given and the file's is another (nothing is read then), or -1 when it
+ * cannot be read whole. */
 static long load_file(const char *path, const char *magic, struct account **table,
 		char *generation, const char *want_generation)
 {
@@ -291,7 +295,7 @@ static long load_file(const char *path, const char *magic, struct account **tabl
 	if(!f){
 		if(errno == ENOENT){
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: there is no %s", path);
-			return -2;
+			return NO_FILE;
 		}
 		mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: cannot read %s: %s", path, strerror(errno));
 		return -1;
@@ -303,12 +307,11 @@ static long load_file(const char *path, const char *magic, struct account **tabl
 		fclose(f);
 		return -1;
 	}
-	if(want_generation && strcmp(gen, want_generation)){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: %s belongs to generation %s, not %s: ignored", path, gen, want_generation);
-		fclose(f);
-		return 0;
-	}
 	if(generation) strcpy(generation, gen);
+	if(want_generation && strcmp(gen, want_generation)){
+		fclose(f);
+		return OTHER_GENERATION;
+	}
 	while(read_line(f, line, sizeof(line), &too_long, &has_nul, &unfinished)){
 		lineno++;
 		if(unfinished){
@@ -345,30 +348,65 @@ static long load_file(const char *path, const char *magic, struct account **tabl
 	return count;
 }
 
+/* The generation on the first line of `path`, into `generation`; false when unreadable. */
+static bool generation_of(const char *path, char *generation)
+{
+	FILE *f = fopen(path, "r");
+	char line[MAX_LINE], head[80], ver[8];
+	bool too_long, has_nul, unfinished, ok;
+	if(!f) return false;
+	ok = read_line(f, line, sizeof(line), &too_long, &has_nul, &unfinished) && !too_long
+		&& !has_nul && sscanf(line, "%79s %7s %64s", head, ver, generation) == 3;
+	fclose(f);
+	return ok;
+}
+
+#ifdef TELEMED_AUTH_HARNESS
+/* The harness's way in between the two reads below, to rewrite the files there. */
+static void (*between_reads)(void);
+#endif
+
 /* Snapshot, then the journal of the same generation. Kicks what the new table drops or
- * changes when `live`. The table is replaced only when the snapshot could be read. */
+ * changes when `live`. The table is replaced only when the snapshot could be read.
+ *
+ * The application writes a new snapshot, then a new journal, each by a rename. A journal of
+ * another generation is older than the snapshot (its changes are in the snapshot: ignored) or
+ * newer (both files were replaced between our two reads: read both again). */
 static int load_all(bool live)
 {
 	struct account *fresh = NULL, *a, *tmp, *now;
-	char generation[65] = "";
-	long n;
+	char generation[65] = "", journal_generation[65] = "", again[65] = "";
+	long n = 0;
 	if(!snapshot_path) return MOSQ_ERR_INVAL;
-	if(load_file(snapshot_path, "telemed-accounts", &fresh, generation, NULL) < 0){
-		free_table(&fresh);
-		return MOSQ_ERR_INVAL;
-	}
-	if(journal_path){
+	for(int attempt = 0; ; attempt++){
+		if(load_file(snapshot_path, "telemed-accounts", &fresh, generation, NULL) < 0){
+			free_table(&fresh);
+			return MOSQ_ERR_INVAL;
+		}
+#ifdef TELEMED_AUTH_HARNESS
+		if(between_reads) between_reads();
+#endif
+		if(!journal_path) break;
 		/* No journal is no change since the snapshot (the application writes the snapshot
 		 * first). One that cannot be read may hold removals: without them a revoked device
 		 * would be let in again, so then nothing is loaded. */
-		n = load_file(journal_path, "telemed-journal", &fresh, NULL, generation);
+		n = load_file(journal_path, "telemed-journal", &fresh, journal_generation, generation);
 		if(n == -1){
 			mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: accounts not loaded: the journal cannot be read");
 			free_table(&fresh);
 			return MOSQ_ERR_INVAL;
 		}
-		if(n > 0) mosquitto_log_printf(MOSQ_LOG_INFO, "telemed_auth: %ld journal entries applied", n);
+		if(n != OTHER_GENERATION) break;
+		if(attempt < 3 && generation_of(snapshot_path, again) && strcmp(again, generation)){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "telemed_auth: the account files were replaced while read: reading them again");
+			free_table(&fresh);
+			continue;
+		}
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: %s belongs to generation %s, not %s: ignored (the snapshot holds its changes)",
+				journal_path, journal_generation, generation);
+		break;
 	}
+	if(n > 0) mosquitto_log_printf(MOSQ_LOG_INFO, "telemed_auth: %ld journal entries applied", n);
 	if(live){
 		HASH_ITER(hh, accounts, a, tmp){
 			HASH_FIND_STR(fresh, a->username, now);
