@@ -10,6 +10,7 @@ The sync and async functions share everything but the awaits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from typing import Any
@@ -180,7 +181,8 @@ async def provision_many_async(
         found = await cur.fetchall()
         cur = await conn.execute(_TAKEN, _given(rows))
         taken = await cur.fetchall()
-        planned = _plan(rows, found, taken, created_by, field_prefix)
+        # A password hash per row (PBKDF2): off the event loop, which serves other requests.
+        planned = await asyncio.to_thread(_plan, rows, found, taken, created_by, field_prefix)
         try:
             async with conn.transaction(), conn.cursor() as acur:
                 await acur.executemany(INSERT, [params for params, _ in planned])
