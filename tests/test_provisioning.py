@@ -359,13 +359,21 @@ def test_bulk_provisioning_from_a_file_enrols_all_or_nothing(db, settings, facto
         "columns.csv": ("patient,kind,colour\nx,scale,red\n", "columns"),
         "bad.json": ('[{"patient": "x", "kind": "scale", "extra": 1}]', "extra"),
         "deep.json": ("[" * 5000 + "]" * 5000, "bad.json"),
-        "reserved.csv": (f"patient,kind,serial,device_id\n{pseudonyms[0]},scale,,kit-a1\n"
-                         f"{pseudonyms[1]},scale,,telemed-admin-9\n", "row 2: a device may not "
-                         "have a service account's name; device_id: ids starting with telemed-"),
-        "twice.csv": (f"patient,kind,serial,device_id\n{pseudonyms[0]},scale,,kit-b2\n"
-                      f"{pseudonyms[1]},scale,,kit-b2\n", "row 2: the device id of row 1 again"),
-        "serial.csv": (f"patient,kind,serial\n{pseudonyms[0]},scale,{entries[0]['serial']}\n",
-                       "row 1: a device with this serial exists"),
+        "reserved.csv": (
+            f"patient,kind,serial,device_id\n{pseudonyms[0]},scale,,kit-a1\n"
+            f"{pseudonyms[1]},scale,,telemed-admin-9\n",
+            "row 2: a device may not "
+            "have a service account's name; device_id: ids starting with telemed-",
+        ),
+        "twice.csv": (
+            f"patient,kind,serial,device_id\n{pseudonyms[0]},scale,,kit-b2\n"
+            f"{pseudonyms[1]},scale,,kit-b2\n",
+            "row 2: the device id of row 1 again",
+        ),
+        "serial.csv": (
+            f"patient,kind,serial\n{pseudonyms[0]},scale,{entries[0]['serial']}\n",
+            "row 1: a device with this serial exists",
+        ),
     }
     for name, (text, said) in cases.items():
         path = tmp_path / name
