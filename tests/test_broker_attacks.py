@@ -270,6 +270,40 @@ def test_a_retained_reading_is_stored_once_and_not_kept_by_the_broker(rig, setti
     assert rig.count(device.device_id) == 1
 
 
+def test_a_retained_reading_the_broker_holds_anyway_is_never_handed_to_the_workers(rig, settings):
+    """A last will is not a publish the plugin sees, so a device's retained will on its readings
+    topic stays on the broker (as would a retained reading from before the plugin cleared the
+    flag). Mosquitto 2.0.11 hands retained messages to shared subscriptions too: the plugin
+    never lets the ingest account read one, and says so in the log. An empty retained message
+    from the device deletes it."""
+    worker = rig.start(0)
+    device = rig.device()
+    offset = _log_size(settings)
+    dropper = Client(settings, device.device_id, device.password, device.device_id,
+                     will=(readings_topic(device.device_id), message("will-1"), True))  # fmt: skip
+    assert not dropper.connect().is_failure
+    dropper.drop()
+    _logged(
+        settings, offset, f"not handing the retained reading on {readings_topic(device.device_id)}"
+    )
+    spy = _ingest_spy(rig, "will-spy")
+    try:
+        assert spy.subscribe(readings_topic(device.device_id)).value == 1
+        time.sleep(1.0)
+        assert spy.received == []
+        # A worker that subscribes again (a restart) is not handed it either.
+        worker.stop()
+        rig.start(0)
+        time.sleep(1.0)
+        assert rig.count(device.device_id) == 0
+        # The device deletes it; its readings flow as ever.
+        link = rig.link(device)
+        assert link.publish(b"", retain=True).value in (0, 0x10)
+        _still_works(rig, device, link, "w", n=5)
+    finally:
+        spy.close()
+
+
 def test_the_ingest_account_may_publish_nothing_nor_take_another_accounts_client_id(rig, settings):
     rig.start(0)
     device = rig.device()

@@ -352,6 +352,8 @@ static void decided_cases(const char *dir)
 		memset(&ed, 0, sizeof(ed));
 		ed.client = &client;
 		ed.topic = "telemed/v1/devices/dev-a/readings";
+		ed.payload = "{}";
+		ed.payloadlen = 2;
 		ed.retain = true;
 		on_message(MOSQ_EVT_MESSAGE, &ed, NULL);
 		expect(!ed.retain, "a retained reading is not retained");
@@ -359,7 +361,17 @@ static void decided_cases(const char *dir)
 		ed.retain = true;
 		on_message(MOSQ_EVT_MESSAGE, &ed, NULL);
 		expect(ed.retain, "a retained status stays retained");
+		ed.topic = "telemed/v1/devices/dev-a/readings";
+		ed.retain = true;
+		ed.payloadlen = 0;
+		on_message(MOSQ_EVT_MESSAGE, &ed, NULL);
+		expect(ed.retain, "an empty retained reading (a deletion) keeps its flag");
 	}
+	expect(acl("telemed-ingest-0", "telemed-ingest", "telemed/v1/devices/dev-a/readings", MOSQ_ACL_READ, true) == MOSQ_ERR_ACL_DENIED,
+			"a retained reading is not handed to the ingest account");
+	expect(acl("telemed-ingest-0", "telemed-ingest", "telemed/v1/devices/dev-a/readings", MOSQ_ACL_READ, false) == MOSQ_ERR_SUCCESS
+			&& acl("telemed-ingest-0", "telemed-ingest", "telemed/v1/devices/dev-a/status", MOSQ_ACL_READ, true) == MOSQ_ERR_SUCCESS,
+			"readings and retained statuses are");
 }
 
 /* ------------------------------------------------------------------ hostile input */

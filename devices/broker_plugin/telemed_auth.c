@@ -35,7 +35,9 @@
  *
  * A reading published with the retain flag is delivered as any other but not retained: the
  * contract's readings are not retained messages, and a retained one would be handed to every
- * later plain subscriber again.
+ * later subscriber again (shared ones too, in Mosquitto 2.0.11). A retained reading the broker
+ * holds anyway (kept from before, or a device's retained last will) is never handed to the
+ * ingest account, and logged; an empty retained message from the device deletes it.
  *
  * Account files are read line by line into a fixed buffer: a line longer than MAX_LINE, or
  * holding a NUL byte, is refused whole (never read as two lines), and a last line without its
@@ -524,6 +526,16 @@ static bool own_topic(const char *username, const char *topic)
 	return !strcmp(topic, "/readings") || !strcmp(topic, "/status");
 }
 
+/* telemed/v1/devices/<one level>/readings */
+static bool readings_topic(const char *topic)
+{
+	const char *level, *slash;
+	if(!starts_with(topic, DEVICE_TOPICS)) return false;
+	level = topic + strlen(DEVICE_TOPICS);
+	slash = strchr(level, '/');
+	return slash && slash != level && !strcmp(slash + 1, "readings");
+}
+
 static int acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
@@ -544,7 +556,14 @@ static int acl_check(int event, void *event_data, void *userdata)
 			if(ed->access == MOSQ_ACL_SUBSCRIBE || ed->access == MOSQ_ACL_UNSUBSCRIBE){
 				allowed = ingest_subscription(ed->topic);
 			}else if(ed->access == MOSQ_ACL_READ){
-				allowed = device_filter(ed->topic, false);
+				/* A retained reading (one kept from before this plugin cleared the flag, or a
+				 * device's retained last will) would be handed to every new subscription,
+				 * shared ones too in Mosquitto 2.0.11: never to the workers. */
+				allowed = device_filter(ed->topic, false) && !(ed->retain && readings_topic(ed->topic));
+				if(!allowed){
+					mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: not handing the retained reading on %." QUOTE "s to %." QUOTE "s: readings are not retained (a device clears it by publishing an empty retained message there)",
+							ed->topic, mosquitto_client_id(ed->client));
+				}
 			}
 			break;
 		case ROLE_ADMIN:
@@ -563,23 +582,14 @@ static int acl_check(int event, void *event_data, void *userdata)
 	return allowed ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-/* telemed/v1/devices/<one level>/readings */
-static bool readings_topic(const char *topic)
-{
-	const char *level, *slash;
-	if(!starts_with(topic, DEVICE_TOPICS)) return false;
-	level = topic + strlen(DEVICE_TOPICS);
-	slash = strchr(level, '/');
-	return slash && slash != level && !strcmp(slash + 1, "readings");
-}
-
-/* Every accepted publish, after the ACL check: a reading is never kept as a retained message. */
+/* Every accepted publish, after the ACL check: a reading is never kept as a retained message.
+ * An empty retained message keeps its flag: it deletes what is retained on the topic. */
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
 	(void)event;
 	(void)userdata;
-	if(ed->retain && readings_topic(ed->topic)) ed->retain = false;
+	if(ed->retain && ed->payloadlen > 0 && readings_topic(ed->topic)) ed->retain = false;
 	return MOSQ_ERR_SUCCESS;
 }
 
