@@ -186,16 +186,16 @@ def _write_and_tell(settings: Settings, lines: list[str], rows: list[dict] | Non
         _tell(settings, sending)
     except BaseException as exc:
         undo.restore()
+        reread = "the broker took none of it"
         if sent and not isinstance(exc, _NotTaken):
             # It may hold part of the change: make it reread the files, which no longer do.
-            reread = "it was told to reread its files"
+            reread = "the broker was told to reread its accounts"
             if not signal_reload(settings.broker_pidfile):
-                reread = "it could not be told to reread them: run `telemed devices sync`"
-            log.error("the broker may have taken part of a change that is undone; %s", reread)
+                reread = ("the broker may hold part of it and could not be told to reread its "
+                          "accounts: run `telemed devices sync`")  # fmt: skip
+            log.error("a change the broker may have taken in part is undone; %s", reread)
         if isinstance(exc, BrokerError) and not isinstance(exc, BrokerUnavailable):
-            raise BrokerUnavailable(
-                f"{exc}; the change is undone and the broker told to reread its accounts"
-            ) from None
+            raise BrokerUnavailable(f"{exc}; the change is undone and {reread}") from None
         raise
     undo.discard()
 
