@@ -76,6 +76,12 @@ CREATE TRIGGER bench_commit AFTER INSERT ON bench_mqb
 """
 
 
+def relative(path: str | Path) -> str:
+    """`path` relative to the repository when it lies inside it (results name no checkout)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
 # --- services and database -------------------------------------------------------------------
 
 

@@ -55,8 +55,8 @@ def make_patients(conn, n: int) -> list[str]:
 
 
 def enrol(conn, settings, pseudonyms: list[str], chunk: int) -> tuple[list, float]:
-    from devices.broker import apply_changes
-    from devices.provisioning import NewDevice, provision_many
+    from devices.broker_change import apply_changes
+    from devices.provisioning_bulk import NewDevice, provision_many
 
     made, started = [], time.monotonic()
     for i in range(0, len(pseudonyms), chunk):
@@ -138,8 +138,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
 
-    from devices.broker import apply_changes, sync_broker
-    from devices.provisioning import NewDevice, provision_many, revoke
+    from devices.broker import sync_broker
+    from devices.broker_change import apply_changes
+    from devices.provisioning import revoke
+    from devices.provisioning_bulk import NewDevice, provision_many
 
     env = common.start_services()
     settings = load_settings(env)
@@ -225,7 +227,8 @@ def main() -> None:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": common.git("rev-parse", "--short", "HEAD"),
         "machine": common.machine(),
-        "args": vars(args),
+        # The output path as given, relative to the repository when inside it.
+        "args": vars(args) | {"out": common.relative(args.out)},
         "registered_devices": registered,
         "snapshot_bytes": snapshot.stat().st_size,
         "enrolment": bulk,

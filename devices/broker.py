@@ -13,8 +13,9 @@ the accounts in memory and reads them at start from two files in the broker fold
 
 A change appends to the journal and sends the same lines to the running broker as a control
 message (devices/broker_control.py), which updates its table and disconnects a removed
-device at once. Nothing is rewritten or reloaded per device, so a change costs the broker the
-same at 100 devices as at 100,000; a full `sync_broker` (a reload) is an operator's repair.
+device at once; devices/broker_change.py makes that and the registry's change one, all or
+nothing. Nothing is rewritten or reloaded per device, so a change costs the broker the same at
+100 devices as at 100,000; a full `sync_broker` (a reload) is an operator's repair.
 
 Only hashes are stored, in Mosquitto's own format, so both files can be rebuilt from the
 database at any time.
@@ -42,9 +43,11 @@ from devices.broker_control import (
     ADMIN_USERNAME,
     AdminRefused,
     BrokerDown,
+    BrokerError,
     send_commands,
     signal_reload,
 )
+from telemed.errors import Unavailable
 from telemed.settings import Settings
 
 log = logging.getLogger("devices.broker")
@@ -58,14 +61,14 @@ _HASH = re.compile(r"\$7\$(?P<it>[0-9]+)\$(?P<salt>[A-Za-z0-9+/=]+)\$(?P<digest>
 # A username ends up in topics, log lines and the plugin's files: no spaces, no wildcards.
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Any lock key unique to this use; it serialises the account files (see sync_broker).
-_SYNC_LOCK = 0x7E1E_B40C
+SYNC_LOCK = 0x7E1E_B40C
 SNAPSHOT = "accounts"
 JOURNAL = "accounts.journal"
 # Past this, the next change also writes a fresh snapshot (files only; the broker already has
 # every change), so that a broker start does not replay a long journal.
 COMPACT_BYTES = 8 << 20
 
-_ACTIVE_DEVICES = "SELECT id, mqtt_username, password_hash FROM devices WHERE active ORDER BY id"
+ACTIVE_DEVICES = "SELECT id, mqtt_username, password_hash FROM devices WHERE active ORDER BY id"
 
 Kind = Literal["device", "ingest", "admin"]
 
@@ -82,6 +85,14 @@ class BrokerAccount(msgspec.Struct, frozen=True, kw_only=True):
 class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
     devices: int
     reloaded: bool
+
+
+class BrokerUnavailable(Unavailable):
+    """The broker did not take a change: it does not run, refused it or did not answer.
+    Answered 503 with the code `broker_unavailable`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after_s=5, code="broker_unavailable")
 
 
 # --- hashes -------------------------------------------------------------------------------
@@ -210,12 +221,20 @@ def write_files(settings: Settings, accounts: Sequence[BrokerAccount]) -> str:
 
 
 def append_journal(settings: Settings, lines: Sequence[str]) -> int:
-    """Append `lines` to the journal, on disk before the broker hears of them; its new size."""
-    with open(settings.broker_dir / JOURNAL, "a") as f:
-        f.write("".join(f"{line}\n" for line in lines))
-        f.flush()
+    """Append `lines` to the journal in one write, on disk before the broker hears of them; its
+    new size. A last line left without its newline (a write cut short) is ended first, so that
+    the new lines are never glued to it."""
+    with open(settings.broker_dir / JOURNAL, "a+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        text = "".join(f"{line}\n" for line in lines).encode()
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b"\n":
+                log.error("the broker's journal ended in an unfinished line; it is ended now")
+                text = b"\n" + text
+        os.write(f.fileno(), text)
         os.fsync(f.fileno())
-        return f.tell()
+        return end + len(text)
 
 
 # --- telling the broker ------------------------------------------------------------------------
@@ -224,7 +243,7 @@ def append_journal(settings: Settings, lines: Sequence[str]) -> int:
 def notify_broker(settings: Settings, lines: Sequence[str]) -> bool:
     """Send `lines` to the running broker; False when none runs (it reads the files when it
     starts). A broker that does not know the admin account yet is told to reread the files
-    with SIGHUP. Any other failure raises BrokerError."""
+    with SIGHUP. A broker that refuses or does not answer raises BrokerUnavailable."""
     try:
         send_commands(settings.mqtt_host, settings.mqtt_port, settings.broker_admin_password, lines)
     except BrokerDown as exc:
@@ -233,10 +252,21 @@ def notify_broker(settings: Settings, lines: Sequence[str]) -> bool:
     except AdminRefused:
         log.warning("the broker does not know the admin account yet: sending it SIGHUP")
         return signal_reload(settings.broker_pidfile)
+    except BrokerError as exc:
+        raise BrokerUnavailable(
+            f"the broker's account files are written from the registry, but {exc}; "
+            "run `telemed devices sync` again once the broker answers"
+        ) from None
     return True
 
 
 def _full_sync(settings: Settings, rows: list[dict]) -> bool:
+    write_from_rows(settings, rows)
+    return notify_broker(settings, ["reload"])
+
+
+def write_from_rows(settings: Settings, rows: list[dict]) -> None:
+    """New account files of the service accounts and `rows` (the active devices)."""
     current = hashes_in_snapshot(settings.broker_dir / SNAPSHOT)
     ingest = current.get(settings.ingest_username)
     if ingest is not None and not verify_password(settings.ingest_password, ingest):
@@ -246,28 +276,9 @@ def _full_sync(settings: Settings, rows: list[dict]) -> bool:
             "(TELEMED_INGEST_PASSWORD) and is disconnected until it does",
         )
     write_files(settings, accounts_from_rows(rows, settings, current))
-    return notify_broker(settings, ["reload"])
 
 
-def _changes(
-    settings: Settings,
-    rows: list[dict] | None,
-    added: Sequence[tuple[str, str]],
-    removed: Sequence[str],
-) -> bool:
-    """Journal and send the changes; with `rows` (the active devices, these changes included),
-    also compact the files."""
-    lines = [device_account(d, h).line() for d, h in added] + [
-        f"remove {_checked(d)}" for d in removed
-    ]
-    append_journal(settings, lines)
-    if rows is not None:
-        current = hashes_in_snapshot(settings.broker_dir / SNAPSHOT)
-        write_files(settings, accounts_from_rows(rows, settings, current))
-    return notify_broker(settings, lines)
-
-
-def _has_snapshot(settings: Settings) -> bool:
+def has_snapshot(settings: Settings) -> bool:
     return (settings.broker_dir / SNAPSHOT).exists() and (settings.broker_dir / JOURNAL).exists()
 
 
@@ -281,8 +292,8 @@ def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
     transaction are included.
     """
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
-        rows = conn.execute(_ACTIVE_DEVICES).fetchall()
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
+        rows = conn.execute(ACTIVE_DEVICES).fetchall()
         reloaded = _full_sync(settings, rows)
     log.info("broker accounts written for %d devices", len(rows), extra={"count": len(rows)})
     return SyncResult(devices=len(rows), reloaded=reloaded)
@@ -291,56 +302,15 @@ def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
 async def sync_broker_async(conn: AsyncConnection, settings: Settings) -> SyncResult:
     """`sync_broker` for the API's async connections."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
-        cur = await conn.execute(_ACTIVE_DEVICES)
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
+        cur = await conn.execute(ACTIVE_DEVICES)
         rows = await cur.fetchall()
         reloaded = await asyncio.to_thread(_full_sync, settings, rows)
     log.info("broker accounts written for %d devices", len(rows), extra={"count": len(rows)})
     return SyncResult(devices=len(rows), reloaded=reloaded)
 
 
-def apply_changes(
-    conn: Connection,
-    settings: Settings,
-    *,
-    added: Sequence[tuple[str, str]] = (),
-    removed: Sequence[str] = (),
-) -> bool:
-    """Tell the broker of provisioned (`(device_id, hash)`) and revoked devices, inside the
-    caller's transaction (held under the sync lock until it commits). True when a running
-    broker applied them; a broker that runs and fails raises BrokerError, so the caller's
-    transaction rolls back."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
-        if not _has_snapshot(settings):
-            rows = conn.execute(_ACTIVE_DEVICES).fetchall()
-            return _full_sync(settings, rows)
-        rows = None
-        if _journal_size(settings) > COMPACT_BYTES:
-            rows = conn.execute(_ACTIVE_DEVICES).fetchall()
-        return _changes(settings, rows, added, removed)
-
-
-async def apply_changes_async(
-    conn: AsyncConnection,
-    settings: Settings,
-    *,
-    added: Sequence[tuple[str, str]] = (),
-    removed: Sequence[str] = (),
-) -> bool:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
-        if not _has_snapshot(settings) or _journal_size(settings) > COMPACT_BYTES:
-            cur = await conn.execute(_ACTIVE_DEVICES)
-            rows = await cur.fetchall()
-            if not _has_snapshot(settings):
-                return await asyncio.to_thread(_full_sync, settings, rows)
-        else:
-            rows = None
-        return await asyncio.to_thread(_changes, settings, rows, added, removed)
-
-
-def _journal_size(settings: Settings) -> int:
+def journal_size(settings: Settings) -> int:
     try:
         return (settings.broker_dir / JOURNAL).stat().st_size
     except FileNotFoundError:

@@ -1,7 +1,9 @@
-"""`telemed devices …`: provision (one, or a file of them), revoke, list, sync the broker, demo
-devices, rejections.
+"""`telemed devices …`: provision (one, or a file of them), revoke, rotate a password, list,
+sync the broker, demo devices, rejections.
 
-Every change reaches the broker in the same transaction (see devices/api.py for why).
+Every change reaches the broker in the same transaction, all or nothing
+(devices/broker_change.py): a broker that does not take it leaves the registry as it was, and
+the command says so and exits 1.
 """
 
 from __future__ import annotations
@@ -122,14 +124,16 @@ def _connect() -> tuple[Any, Any]:
 
 @_reported
 def cmd_provision(args: argparse.Namespace) -> int:
-    from devices.broker import apply_changes
-    from devices.provisioning import NewDevice, provision_many
+    from devices.broker_change import registry_change
+    from devices.provisioning import find_patient, provision_with_hash
 
     conn, settings = _connect()
-    with conn, conn.transaction():
-        row = NewDevice(patient=args.patient, kind=args.kind, serial=args.serial)
-        [(device, password_hash)] = provision_many(conn, [row])
-        apply_changes(conn, settings, added=[(device.device_id, password_hash)])
+    with conn, registry_change(conn, settings) as change:
+        patient_id = find_patient(conn, args.patient)
+        device, password_hash = provision_with_hash(
+            conn, patient_id, args.kind, args.serial, None, args.device_id
+        )
+        change.add(device.device_id, password_hash)
     print(f"device_id: {device.device_id}")
     print(f"password:  {device.password}")
     print("(the password is shown only now; it is not stored)", file=sys.stderr)
@@ -138,25 +142,46 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 @_reported
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from devices.broker import apply_changes
+    from devices.broker_change import registry_change
     from devices.provisioning import revoke
 
     conn, settings = _connect()
-    with conn, conn.transaction():
+    with conn, registry_change(conn, settings) as change:
         devices = [revoke(conn, device_id) for device_id in args.device_id]
-        apply_changes(conn, settings, removed=[d.id for d in devices])
+        for d in devices:
+            change.remove(d.id)
     for device in devices:
         at = device.revoked_at.isoformat(timespec="seconds") if device.revoked_at else "?"
         print(f"revoked {device.id} (patient {device.patient_id}) at {at}")
     return 0
 
 
+@_reported
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from devices.broker_change import registry_change
+    from devices.provisioning import rotate
+
+    conn, settings = _connect()
+    with conn, registry_change(conn, settings) as change:
+        device, password_hash = rotate(conn, args.device_id)
+        change.add(device.device_id, password_hash)
+    print(f"device_id: {device.device_id}")
+    print(f"password:  {device.password}")
+    print(
+        "(the password is shown only now; the old one is refused from now on and the device "
+        "was disconnected: load the new one onto it)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def read_bulk_file(path: Path) -> list[Any]:
-    """Rows to enrol from a CSV file (a header with patient,kind and optionally serial) or a
-    JSON list of {"patient", "kind", "serial"} objects; the patient by id or pseudonym."""
+    """Rows to enrol from a CSV file (a header with patient,kind and optionally serial and
+    device_id) or a JSON list of {"patient", "kind", "serial", "device_id"} objects; the
+    patient by id or pseudonym."""
     import msgspec
 
-    from devices.provisioning import NewDevice
+    from devices.provisioning_bulk import NewDevice
     from telemed.errors import FieldProblem, Invalid
 
     text = path.read_text(encoding="utf-8-sig")
@@ -165,10 +190,11 @@ def read_bulk_file(path: Path) -> list[Any]:
             return msgspec.json.decode(text, type=list[NewDevice])
         rows = []
         for i, rec in enumerate(csv.DictReader(io.StringIO(text), strict=True), start=1):
-            extra = set(rec) - {"patient", "kind", "serial"}
+            extra = set(rec) - {"patient", "kind", "serial", "device_id"}
             if extra or None in rec.values():
                 raise Invalid(
-                    f"row {i}: columns are patient,kind,serial; got {sorted(rec, key=str)}"
+                    f"row {i}: columns are patient,kind,serial,device_id; "
+                    f"got {sorted(rec, key=str)}"
                 )
             rows.append(msgspec.convert({k: v or None for k, v in rec.items()}, NewDevice))
         return rows
@@ -178,8 +204,9 @@ def read_bulk_file(path: Path) -> list[Any]:
 
 @_reported
 def cmd_provision_bulk(args: argparse.Namespace) -> int:
-    from devices.broker import apply_changes, write_atomically
-    from devices.provisioning import provision_many
+    from devices.broker import write_atomically
+    from devices.broker_change import registry_change
+    from devices.provisioning_bulk import provision_many
     from telemed.errors import Invalid
 
     rows = read_bulk_file(args.file)
@@ -188,17 +215,26 @@ def cmd_provision_bulk(args: argparse.Namespace) -> int:
     if args.out.exists():
         raise Invalid(f"{args.out} exists; the passwords are written to a new file only")
     conn, settings = _connect()
-    with conn, conn.transaction():
-        made = provision_many(conn, rows)
-        apply_changes(conn, settings, added=[(d.device_id, h) for d, h in made])
-        # Before the commit: a failure to write the passwords leaves nothing enrolled.
-        entries = [
-            {"device_id": d.device_id, "password": d.password, "patient_id": str(d.patient_id),
-             "kind": d.kind, "serial": d.serial}
-            for d, _ in made
-        ]  # fmt: skip
-        write_atomically(args.out, json.dumps(entries, indent=1) + "\n", mode=0o600,
-                         for_broker=False)  # fmt: skip
+    written = False
+    try:
+        with conn, registry_change(conn, settings) as change:
+            made = provision_many(conn, rows)
+            for d, h in made:
+                change.add(d.device_id, h)
+            # Before the broker and the commit: a failure to write the passwords leaves nothing
+            # enrolled, and a failure after removes the file again.
+            entries = [
+                {"device_id": d.device_id, "password": d.password, "patient_id": str(d.patient_id),
+                 "kind": d.kind, "serial": d.serial}
+                for d, _ in made
+            ]  # fmt: skip
+            write_atomically(args.out, json.dumps(entries, indent=1) + "\n", mode=0o600,
+                             for_broker=False)  # fmt: skip
+            written = True
+    except BaseException:
+        if written:
+            args.out.unlink(missing_ok=True)
+        raise
     print(f"{len(made)} devices enrolled; their passwords (shown nowhere else) are in {args.out}")
     return 0
 
@@ -265,11 +301,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--patient", required=True, help="patient id (uuid) or pseudonym")
     c.add_argument("--kind", required=True, choices=KINDS)
     c.add_argument("--serial", help="the hardware serial (default: the device id)")
+    c.add_argument(
+        "--device-id",
+        help="the device's id (and MQTT username), e.g. the one printed on the kit: 3-64 of "
+        "a-z 0-9 -, not starting with telemed- (default: a new random dev-… id)",
+    )
     c.set_defaults(func=cmd_provision)
 
     c = sub.add_parser(
         "provision-bulk",
-        help="enrol the devices of a CSV (patient,kind,serial) or JSON file in one transaction",
+        help="enrol the devices of a CSV (patient,kind[,serial][,device_id]) or JSON file in one "
+        "transaction",
     )
     c.add_argument("file", type=Path)
     c.add_argument("--out", type=Path, required=True, help="new file for the passwords (0600)")
@@ -278,6 +320,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser("revoke", help="revoke devices and lock them out of the broker at once")
     c.add_argument("device_id", nargs="+")
     c.set_defaults(func=cmd_revoke)
+
+    c = sub.add_parser(
+        "rotate",
+        help="give a device a new password (printed once); the old one is refused at once and "
+        "the device disconnected",
+    )
+    c.add_argument("device_id")
+    c.set_defaults(func=cmd_rotate)
 
     c = sub.add_parser("list", help="list devices")
     c.add_argument("--patient", help="patient id (uuid) or pseudonym")

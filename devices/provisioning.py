@@ -1,16 +1,19 @@
-"""The device registry: provisioning a device for a patient, revoking it, listing devices.
+"""The device registry: provisioning a device for a patient, revoking it, giving it a new
+password, listing devices.
 
 A device gets an id (also its MQTT username and client id) and a random password, returned
 once; only the broker's own hash of it is stored, so the broker's accounts can be rebuilt from
-the database at any time (devices.broker.sync_broker). Callers tell the broker of a change in
-the same transaction (devices.broker.apply_changes), and provision_many enrols a file's worth of
-devices in one.
+the database at any time (devices.broker.sync_broker). The id is made here unless the caller
+gives one (a kit's id printed on it, say): 3–64 characters from a–z 0–9 -, never starting with
+`telemed-`, which names the broker's service accounts and their client ids. Callers tell the
+broker of a change in the same transaction (devices.broker_change.registry_change), and
+devices.provisioning_bulk enrols a file's worth of devices in one.
 The sync and async functions share everything but the awaits.
 """
 
 from __future__ import annotations
 
-import contextlib
+import re
 import secrets
 import uuid
 from datetime import datetime
@@ -35,8 +38,12 @@ KINDS: tuple[str, ...] = get_args(Kind)
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 _ID_LENGTH = 12  # 60 random bits after the "dev-" prefix
+# The registry's own rule (migrations/0004_devices_readings.sql), and the prefix of the broker's
+# service accounts (telemed-ingest, telemed-admin) and their client ids.
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")
+RESERVED_PREFIX = "telemed-"
 
-_INSERT = """
+INSERT = """
 INSERT INTO devices (id, serial, kind, patient_id, mqtt_username, password_hash, created_by)
 VALUES (%(id)s, %(serial)s, %(kind)s, %(patient_id)s, %(id)s, %(password_hash)s, %(created_by)s)
 """
@@ -48,6 +55,11 @@ _REVOKE = f"""
 UPDATE devices SET active = false, revoked_at = coalesce(revoked_at, now())
 WHERE id = %(id)s RETURNING {_COLUMNS}
 """
+_ROTATE = """
+UPDATE devices SET password_hash = %(password_hash)s
+WHERE id = %(id)s AND active RETURNING id, serial, kind, patient_id
+"""
+_ACTIVE = "SELECT active FROM devices WHERE id = %(id)s"
 _LIST = f"""
 SELECT {_COLUMNS} FROM devices
 WHERE (%(patient_id)s::uuid IS NULL OR patient_id = %(patient_id)s)
@@ -65,14 +77,6 @@ class ProvisionedDevice(msgspec.Struct, frozen=True, kw_only=True):
     patient_id: uuid.UUID
     kind: str
     serial: str
-
-
-class NewDevice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One row of a bulk enrolment: the patient by id or pseudonym."""
-
-    patient: str
-    kind: str
-    serial: str | None = None
 
 
 class DeviceOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,10 +110,40 @@ def _check_serial(serial: str | None) -> None:
         raise Invalid("bad serial", [FieldProblem("serial", "must be 1–100 characters")])
 
 
-def _new_device(
-    patient_id: uuid.UUID, kind: str, serial: str | None, created_by: uuid.UUID | None
+def check_device_id(device_id: str | None) -> None:
+    """A device id the caller gives: the registry's form, and not a service account's name."""
+    if device_id is None:
+        return
+    if DEVICE_ID.fullmatch(device_id) is None:
+        raise Invalid(
+            "bad device id",
+            [FieldProblem("device_id", "3–64 characters from a–z 0–9 -, starting with a "
+                          "letter or digit")],
+        )  # fmt: skip
+    if device_id.startswith(RESERVED_PREFIX):
+        raise Invalid(
+            "a device may not have a service account's name",
+            [FieldProblem("device_id", f"ids starting with {RESERVED_PREFIX} belong to the "
+                          "broker's service accounts", "reserved_device_id")],
+        )  # fmt: skip
+
+
+def id_taken() -> Conflict:
+    return Conflict(
+        "a device with this id exists",
+        [FieldProblem("device_id", "already registered", "already_registered")],
+    )
+
+
+def new_device(
+    patient_id: uuid.UUID,
+    kind: str,
+    serial: str | None,
+    created_by: uuid.UUID | None,
+    device_id: str | None = None,
 ) -> tuple[dict[str, Any], ProvisionedDevice]:
-    device_id, password = new_device_id(), new_password()
+    """The INSERT's parameters and the device with its password."""
+    device_id, password = device_id or new_device_id(), new_password()
     device = ProvisionedDevice(
         device_id=device_id,
         mqtt_username=device_id,
@@ -129,13 +163,14 @@ def _new_device(
     return params, device
 
 
-def _is_id_clash(exc: errors.UniqueViolation) -> bool:
+def is_id_clash(exc: errors.UniqueViolation) -> bool:
     return exc.diag.constraint_name in ("devices_pkey", "devices_mqtt_username_key")
 
 
-def _serial_taken() -> Conflict:
+def serial_taken() -> Conflict:
     return Conflict(
-        "a device with this serial exists", [FieldProblem("serial", "already registered")]
+        "a device with this serial exists",
+        [FieldProblem("serial", "already registered", "already_registered")],
     )
 
 
@@ -146,33 +181,38 @@ def provision(
     kind: str,
     serial: str | None = None,
     created_by: uuid.UUID | None = None,
+    device_id: str | None = None,
 ) -> ProvisionedDevice:
     """Register a device for a patient; the returned password is the only copy."""
-    return _provision(conn, patient_id, kind, serial, created_by)[0]
+    return provision_with_hash(conn, patient_id, kind, serial, created_by, device_id)[0]
 
 
-def _provision(
+def provision_with_hash(
     conn: Connection,
     patient_id: uuid.UUID,
     kind: str,
     serial: str | None,
     created_by: uuid.UUID | None,
+    device_id: str | None = None,
 ) -> tuple[ProvisionedDevice, str]:
     """The device and its password hash (for the broker)."""
     _check_kind(kind)
     _check_serial(serial)
+    check_device_id(device_id)
     with conn.transaction():
         if conn.execute(_PATIENT, {"id": patient_id}).fetchone() is None:
             raise NotFound("patient not found")
         while True:
-            params, device = _new_device(patient_id, kind, serial, created_by)
+            params, device = new_device(patient_id, kind, serial, created_by, device_id)
             try:
                 with conn.transaction():
-                    conn.execute(_INSERT, params)
+                    conn.execute(INSERT, params)
                 return device, params["password_hash"]
             except errors.UniqueViolation as exc:
-                if not _is_id_clash(exc):
-                    raise _serial_taken() from None
+                if not is_id_clash(exc):
+                    raise serial_taken() from None
+                if device_id is not None:
+                    raise id_taken() from None
 
 
 async def provision_async(
@@ -182,86 +222,27 @@ async def provision_async(
     kind: str,
     serial: str | None = None,
     created_by: uuid.UUID | None = None,
+    device_id: str | None = None,
 ) -> tuple[ProvisionedDevice, str]:
     """`provision` for the API; the device and its password hash (for the broker)."""
     _check_kind(kind)
     _check_serial(serial)
+    check_device_id(device_id)
     async with conn.transaction():
         cur = await conn.execute(_PATIENT, {"id": patient_id})
         if await cur.fetchone() is None:
             raise NotFound("patient not found")
         while True:
-            params, device = _new_device(patient_id, kind, serial, created_by)
+            params, device = new_device(patient_id, kind, serial, created_by, device_id)
             try:
                 async with conn.transaction():
-                    await conn.execute(_INSERT, params)
+                    await conn.execute(INSERT, params)
                 return device, params["password_hash"]
             except errors.UniqueViolation as exc:
-                if not _is_id_clash(exc):
-                    raise _serial_taken() from None
-
-
-def provision_many(
-    conn: Connection, rows: list[NewDevice], *, created_by: uuid.UUID | None = None
-) -> list[tuple[ProvisionedDevice, str]]:
-    """Register every row, or none: a bad row raises Invalid/NotFound/Conflict naming its index.
-    Each device with its password hash, for the broker."""
-    for i, row in enumerate(rows):
-        for name in ("patient", "kind", "serial"):
-            value = getattr(row, name) or ""
-            if "\x00" in value or len(value) > 200:
-                raise Invalid(
-                    f"row {i + 1}: bad {name}",
-                    [FieldProblem(name, "no NUL characters, at most 200 characters")],
-                )
-    with conn.transaction():
-        try:
-            return _provision_batch(conn, rows, created_by)
-        except (errors.UniqueViolation, _RowProblem):
-            pass  # an id clash or a bad row: one at a time below, for the row's own error
-    made = []
-    with conn.transaction():
-        for i, row in enumerate(rows):
-            try:
-                patient_id = find_patient(conn, row.patient)
-                made.append(_provision(conn, patient_id, row.kind, row.serial, created_by))
-            except (Invalid, NotFound, Conflict) as exc:
-                exc.detail = f"row {i + 1}: {exc.detail}"
-                raise
-    return made
-
-
-class _RowProblem(Exception):
-    pass
-
-
-def _provision_batch(
-    conn: Connection, rows: list[NewDevice], created_by: uuid.UUID | None
-) -> list[tuple[ProvisionedDevice, str]]:
-    """Every row in one INSERT round trip; _RowProblem when any row is bad."""
-    refs = [r.patient.strip() for r in rows]
-    ids = []
-    for ref in refs:
-        with contextlib.suppress(ValueError):
-            ids.append(uuid.UUID(ref))
-    found = conn.execute(
-        "SELECT id, pseudonym FROM patients WHERE pseudonym = ANY(%s) OR id = ANY(%s)",
-        (refs, ids),
-    ).fetchall()
-    by_ref = {r["pseudonym"]: r["id"] for r in found} | {str(r["id"]): r["id"] for r in found}
-    made, params = [], []
-    for row, ref in zip(rows, refs, strict=True):
-        patient_id = by_ref.get(ref) or by_ref.get(ref.lower())
-        if patient_id is None or row.kind not in KINDS:
-            raise _RowProblem()
-        if row.serial is not None and not 1 <= len(row.serial) <= 100:
-            raise _RowProblem()
-        p, device = _new_device(patient_id, row.kind, row.serial, created_by)
-        made.append((device, p["password_hash"]))
-        params.append(p)
-    with conn.cursor() as cur:
-        cur.executemany(_INSERT, params)
-    return made
+                if not is_id_clash(exc):
+                    raise serial_taken() from None
+                if device_id is not None:
+                    raise id_taken() from None
 
 
 def revoke(conn: Connection, device_id: str) -> DeviceOut:
@@ -278,6 +259,48 @@ def _revoked(row: dict | None) -> DeviceOut:
     if row is None:
         raise NotFound("device not found")
     return msgspec.convert(row, DeviceOut)
+
+
+def rotate(conn: Connection, device_id: str) -> tuple[ProvisionedDevice, str]:
+    """A new password for an active device, returned once; the device and the new hash (for
+    the broker, which then refuses the old password and disconnects the device)."""
+    password = new_password()
+    password_hash = hash_password(password)
+    row = conn.execute(_ROTATE, {"id": device_id, "password_hash": password_hash}).fetchone()
+    if row is None:
+        _not_rotatable(conn.execute(_ACTIVE, {"id": device_id}).fetchone())
+    return _rotated(row, password), password_hash
+
+
+async def rotate_async(conn: AsyncConnection, device_id: str) -> tuple[ProvisionedDevice, str]:
+    password = new_password()
+    password_hash = hash_password(password)
+    cur = await conn.execute(_ROTATE, {"id": device_id, "password_hash": password_hash})
+    row = await cur.fetchone()
+    if row is None:
+        cur = await conn.execute(_ACTIVE, {"id": device_id})
+        _not_rotatable(await cur.fetchone())
+    return _rotated(row, password), password_hash
+
+
+def _not_rotatable(row: dict | None) -> None:
+    if row is None:
+        raise NotFound("device not found")
+    raise Conflict(
+        "the device is revoked: provision a new one",
+        [FieldProblem("device_id", "revoked", "device_revoked")],
+    )
+
+
+def _rotated(row: dict, password: str) -> ProvisionedDevice:
+    return ProvisionedDevice(
+        device_id=row["id"],
+        mqtt_username=row["id"],
+        password=password,
+        patient_id=row["patient_id"],
+        kind=row["kind"],
+        serial=row["serial"],
+    )
 
 
 def list_devices(

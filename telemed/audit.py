@@ -84,6 +84,19 @@ async def record_many(
         )
 
 
+async def record_objects(
+    conn: AsyncConnection,
+    actor: Actor,
+    action: str,
+    objects: list[tuple[uuid.UUID | None, str | None, Any, dict | None]],
+) -> None:
+    """One row per (patient_id, object_type, object_id, detail), in one round trip."""
+    if not objects:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(Q.insert_audit, [_row(actor, action, *o) for o in objects])
+
+
 def record_sync(
     conn: Connection,
     actor: Actor,

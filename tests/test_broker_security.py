@@ -17,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.broker import sync_broker
 from devices.contract import READINGS_FILTER
 from tests.mqtt_helpers import DeviceLink, IngestRig, message, open_rig, wait_for
 
@@ -25,6 +26,8 @@ NOT_AUTHORIZED = 0x87
 
 @pytest.fixture
 def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
+    # The broker must know the ingest account before a worker logs in (alone, or first).
+    sync_broker(db, settings)
     with open_rig(db, settings, service_env, factory) as r:
         yield r
 
@@ -131,7 +134,7 @@ def test_a_device_cannot_take_a_workers_or_another_devices_client_id(rig, settin
 
 
 def test_a_revoked_device_is_cut_off_at_once_while_others_keep_publishing(rig, settings, db):
-    from devices.broker import apply_changes
+    from devices.broker_change import apply_changes
     from devices.provisioning import revoke
 
     rig.start(0)

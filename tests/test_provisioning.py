@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
 from devices import broker
+from devices.broker import BrokerUnavailable
+from devices.broker_change import apply_changes
 from devices.cli import demo_credentials_path, provision_demo
 from devices.provisioning import KINDS, list_devices, provision, revoke
 from telemed import demo
@@ -95,13 +97,17 @@ def test_sync_writes_the_snapshot_and_a_fresh_journal_for_the_broker(
         st_ = (folder / name).stat()
         assert stat.S_IMODE(st_.st_mode) == 0o640
         assert (st_.st_uid, st_.st_gid) == (folder.stat().st_uid, folder.stat().st_gid)
-    # A revocation is one journal line, the snapshot stays.
-    revoke(db, device.device_id)
-    broker.apply_changes(db, local, removed=[device.device_id])
+    # A revocation the broker does not take (none runs here) changes nothing: not the
+    # registry, not the files.
+    with pytest.raises(BrokerUnavailable) as refused, db.transaction():
+        revoke(db, device.device_id)
+        apply_changes(db, local, removed=[device.device_id])
+    assert refused.value.code == "broker_unavailable" and "does not run" in refused.value.detail
     assert (folder / "accounts").read_text().splitlines() == snapshot
-    assert (folder / "accounts.journal").read_text().splitlines()[1:] == [
-        f"remove {device.device_id}"
-    ]
+    assert (folder / "accounts.journal").read_text() == f"telemed-journal 1 {generation}\n"
+    assert list_devices(db, patient_id=patient)[0].active
+    # A full sync writes what the registry holds, broker or not.
+    revoke(db, device.device_id)
     broker.sync_broker(db, local)
     assert device.device_id not in (folder / "accounts").read_text()
     # The service accounts' lines stay as they are while their passwords do not change.
@@ -353,6 +359,21 @@ def test_bulk_provisioning_from_a_file_enrols_all_or_nothing(db, settings, facto
         "columns.csv": ("patient,kind,colour\nx,scale,red\n", "columns"),
         "bad.json": ('[{"patient": "x", "kind": "scale", "extra": 1}]', "extra"),
         "deep.json": ("[" * 5000 + "]" * 5000, "bad.json"),
+        "reserved.csv": (
+            f"patient,kind,serial,device_id\n{pseudonyms[0]},scale,,kit-a1\n"
+            f"{pseudonyms[1]},scale,,telemed-admin-9\n",
+            "row 2: a device may not "
+            "have a service account's name; device_id: ids starting with telemed-",
+        ),
+        "twice.csv": (
+            f"patient,kind,serial,device_id\n{pseudonyms[0]},scale,,kit-b2\n"
+            f"{pseudonyms[1]},scale,,kit-b2\n",
+            "row 2: the device id of row 1 again",
+        ),
+        "serial.csv": (
+            f"patient,kind,serial\n{pseudonyms[0]},scale,{entries[0]['serial']}\n",
+            "row 1: a device with this serial exists",
+        ),
     }
     for name, (text, said) in cases.items():
         path = tmp_path / name

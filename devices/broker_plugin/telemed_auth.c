@@ -28,9 +28,26 @@
  *   remove <username>
  *   reload                                reread the snapshot and the journal
  * The answer, on $CONTROL/telemed-auth/v1/response: "<id> ok <accounts>" or "<id> error <why>".
- * A batch is checked whole before any line of it is applied.
+ * A batch is checked whole (and its memory taken) before any line of it is applied; a message
+ * over MAX_CONTROL bytes or holding a NUL byte is refused whole. Only a connection of the admin
+ * account is heard; anyone else's message on the control topic is refused and logged (the
+ * broker's ACL check already refuses it before it gets here).
+ *
+ * A reading published with the retain flag is delivered as any other but not retained: the
+ * contract's readings are not retained messages, and a retained one would be handed to every
+ * later subscriber again (shared ones too, in Mosquitto 2.0.11). A retained reading the broker
+ * holds anyway (kept from before, or a device's retained last will) is never handed to the
+ * ingest account, and logged; an empty retained message from the device deletes it.
+ *
+ * Account files are read line by line into a fixed buffer: a line longer than MAX_LINE, or
+ * holding a NUL byte, is refused whole (never read as two lines), and a last line without its
+ * newline (an append still being written) is left for the next read.
+ *
+ * Mosquitto 2.0 calls every callback from its one main thread (a SIGHUP only sets a flag that
+ * the main loop acts on), so the table needs no lock.
  */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +67,12 @@
 #define ADMIN_PREFIX "telemed-admin-"
 #define DEVICE_TOPICS "telemed/v1/devices/"
 #define MAX_LINE 512
+#define MAX_LINE_TEXT "511"
 #define MAX_NAME 64
+/* One control message at most (the broker's message_size_limit is lower still). */
+#define MAX_CONTROL (4u << 20)
+/* Characters of a client-given string (topic, client id, username) quoted in a log line. */
+#define QUOTE "200"
 
 enum role { ROLE_NONE = 0, ROLE_DEVICE, ROLE_INGEST, ROLE_ADMIN };
 
@@ -195,7 +217,7 @@ static void kick(const char *username, const char *why)
 	mosquitto_kick_client_by_username(username, true);
 }
 
-static void apply(struct account **table, const struct command *cmd, bool live)
+static void apply(struct account **table, const struct command *cmd, struct account *made, bool live)
 {
 	struct account *found = NULL;
 	HASH_FIND_STR(*table, cmd->acc.username, found);
@@ -212,16 +234,17 @@ static void apply(struct account **table, const struct command *cmd, bool live)
 			|| found->salt_len != cmd->acc.salt_len
 			|| memcmp(found->salt, cmd->acc.salt, (size_t)cmd->acc.salt_len)
 			|| memcmp(found->digest, cmd->acc.digest, sizeof(found->digest));
-		if(!changed) return;
+		if(!changed){
+			free(made);
+			return;
+		}
 		HASH_DEL(*table, found);
 		free(found);
 		if(live) kick(cmd->acc.username, "password or kind changed");
 	}
-	found = malloc(sizeof(*found));
-	if(!found) return;
-	*found = cmd->acc;
-	found->has_verified = false;
-	HASH_ADD_STR(*table, username, found);
+	*made = cmd->acc;
+	made->has_verified = false;
+	HASH_ADD_STR(*table, username, made);
 }
 
 static void free_table(struct account **table)
@@ -233,63 +256,159 @@ static void free_table(struct account **table)
 	}
 }
 
-/* Reads `path` (first line "<magic> 1 <generation>") into `table`; the generation into
- * `generation` (at most 64 characters). Returns lines applied, or -1. */
+/* The next line of `f` into `buf` (without its newline); false at the end of the file. A line
+ * that does not fit `cap` - 1 bytes is read to its end and marked `too_long`; one holding a
+ * NUL byte is marked `has_nul`; the file's last line without a newline is marked `unfinished`. */
+static bool read_line(FILE *f, char *buf, size_t cap, bool *too_long, bool *has_nul, bool *unfinished)
+{
+	size_t n = 0;
+	int c;
+	*too_long = *has_nul = *unfinished = false;
+	while((c = getc(f)) != EOF && c != '\n'){
+		if(c == '\0') *has_nul = true;
+		if(n + 1 < cap) buf[n++] = (char)c;
+		else *too_long = true;
+	}
+	buf[n] = '\0';
+	if(c == EOF){
+		if(n == 0 && !*too_long && !*has_nul) return false;
+		*unfinished = true;
+	}
+	return true;
+}
+
+#define NO_FILE -2
+#define OTHER_GENERATION -3
+
+/* Reads `path` (first line "<magic> 1 <generation>") into `table`; the file's generation into
+ * `generation` (at most 64 characters). Returns lines applied, NO_FILE, OTHER_GENERATION when
+ * `want_generation` is given and the file's is another (nothing is read then), or -1 when it
+ * cannot be read whole. */
 static long load_file(const char *path, const char *magic, struct account **table,
 		char *generation, const char *want_generation)
 {
 	FILE *f = fopen(path, "r");
 	char line[MAX_LINE], head[80], ver[8], gen[65];
 	long count = 0, lineno = 1;
+	bool too_long, has_nul, unfinished;
 	struct command cmd;
+	struct account *made;
 	const char *why = NULL;
 	if(!f){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: cannot read %s", path);
+		if(errno == ENOENT){
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: there is no %s", path);
+			return NO_FILE;
+		}
+		mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: cannot read %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if(!fgets(line, sizeof(line), f) || sscanf(line, "%79s %7s %64s", head, ver, gen) != 3
+	if(!read_line(f, line, sizeof(line), &too_long, &has_nul, &unfinished) || too_long || has_nul
+			|| unfinished || sscanf(line, "%79s %7s %64s", head, ver, gen) != 3
 			|| strcmp(head, magic) || strcmp(ver, "1")){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: %s does not start with '%s 1 <generation>'", path, magic);
 		fclose(f);
 		return -1;
 	}
-	if(want_generation && strcmp(gen, want_generation)){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: %s belongs to generation %s, not %s: ignored", path, gen, want_generation);
-		fclose(f);
-		return 0;
-	}
 	if(generation) strcpy(generation, gen);
-	while(fgets(line, sizeof(line), f)){
+	if(want_generation && strcmp(gen, want_generation)){
+		fclose(f);
+		return OTHER_GENERATION;
+	}
+	while(read_line(f, line, sizeof(line), &too_long, &has_nul, &unfinished)){
 		lineno++;
-		if(line[0] == '\n' || line[0] == '#') continue;
-		line[strcspn(line, "\n")] = '\0';
+		if(unfinished){
+			/* The application appends a line with its newline; without one it is still being
+			 * written, and the change reaches the broker by its control message anyway. */
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: %s line %ld has no newline yet: ignored", path, lineno);
+			break;
+		}
+		if(too_long || has_nul){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: %s line %ld: %s: ignored", path, lineno,
+					too_long ? "longer than " MAX_LINE_TEXT " bytes" : "holds a NUL byte");
+			continue;
+		}
+		if(line[0] == '\0' || line[0] == '#') continue;
 		if(!parse_command(line, &cmd, &why) || cmd.kind == CMD_RELOAD){
 			mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: %s line %ld: %s", path, lineno, why ? why : "reload in a file");
 			continue;
 		}
-		apply(table, &cmd, false);
+		made = NULL;
+		if(cmd.kind == CMD_ADD && !(made = malloc(sizeof(*made)))){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: out of memory reading %s", path);
+			fclose(f);
+			return -1;
+		}
+		apply(table, &cmd, made, false);
 		count++;
+	}
+	if(ferror(f)){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: reading %s failed", path);
+		fclose(f);
+		return -1;
 	}
 	fclose(f);
 	return count;
 }
 
+/* The generation on the first line of `path`, into `generation`; false when unreadable. */
+static bool generation_of(const char *path, char *generation)
+{
+	FILE *f = fopen(path, "r");
+	char line[MAX_LINE], head[80], ver[8];
+	bool too_long, has_nul, unfinished, ok;
+	if(!f) return false;
+	ok = read_line(f, line, sizeof(line), &too_long, &has_nul, &unfinished) && !too_long
+		&& !has_nul && sscanf(line, "%79s %7s %64s", head, ver, generation) == 3;
+	fclose(f);
+	return ok;
+}
+
+#ifdef TELEMED_AUTH_HARNESS
+/* The harness's way in between the two reads below, to rewrite the files there. */
+static void (*between_reads)(void);
+#endif
+
 /* Snapshot, then the journal of the same generation. Kicks what the new table drops or
- * changes when `live`. The table is replaced only when the snapshot could be read. */
+ * changes when `live`. The table is replaced only when the snapshot could be read.
+ *
+ * The application writes a new snapshot, then a new journal, each by a rename. A journal of
+ * another generation is older than the snapshot (its changes are in the snapshot: ignored) or
+ * newer (both files were replaced between our two reads: read both again). */
 static int load_all(bool live)
 {
 	struct account *fresh = NULL, *a, *tmp, *now;
-	char generation[65] = "";
-	long n;
+	char generation[65] = "", journal_generation[65] = "", again[65] = "";
+	long n = 0;
 	if(!snapshot_path) return MOSQ_ERR_INVAL;
-	if(load_file(snapshot_path, "telemed-accounts", &fresh, generation, NULL) < 0){
-		free_table(&fresh);
-		return MOSQ_ERR_INVAL;
+	for(int attempt = 0; ; attempt++){
+		if(load_file(snapshot_path, "telemed-accounts", &fresh, generation, NULL) < 0){
+			free_table(&fresh);
+			return MOSQ_ERR_INVAL;
+		}
+#ifdef TELEMED_AUTH_HARNESS
+		if(between_reads) between_reads();
+#endif
+		if(!journal_path) break;
+		/* No journal is no change since the snapshot (the application writes the snapshot
+		 * first). One that cannot be read may hold removals: without them a revoked device
+		 * would be let in again, so then nothing is loaded. */
+		n = load_file(journal_path, "telemed-journal", &fresh, journal_generation, generation);
+		if(n == -1){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "telemed_auth: accounts not loaded: the journal cannot be read");
+			free_table(&fresh);
+			return MOSQ_ERR_INVAL;
+		}
+		if(n != OTHER_GENERATION) break;
+		if(attempt < 3 && generation_of(snapshot_path, again) && strcmp(again, generation)){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "telemed_auth: the account files were replaced while read: reading them again");
+			free_table(&fresh);
+			continue;
+		}
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: %s belongs to generation %s, not %s: ignored (the snapshot holds its changes)",
+				journal_path, journal_generation, generation);
+		break;
 	}
-	if(journal_path){
-		n = load_file(journal_path, "telemed-journal", &fresh, NULL, generation);
-		if(n > 0) mosquitto_log_printf(MOSQ_LOG_INFO, "telemed_auth: %ld journal entries applied", n);
-	}
+	if(n > 0) mosquitto_log_printf(MOSQ_LOG_INFO, "telemed_auth: %ld journal entries applied", n);
 	if(live){
 		HASH_ITER(hh, accounts, a, tmp){
 			HASH_FIND_STR(fresh, a->username, now);
@@ -337,22 +456,34 @@ static int basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	const char *client_id = mosquitto_client_id(ed->client);
-	struct account *acc = NULL;
+	struct account *acc = NULL, *other = NULL;
 	const char *refusal = NULL;
 	(void)event;
 	(void)userdata;
 
-	if(!ed->username || !ed->password) return MOSQ_ERR_AUTH;
+	if(!ed->username || !ed->password){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "telemed_auth: refused a login without %s (client id %." QUOTE "s)",
+				ed->username ? "a password" : "a username", client_id ? client_id : "(none)");
+		return MOSQ_ERR_AUTH;
+	}
 	HASH_FIND_STR(accounts, ed->username, acc);
-	if(!acc || !password_ok(acc, ed->password)) return MOSQ_ERR_AUTH;
+	if(!acc || !password_ok(acc, ed->password)){
+		/* Usernames and client ids are UTF-8 without control characters (the broker checks):
+		 * quoted shortened, they cannot forge a log line. */
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "telemed_auth: refused login %." QUOTE "s (client id %." QUOTE "s): %s",
+				ed->username, client_id ? client_id : "(none)", acc ? "wrong password" : "no such account");
+		return MOSQ_ERR_AUTH;
+	}
+	if(client_id) HASH_FIND_STR(accounts, client_id, other);
 	if(!client_id) refusal = "no client id";
 	else if(acc->role == ROLE_DEVICE && strcmp(client_id, acc->username)) refusal = "a device must use its own id as client id";
 	else if(acc->role != ROLE_INGEST && starts_with(client_id, INGEST_PREFIX)) refusal = "client ids telemed-ingest-* belong to the ingest account";
 	else if(acc->role != ROLE_ADMIN && starts_with(client_id, ADMIN_PREFIX)) refusal = "client ids telemed-admin-* belong to the admin account";
 	else if(acc->role == ROLE_ADMIN && !starts_with(client_id, ADMIN_PREFIX)) refusal = "the admin account uses client ids telemed-admin-*";
+	else if(other && other != acc) refusal = "the client id is another account's name";
 	if(refusal){
 		/* A takeover attempt by someone who holds a valid login: say who. */
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: refused client id %s for %s %s: %s",
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: refused client id %." QUOTE "s for %s %s: %s",
 				client_id ? client_id : "(none)", role_name(acc->role), acc->username, refusal);
 		return MOSQ_ERR_AUTH;
 	}
@@ -395,6 +526,16 @@ static bool own_topic(const char *username, const char *topic)
 	return !strcmp(topic, "/readings") || !strcmp(topic, "/status");
 }
 
+/* telemed/v1/devices/<one level>/readings */
+static bool readings_topic(const char *topic)
+{
+	const char *level, *slash;
+	if(!starts_with(topic, DEVICE_TOPICS)) return false;
+	level = topic + strlen(DEVICE_TOPICS);
+	slash = strchr(level, '/');
+	return slash && slash != level && !strcmp(slash + 1, "readings");
+}
+
 static int acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
@@ -415,7 +556,14 @@ static int acl_check(int event, void *event_data, void *userdata)
 			if(ed->access == MOSQ_ACL_SUBSCRIBE || ed->access == MOSQ_ACL_UNSUBSCRIBE){
 				allowed = ingest_subscription(ed->topic);
 			}else if(ed->access == MOSQ_ACL_READ){
-				allowed = device_filter(ed->topic, false);
+				/* A retained reading (one kept from before this plugin cleared the flag, or a
+				 * device's retained last will) would be handed to every new subscription,
+				 * shared ones too in Mosquitto 2.0.11: never to the workers. */
+				allowed = device_filter(ed->topic, false) && !(ed->retain && readings_topic(ed->topic));
+				if(!allowed){
+					mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: not handing the retained reading on %." QUOTE "s to %." QUOTE "s: readings are not retained (a device clears it by publishing an empty retained message there)",
+							ed->topic, mosquitto_client_id(ed->client));
+				}
 			}
 			break;
 		case ROLE_ADMIN:
@@ -425,11 +573,24 @@ static int acl_check(int event, void *event_data, void *userdata)
 		default:
 			break;
 	}
-	if(!allowed && ed->access == MOSQ_ACL_SUBSCRIBE){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: refused subscription %s for %s %s (client id %s)",
+	if(!allowed && (ed->access == MOSQ_ACL_SUBSCRIBE || ed->access == MOSQ_ACL_WRITE)){
+		/* A publish refused here is also a will refused when it would be sent. */
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: refused %s %." QUOTE "s for %s %s (client id %." QUOTE "s)",
+				ed->access == MOSQ_ACL_SUBSCRIBE ? "subscription" : "publish to",
 				ed->topic, role_name(acc->role), acc->username, mosquitto_client_id(ed->client));
 	}
 	return allowed ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+/* Every accepted publish, after the ACL check: a reading is never kept as a retained message.
+ * An empty retained message keeps its flag: it deletes what is retained on the topic. */
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	(void)event;
+	(void)userdata;
+	if(ed->retain && ed->payloadlen > 0 && readings_topic(ed->topic)) ed->retain = false;
+	return MOSQ_ERR_SUCCESS;
 }
 
 static void respond(const char *client_id, const char *request, const char *text)
@@ -441,50 +602,120 @@ static void respond(const char *client_id, const char *request, const char *text
 	mosquitto_broker_publish_copy(client_id, RESPONSE_TOPIC, n, out, 1, false, NULL);
 }
 
+/* "request <id>": the id into `request`. */
+static bool parse_request(char *line, char *request)
+{
+	char *save = NULL, *word = strtok_r(line, " \t\r", &save), *id;
+	if(!word || strcmp(word, "request")) return false;
+	id = strtok_r(NULL, " \t\r", &save);
+	if(!id || strtok_r(NULL, " \t\r", &save) || !valid_username(id)) return false;
+	strcpy(request, id);
+	return true;
+}
+
+/* The request id of a message refused whole, so that the sender still gets its answer. */
+static void peek_request(const char *payload, size_t len, char *request)
+{
+	char first[MAX_NAME + 16];
+	const char *end = memchr(payload, '\n', len < sizeof(first) ? len : sizeof(first));
+	size_t n = end ? (size_t)(end - payload) : len;
+	if(n >= sizeof(first) || memchr(payload, '\0', n)) return;
+	memcpy(first, payload, n);
+	first[n] = '\0';
+	if(!parse_request(first, request)) strcpy(request, "-");
+}
+
+static bool blank(const char *line)
+{
+	return line[strspn(line, " \t\r")] == '\0';
+}
+
 static int control(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_control *ed = event_data;
 	const char *client_id = mosquitto_client_id(ed->client);
-	char *text, *line, *save = NULL, request[MAX_NAME + 1] = "-", why[200] = "";
+	const char *username = mosquitto_client_username(ed->client);
+	struct account *sender = NULL;
+	char *text = NULL, *line, *next, request[MAX_NAME + 1] = "-", why[200] = "";
 	struct command *cmds = NULL;
-	size_t count = 0, cap = 0;
+	struct account **made = NULL;
+	size_t count = 0, cap = 0, applied = 0;
 	long lineno = 0;
 	bool reload = false, bad = false;
 	(void)event;
 	(void)userdata;
 
-	text = malloc(ed->payloadlen + 1);
-	if(!text) return MOSQ_ERR_NOMEM;
-	memcpy(text, ed->payload, ed->payloadlen);
-	text[ed->payloadlen] = '\0';
-	for(line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)){
+	if(username) HASH_FIND_STR(accounts, username, sender);
+	if(!sender || sender->role != ROLE_ADMIN){
+		/* The broker's ACL check refuses this before it gets here; should it ever not, no one
+		 * but the admin account changes an account, and there is no answer to listen for. */
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: control message from %." QUOTE "s (client id %." QUOTE "s) ignored: not the admin account",
+				username ? username : "(no username)", client_id ? client_id : "(none)");
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(ed->payloadlen > MAX_CONTROL){
+		peek_request(ed->payload, MAX_CONTROL, request);
+		snprintf(why, sizeof(why), "error the message is over %u bytes", MAX_CONTROL);
+		bad = true;
+	}else if(ed->payloadlen && memchr(ed->payload, '\0', ed->payloadlen)){
+		/* Read as text it would end at the NUL, and the lines after it would vanish unsaid. */
+		peek_request(ed->payload, ed->payloadlen, request);
+		snprintf(why, sizeof(why), "error the message holds a NUL byte");
+		bad = true;
+	}else if(!(text = malloc((size_t)ed->payloadlen + 1))){
+		snprintf(why, sizeof(why), "error out of memory");
+		bad = true;
+	}else{
+		if(ed->payloadlen) memcpy(text, ed->payload, ed->payloadlen);
+		text[ed->payloadlen] = '\0';
+	}
+	for(line = text; line && !bad; line = next){
 		const char *reason = NULL;
+		next = strchr(line, '\n');
+		if(next) *next++ = '\0';
 		lineno++;
 		if(lineno == 1){
-			if(sscanf(line, "request %64s", request) != 1 || !valid_username(request)){
+			if(!parse_request(line, request)){
+				strcpy(request, "-");
 				snprintf(why, sizeof(why), "error the first line must be 'request <id>'");
 				bad = true;
-				break;
 			}
 			continue;
 		}
+		if(blank(line)) continue;
 		if(count == cap){
-			struct command *more;
-			cap = cap ? cap * 2 : 64;
-			more = realloc(cmds, cap * sizeof(*cmds));
-			if(!more){ bad = true; snprintf(why, sizeof(why), "error out of memory"); break; }
-			cmds = more;
+			struct command *more_cmds;
+			struct account **more_made;
+			size_t grown = cap ? cap * 2 : 64;
+			more_cmds = realloc(cmds, grown * sizeof(*cmds));
+			if(more_cmds) cmds = more_cmds;
+			more_made = realloc(made, grown * sizeof(*made));
+			if(more_made) made = more_made;
+			if(!more_cmds || !more_made){ bad = true; snprintf(why, sizeof(why), "error out of memory"); break; }
+			cap = grown;
 		}
 		if(!parse_command(line, &cmds[count], &reason)){
 			snprintf(why, sizeof(why), "error line %ld: %s", lineno, reason);
 			bad = true;
 			break;
 		}
-		if(cmds[count].kind == CMD_RELOAD) reload = true;
-		else count++;
+		if(cmds[count].kind == CMD_RELOAD){
+			reload = true;
+			continue;
+		}
+		/* Every account's memory before any change, so that a batch applies whole or not at all. */
+		made[count] = NULL;
+		if(cmds[count].kind == CMD_ADD && !(made[count] = malloc(sizeof(struct account)))){
+			snprintf(why, sizeof(why), "error out of memory");
+			bad = true;
+			break;
+		}
+		count++;
 	}
 	if(!bad){
-		for(size_t i = 0; i < count; i++) apply(&accounts, &cmds[i], true);
+		for(size_t i = 0; i < count; i++) apply(&accounts, &cmds[i], made[i], true);
+		applied = count;
+		count = 0; /* the table owns (or apply freed) what was made */
 		if(reload && load_all(true) != MOSQ_ERR_SUCCESS){
 			snprintf(why, sizeof(why), "error reload failed: see the broker log");
 			bad = true;
@@ -492,11 +723,14 @@ static int control(int event, void *event_data, void *userdata)
 	}
 	if(!bad){
 		snprintf(why, sizeof(why), "ok %u", HASH_COUNT(accounts));
-		mosquitto_log_printf(MOSQ_LOG_INFO, "telemed_auth: %s applied %zu changes%s", client_id, count, reload ? " and a reload" : "");
+		mosquitto_log_printf(MOSQ_LOG_INFO, "telemed_auth: %s applied %zu changes%s", client_id,
+				applied, reload ? " and a reload" : "");
 	}else{
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "telemed_auth: %s: control message refused: %s", client_id, why);
 	}
+	for(size_t i = 0; i < count; i++) free(made[i]);
 	respond(client_id, request, why);
+	free(made);
 	free(cmds);
 	free(text);
 	return MOSQ_ERR_SUCCESS;
@@ -539,6 +773,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, basic_auth, NULL, NULL);
 	mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, acl_check, NULL, NULL);
 	mosquitto_callback_register(plugin_id, MOSQ_EVT_CONTROL, control, CONTROL_TOPIC, NULL);
+	mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
 	mosquitto_callback_register(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL, NULL);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -551,6 +786,7 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *options, int
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, basic_auth, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, acl_check, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_CONTROL, control, CONTROL_TOPIC);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL);
 	free_table(&accounts);
 	free(snapshot_path);

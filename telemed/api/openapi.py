@@ -134,8 +134,10 @@ ERRORS: Final[dict[str, frozenset[int]]] = {
         "setEscalationTarget": (_ROLE, 404, 422),
         # devices
         "listPatientDevices": (_ROLE, 404),
-        "provisionDevice": (_ROLE, 404, 409, 422),
-        "revokeDevice": (_ROLE, 404, 409),
+        "provisionDevice": (_ROLE, 404, 409, 422, 503),
+        "provisionDevices": (_ROLE, 409, 422, 503),
+        "revokeDevice": (_ROLE, 404, 409, 503),
+        "rotateDevicePassword": (_ROLE, 404, 409, 503),
         "listRejectedMessages": (_ROLE,),
         # wound cases and photos
         "submitWoundCase": (_ROLE, 404, 409, 415, 422),
@@ -156,6 +158,15 @@ ERRORS: Final[dict[str, frozenset[int]]] = {
         "setWoundServiceLevel": (_ROLE, 404, 422),
     }.items()
 }
+
+# Operations that change the broker's accounts with the registry: their 503 is the broker's.
+BROKER_CHANGES: Final = frozenset(
+    {"provisionDevice", "provisionDevices", "revokeDevice", "rotateDevicePassword"}
+)
+_BROKER_503: Final = (
+    "The broker did not take the change (it does not run, refused it or did not answer in "
+    "time), so nothing was changed: code `broker_unavailable`; retry after Retry-After seconds"
+)
 
 SECURITY_SCHEMES: Final = {
     "bearer": {
@@ -326,6 +337,8 @@ def _finish_operation(op: dict[str, Any]) -> None:
         del responses[code]
     for code in sorted(statuses(op_id)):
         responses[str(code)] = _error_response(code)
+    if op_id in BROKER_CHANGES:
+        responses["503"]["description"] = _BROKER_503
     for code, response in responses.items():
         if code.startswith("2"):
             if op_id in SUCCESS_CONTENT:
