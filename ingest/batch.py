@@ -30,6 +30,11 @@ log = logging.getLogger("ingest.batch")
 
 # The broker's message_size_limit: nothing bigger can arrive, so raw bytes are kept whole.
 MAX_RAW_BYTES = 1 << 20
+# The most devices whose messages one transaction writes. A device is one patient's, and the
+# alert rules take an advisory lock per patient of a transaction (alerts.hooks.lock_patients),
+# held until commit in PostgreSQL's shared lock table (max_locks_per_transaction ×
+# max_connections entries for all sessions): lanes × workers × this must stay well inside it.
+MAX_DEVICES = 1024
 _PREFIX = TOPIC_PREFIX + "/"
 _json = msgspec.json.Encoder()
 
@@ -113,6 +118,29 @@ def _split_topic(topic: str) -> tuple[str | None, str | None]:
     if leaf not in ("readings", "status") or not is_device_id(device_id):
         return None, None
     return device_id, leaf
+
+
+def by_devices(batch: Sequence[Incoming], max_devices: int = MAX_DEVICES) -> list[list[Incoming]]:
+    """The batch in parts of messages of at most `max_devices` devices each, every message of a
+    device in the same part, in the batch's order. Messages on other topics (rejected whole)
+    count for no device."""
+    parts: list[list[Incoming]] = [[]]
+    part_of: dict[str, int] = {}
+    in_last = 0
+    for item in batch:
+        device_id, _ = split_topic(item.topic)
+        if device_id is None:
+            parts[-1].append(item)
+            continue
+        index = part_of.get(device_id)
+        if index is None:
+            if in_last == max_devices:
+                parts.append([])
+                in_last = 0
+            index = part_of[device_id] = len(parts) - 1
+            in_last += 1
+        parts[index].append(item)
+    return parts
 
 
 def device_ids(batch: Sequence[Incoming]) -> set[str]:

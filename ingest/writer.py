@@ -27,10 +27,12 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from ingest.batch import (
+    MAX_DEVICES,
     BatchWork,
     DeviceInfo,
     Incoming,
     build,
+    by_devices,
     device_ids,
     split_topic,
     whole_rejection,
@@ -139,7 +141,21 @@ class Writer:
             self.cache.update(stale, await cur.fetchall(), clock)
 
     async def commit(self, batch: Sequence[Incoming], now: datetime) -> Outcome:
-        """Store the batch; returns once it is committed (or raises GiveUp when stopping)."""
+        """Store the batch; returns once it is committed (or raises GiveUp when stopping). A
+        batch of more than MAX_DEVICES devices is written in that many transactions, one after
+        the other (each device's messages in one), so that a transaction's patient locks stay
+        bounded; a part once committed is not written again."""
+        parts = by_devices(batch, MAX_DEVICES)
+        if len(parts) == 1:
+            return await self._commit(batch, now)
+        total = Outcome()
+        for part in parts:
+            outcome = await self._commit(part, now)
+            total.stored += outcome.stored
+            total.rejected += outcome.rejected
+        return total
+
+    async def _commit(self, batch: Sequence[Incoming], now: datetime) -> Outcome:
         ids = device_ids(batch)
         delay = 0.1
         one_by_one = False
