@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -118,6 +119,24 @@ def _split_topic(topic: str) -> tuple[str | None, str | None]:
     if leaf not in ("readings", "status") or not is_device_id(device_id):
         return None, None
     return device_id, leaf
+
+
+def lane_of(topic: str, lanes: int) -> int:
+    """The lane (0 … lanes - 1) that writes a topic's messages: the same for every message of a
+    device, and the same in every worker (a CRC of the device id, not Python's salted hash),
+    so that the lanes of a worker never write one device at the same time and lane k of one
+    worker only shares devices with lane k of another. Other topics go to lane 0."""
+    code = _lane_codes.get(topic)
+    if code is None:
+        device_id, _ = split_topic(topic)
+        code = zlib.crc32(device_id.encode()) if device_id is not None else 0
+        if len(_lane_codes) >= _TOPIC_MEMO:
+            _lane_codes.clear()
+        _lane_codes[topic] = code
+    return code % lanes
+
+
+_lane_codes: dict[str, int] = {}
 
 
 def by_devices(batch: Sequence[Incoming], max_devices: int = MAX_DEVICES) -> list[list[Incoming]]:
