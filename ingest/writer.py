@@ -1,5 +1,5 @@
-"""Writing a batch: one transaction for its readings (with the alert hooks), rejections and
-device statuses; retried, on a fresh connection, until it commits.
+"""Writing a batch: one transaction for its rejections, device statuses and readings (with the
+alert hooks, last); retried, on a fresh connection, until it commits.
 
 Errors are sorted by cause. The database being away (connection lost, restart, failover) is
 waited out with backoff, and nothing is acknowledged meanwhile. The database refusing the
@@ -190,8 +190,10 @@ class Writer:
             delay = min(delay * 2, 5.0)
 
     async def _write(self, conn: AsyncConnection, work: BatchWork) -> Outcome:
+        # Rejections and statuses before the readings: the readings' alert hook locks patients
+        # until commit, and nothing else should run inside that. (So no row lock is waited for
+        # while holding a patient's: a status row is taken before any.)
         async with conn.transaction():
-            stored = await readings.store(conn, work.rows)
             if work.rejections:
                 async with conn.cursor() as cur, cur.copy(Q.copy_rejections) as copy:
                     copy.set_types(_REJECTION_TYPES)
@@ -200,6 +202,7 @@ class Writer:
             if work.statuses:
                 async with conn.cursor() as cur:
                     await cur.executemany(Q.upsert_status, work.statuses)
+            stored = await readings.store(conn, work.rows)
         return Outcome(len(stored), len(work.rejections))
 
     async def _write_each(
