@@ -113,13 +113,20 @@ class Writer:
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await AsyncConnection.connect(
+            conn = await AsyncConnection.connect(
                 self._dsn,
                 autocommit=True,
                 row_factory=dict_row,
                 application_name=self._application_name,
                 connect_timeout=5,
             )
+            # A transaction holds its patients' locks until it ends (alerts.hooks). If this
+            # process dies, its session must end at once, not when it next reads from the
+            # socket (a session waiting for a lock or running a statement does not); and one
+            # whose client vanished without closing the socket (a host lost) ends when idle
+            # in a transaction for a minute, where the worker never pauses that long.
+            await conn.execute(Q.session_settings)
+            self._conn = conn
         return self._conn
 
     async def close(self) -> None:

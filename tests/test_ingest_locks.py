@@ -22,7 +22,7 @@ from ingest.batch import Incoming, by_devices
 from ingest.writer import Writer
 from telemed import readings
 from tests.alert_helpers import ago, connect, row
-from tests.mqtt_helpers import message
+from tests.mqtt_helpers import message, wait_for
 
 
 def test_a_patients_lock_key_is_the_low_32_bits_of_its_id_as_a_signed_int4() -> None:
@@ -189,3 +189,81 @@ def test_a_batch_of_more_devices_than_a_transaction_takes_is_written_in_parts(
         transactions.setdefault(r["received_at"], set()).add(r["device_id"])
     assert len(transactions) == 3 and all(len(d) <= 2 for d in transactions.values())
     assert sorted(len(d) for d in transactions.values()) == [1, 2, 2]
+
+
+CRASHING_WRITER = """
+import asyncio, sys, uuid
+from datetime import UTC, datetime, timedelta
+from ingest.writer import Writer
+from telemed import readings
+from tests.alert_helpers import row
+
+dsn, name, patient, nurse, space, other = sys.argv[1:]
+
+async def main():
+    writer = Writer(dsn, application_name=name)
+    conn = await writer._connection()
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    async with conn.transaction():
+        await readings.store(conn, [row(uuid.UUID(patient), "spo2", 95, at, uuid.UUID(nurse))])
+        print("holding", flush=True)
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (int(space), int(other)))
+
+asyncio.run(main())
+"""
+
+
+def test_a_writer_killed_while_it_waits_frees_the_patients_it_locked(
+    db_dsn, db, care, factory
+) -> None:
+    """A worker killed (kill -9) in the middle of a transaction must not leave its database
+    session holding patient locks: other workers would wait for those patients. A session
+    whose client is gone only notices when it next reads from the socket, which a session
+    waiting for a lock (or running a long statement) does not; the writer's sessions check for
+    a closed client every second (client_connection_check_interval)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from telemed.settings import REPO_ROOT
+
+    blocked = factory.patient(care.hospital, program="copd")
+    name = f"test-crash-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_dsn, autocommit=False) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", hooks.patient_lock(blocked))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CRASHING_WRITER, db_dsn, name, str(care.patient),
+             str(care.nurse.id), str(hooks.LOCK_SPACE), str(hooks.patient_key(blocked))],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+
+            def waiting() -> bool:
+                return (
+                    db.execute(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = %s"
+                        " AND wait_event_type = 'Lock'",
+                        (name,),
+                    ).fetchone()["n"]
+                    == 1
+                )
+
+            wait_for(waiting, timeout=10, what="the writer to wait for the held patient")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+            def freed() -> bool:
+                with psycopg.connect(db_dsn, autocommit=False) as probe:
+                    got = probe.execute(
+                        "SELECT pg_try_advisory_xact_lock(%s, %s)", hooks.patient_lock(care.patient)
+                    ).fetchone()[0]
+                    probe.rollback()
+                    return got
+
+            wait_for(freed, timeout=5, what="the killed writer's patient lock to be freed")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            holder.rollback()
