@@ -152,6 +152,8 @@ class Writer:
         batch of more than MAX_DEVICES devices is written in that many transactions, one after
         the other (each device's messages in one), so that a transaction's patient locks stay
         bounded; a part once committed is not written again."""
+        if len(batch) <= MAX_DEVICES:  # no more devices than messages
+            return await self._commit(batch, now)
         parts = by_devices(batch, MAX_DEVICES)
         if len(parts) == 1:
             return await self._commit(batch, now)
