@@ -19,7 +19,7 @@ COMMITTED each statement sees what committed before it started, so the history r
 lock sees every reading of the patient whose transaction held the lock before; readings of a
 transaction still waiting for the lock are judged by that transaction, which will see these,
 and judges again what these made different (alerts.evaluation). docs/ingest.md ("History rules
-and concurrent writers") has the whole argument.
+and concurrent workers") has the whole argument.
 """
 
 from __future__ import annotations
