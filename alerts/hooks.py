@@ -13,12 +13,13 @@ patient and metric evaluated together see each other by measured time, and a lat
 judged against what was measured before it.
 
 Serialising: a patient's history rules must see every reading committed before, whichever
-worker wrote it. The hook takes a transaction-level advisory lock per patient (a stripe of
-patients, `patient_lock`) in ascending order before it reads any history, and holds it until
-commit. Under READ COMMITTED each statement sees what committed before it started, so the
-history read after the lock sees every reading of the patient whose transaction held the lock
-before; readings of a transaction still waiting for the lock are judged by that transaction,
-which will see these, and judges again what these made different (alerts.evaluation).
+worker wrote it. The hook takes a transaction-level advisory lock per patient (`patient_lock`)
+in ascending order before it reads any history, and holds it until commit. Under READ
+COMMITTED each statement sees what committed before it started, so the history read after the
+lock sees every reading of the patient whose transaction held the lock before; readings of a
+transaction still waiting for the lock are judged by that transaction, which will see these,
+and judges again what these made different (alerts.evaluation). docs/ingest.md ("History rules
+and concurrent workers") has the whole argument.
 """
 
 from __future__ import annotations
@@ -62,11 +63,14 @@ from telemed.readings import StoredReading
 log = logging.getLogger("alerts.hooks")
 Q = Queries("hooks", folder=Path(__file__).parent / "sql")
 
-# Advisory locks of the ingest transactions: (LOCK_SPACE, stripe of the patient). Stripes bound
-# the locks one transaction holds (PostgreSQL's lock table is max_locks_per_transaction ×
-# max_connections entries); two patients sharing a stripe only wait for each other.
-LOCK_SPACE = 0x7E1E_A1E7
-STRIPES = 1024
+# Advisory locks of the ingest transactions: (LOCK_SPACE, 32 bits of the patient's id), so that
+# only transactions that really share a patient wait for each other (two patients share a key
+# once in about four billion pairs, and then only wait). A transaction holds one lock per
+# patient of its batch whose rules look back; the ingest writer keeps that under
+# ingest.batch.MAX_DEVICES (PostgreSQL's lock table is max_locks_per_transaction ×
+# max_connections entries for all sessions). Not the space of the 1,024 stripes used before
+# (0x7E1EA1E7): workers of both versions must not run at once.
+LOCK_SPACE = 0x7E1E_A1E8
 
 # Kept for callers that load history themselves (tests compare it with the full history).
 _load_history = load_history
@@ -340,16 +344,25 @@ def _problems(
     return failures
 
 
+def patient_key(patient_id: uuid.UUID) -> int:
+    """The low 32 bits of the patient's id, as the signed int4 an advisory lock key takes."""
+    low = patient_id.int & 0xFFFF_FFFF
+    return low - (1 << 32) if low >= 1 << 31 else low
+
+
 def patient_lock(patient_id: uuid.UUID) -> tuple[int, int]:
     """The advisory lock key (two int4s) serialising a patient's ingest transactions."""
-    return LOCK_SPACE, patient_id.int % STRIPES
+    return LOCK_SPACE, patient_key(patient_id)
 
 
 async def lock_patients(conn: AsyncConnection, patient_ids: Iterable[uuid.UUID]) -> None:
-    """Serialise these patients' transactions until commit (see the module docstring)."""
-    stripes = sorted({patient_lock(p)[1] for p in patient_ids})
-    if stripes:
-        await conn.execute(Q.lock_patients, {"space": LOCK_SPACE, "stripes": stripes})
+    """Serialise these patients' transactions until commit (see the module docstring), the
+    keys taken in ascending order so that two transactions never wait for each other in a
+    circle."""
+    keys = sorted({patient_key(p) for p in patient_ids})
+    if keys:
+        literal = "{" + ",".join(map(str, keys)) + "}"
+        await conn.execute(Q.lock_patients, {"space": LOCK_SPACE, "keys": literal})
 
 
 async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> None:

@@ -20,6 +20,7 @@ import multiprocessing
 import signal
 import subprocess
 import sys
+import threading
 import time
 from array import array
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import msgspec
 import paho.mqtt.client as mqtt
+import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -55,6 +57,7 @@ class Run:
         with common.connect(self.dsn) as conn:
             self.devices = common.provision_pool(conn, self.settings, args.devices)
         self.listener = Listener(self.dsn)
+        self.locks = LockSampler(self.dsn)
         self.alerting = self._has_table("alerts")
         LOGS.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen] = []
@@ -234,6 +237,53 @@ class Run:
     def close(self) -> None:
         self.stop([p for p in self.procs if p.poll() is None])
         self.listener.close()
+        self.locks.close()
+
+
+class LockSampler:
+    """Samples what the ingest workers' database sessions do, every 10 ms: how many run a
+    statement, and how many of those wait for an advisory lock (the alert rules' patient
+    locks; the slots' locks are session locks taken once, never waited for). The share of
+    waiting in running says how much of the lanes' database time goes to waiting for another
+    transaction's patients."""
+
+    QUERY = (
+        "SELECT count(*) FILTER (WHERE state = 'active') AS active,"
+        " count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock'"
+        " AND wait_event = 'advisory') AS waiting"
+        " FROM pg_stat_activity WHERE application_name LIKE 'telemed-ingest-%%'"
+    )
+
+    def __init__(self, dsn: str, every_s: float = 0.01) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.every_s = every_s
+        self.totals = [0, 0, 0]  # samples, active, waiting
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            active, waiting = self.conn.execute(self.QUERY).fetchone()
+            t = self.totals
+            t[0], t[1], t[2] = t[0] + 1, t[1] + active, t[2] + waiting
+
+    def mark(self) -> tuple[int, int, int]:
+        return tuple(self.totals)  # type: ignore[return-value]
+
+    @staticmethod
+    def since(before: tuple[int, int, int], after: tuple[int, int, int]) -> dict:
+        samples, active, waiting = (a - b for a, b in zip(after, before, strict=True))
+        return {
+            "samples": samples,
+            "running_sessions_mean": round(active / samples, 2) if samples else None,
+            "waiting_for_patient_locks_share": round(waiting / active, 3) if active else None,
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.conn.close()
 
 
 def _metric_of(payload: dict) -> str | None:
@@ -267,10 +317,12 @@ def paced(
     run.reset_alerts()
     count = round(rate * seconds)
     cpu_before = common.cpu_seconds(consumers)
+    locks_before = run.locks.mark()
     # About ten breaches a second, each on a (patient, metric) without an open alert.
     _job, result = run.publish(phase, count, rate, shape, breach_every=max(1, round(rate / 10)))
     got = run.wait_rows("readings", phase, result.readings, 60)
     cpu = common.cpu_seconds(consumers)
+    locks = LockSampler.since(locks_before, run.locks.mark())
     # From the first send to the last commit (wait_rows waited a quiet second after it).
     busy_s = max(run.listener.commits.get("readings", {}).values(), default=0.0) - result.began
     if got < result.readings:
@@ -295,6 +347,7 @@ def paced(
         "transactions": txns,
         # Cores used from the first send to the last commit; the publisher is not counted.
         "cores_used": common.cores(cpu_before, cpu, busy_s) if busy_s > 0 else None,
+        "lock_waits": locks,
         "_commit": commit,
         "_alerts": alerts,
     }
@@ -305,8 +358,10 @@ def sustained(run: Run, offered: float, seconds: float) -> dict:
     runs: the commit rate from its first commit to its last (bounded to a minute; what is
     still queued then is dropped with the sessions, see measure_ingest)."""
     rate = offered / KIT_READINGS
+    locks_before = run.locks.mark()
     _, result = run.publish("sus", round(rate * seconds), rate, "kit")
     got = run.wait_rows("readings", "sus", result.readings, 60)
+    locks = LockSampler.since(locks_before, run.locks.mark())
     groups = run.commit_groups("readings", "sus")
     if len(groups) < 2:
         return {"committed_readings_per_s": None, "readings_published": result.readings}
@@ -318,6 +373,7 @@ def sustained(run: Run, offered: float, seconds: float) -> dict:
         "readings_published": result.readings,
         "readings_committed": got,
         "last_commit_after_publish_s": round(last - result.began - seconds, 2),
+        "lock_waits": locks,
     }
 
 
@@ -328,9 +384,11 @@ def drain(run: Run, table: str, phase: str, count: int, start, stop, profile: bo
     started = time.time()
     consumers = start()
     cpu_before = common.cpu_seconds([p.pid for p in consumers])
+    locks_before = run.locks.mark()
     spy = _profile(consumers[0]) if profile else None
     got = run.wait_rows(table, phase, count, 300)
     cpu = common.cpu_seconds([p.pid for p in consumers])
+    locks = LockSampler.since(locks_before, run.locks.mark())
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
@@ -349,6 +407,7 @@ def drain(run: Run, table: str, phase: str, count: int, start, stop, profile: bo
         "transactions": len(groups),
         # Cores each part kept busy over the drain (the machine has os.cpu_count() of them).
         "cores_used": common.cores(cpu_before, cpu, last - started),
+        **({"lock_waits": locks} if table == "readings" else {}),
     }
 
 
@@ -530,6 +589,11 @@ def print_table(r: dict) -> None:
     ]
     for label, a, b in rows:
         print(f"{label:<48} {'' if a is None else a!s:>10} {'' if b is None else b!s:>8}")
+    shares = []
+    for key in ("paced_5k", "paced_10k", "sustained", "drain"):
+        waits = r["phases"].get(key, {}).get("lock_waits") or {}
+        shares.append(f"{key} {waits.get('waiting_for_patient_locks_share')}")
+    print("waiting for patient locks, share of the lanes' running time: " + ", ".join(shares))
     if r["mqbridge_reason"]:
         print(f"mq-bridge: {r['mqbridge_reason']}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -30,6 +31,11 @@ log = logging.getLogger("ingest.batch")
 
 # The broker's message_size_limit: nothing bigger can arrive, so raw bytes are kept whole.
 MAX_RAW_BYTES = 1 << 20
+# The most devices whose messages one transaction writes. A device is one patient's, and the
+# alert rules take an advisory lock per patient of a transaction (alerts.hooks.lock_patients),
+# held until commit in PostgreSQL's shared lock table (max_locks_per_transaction ×
+# max_connections entries for all sessions): lanes × workers × this must stay well inside it.
+MAX_DEVICES = 1024
 _PREFIX = TOPIC_PREFIX + "/"
 _json = msgspec.json.Encoder()
 
@@ -113,6 +119,47 @@ def _split_topic(topic: str) -> tuple[str | None, str | None]:
     if leaf not in ("readings", "status") or not is_device_id(device_id):
         return None, None
     return device_id, leaf
+
+
+def lane_of(topic: str, lanes: int) -> int:
+    """The lane (0 … lanes - 1) that writes a topic's messages: the same for every message of a
+    device, and the same in every worker (a CRC of the device id, not Python's salted hash),
+    so that the lanes of a worker never write one device at the same time and lane k of one
+    worker only shares devices with lane k of another. Other topics go to lane 0."""
+    code = _lane_codes.get(topic)
+    if code is None:
+        device_id, _ = split_topic(topic)
+        code = zlib.crc32(device_id.encode()) if device_id is not None else 0
+        if len(_lane_codes) >= _TOPIC_MEMO:
+            _lane_codes.clear()
+        _lane_codes[topic] = code
+    return code % lanes
+
+
+_lane_codes: dict[str, int] = {}
+
+
+def by_devices(batch: Sequence[Incoming], max_devices: int = MAX_DEVICES) -> list[list[Incoming]]:
+    """The batch in parts of messages of at most `max_devices` devices each, every message of a
+    device in the same part, in the batch's order. Messages on other topics (rejected whole)
+    count for no device."""
+    parts: list[list[Incoming]] = [[]]
+    part_of: dict[str, int] = {}
+    in_last = 0
+    for item in batch:
+        device_id, _ = split_topic(item.topic)
+        if device_id is None:
+            parts[-1].append(item)
+            continue
+        index = part_of.get(device_id)
+        if index is None:
+            if in_last == max_devices:
+                parts.append([])
+                in_last = 0
+            index = part_of[device_id] = len(parts) - 1
+            in_last += 1
+        parts[index].append(item)
+    return parts
 
 
 def device_ids(batch: Sequence[Incoming]) -> set[str]:

@@ -1,7 +1,7 @@
 """The ingest worker: MQTT messages in, committed readings out, then the acknowledgements.
 
-    paho on_message → Inbox → batch (size or time) → validate → one transaction
-    (readings + alert hooks, rejections, statuses) → commit → ack every message of the batch
+    paho on_message → the device's lane's Inbox → batch (size or time) → validate → one
+    transaction (rejections, statuses, readings + alert hooks) → commit → ack every message
 
 A crash at any point loses nothing: what is not acknowledged is redelivered to this slot's
 persistent session, and the readings' unique key makes the second delivery store nothing.
@@ -14,13 +14,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import msgspec
 
 from devices.contract import READINGS_FILTER, STATUS_FILTER
-from ingest.batch import Incoming
+from ingest.batch import Incoming, lane_of
 from ingest.inbox import Inbox
 from ingest.mqtt import Subscriber
 from ingest.slots import DATABASE_AWAY, EXIT_SLOT_TAKEN, Slot, SlotLock, SlotTaken
@@ -42,7 +42,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     client_prefix: str = "telemed-ingest"
     session_expiry_s: int = 7 * 86400
     # Batches written at once, each on its own database connection: while one waits for the
-    # database, the next is validated and sent.
+    # database, the next is validated and sent. Each device's messages go to one lane.
     lanes: int = 2
     stop_grace_s: float = 10.0
     device_cache_s: float = 10.0
@@ -100,7 +100,10 @@ class Summary(msgspec.Struct, kw_only=True):
 
 async def run(settings: Settings, options: Options) -> Summary:
     loop = asyncio.get_running_loop()
-    inbox: Inbox[Incoming] = Inbox(loop)
+    # One inbox per lane, a device's messages always to the same lane (ingest.batch.lane_of):
+    # the lanes never write one patient's readings at once, so they never wait for each other's
+    # patient locks (alerts.hooks.lock_patients), except for a patient with two devices.
+    inboxes: list[Inbox[Incoming]] = [Inbox(loop) for _ in range(options.lanes)]
     stop = asyncio.Event()
     summary = Summary()
     cache = DeviceCache(options.device_cache_s)
@@ -114,7 +117,8 @@ async def run(settings: Settings, options: Options) -> Summary:
             stop.set()
             for writer in writers:
                 writer.deadline = time.monotonic() + options.stop_grace_s
-            inbox.interrupt()
+            for inbox in inboxes:
+                inbox.interrupt()
 
     def fatal(text: str, code: int = 2) -> None:
         summary.error = text
@@ -127,7 +131,7 @@ async def run(settings: Settings, options: Options) -> Summary:
         subscriptions=options.subscriptions,
         receive_maximum=options.receive_maximum,
         session_expiry_s=options.session_expiry_s,
-        deliver=inbox.put,
+        deliver=_router(inboxes),
         on_fatal=lambda text: loop.call_soon_threadsafe(fatal, text),
         on_subscribed=lambda: loop.call_soon_threadsafe(subscribed.set),
     )
@@ -137,7 +141,6 @@ async def run(settings: Settings, options: Options) -> Summary:
         loop.add_signal_handler(sig, request_stop)
     in_hand: dict[int, list[Incoming]] = {}
     last_progress = time.monotonic()
-    taking = asyncio.Lock()
 
     async def handle(lane: int, batch: list[Incoming]) -> None:
         nonlocal last_progress
@@ -153,10 +156,9 @@ async def run(settings: Settings, options: Options) -> Summary:
             log.info("%s so far", summary.line().removeprefix("stopped: "))
 
     async def lane(number: int) -> None:
-        # One lane waits for the next batch while the others write theirs.
+        inbox = inboxes[number]
         while not stop.is_set():
-            async with taking:
-                batch = await inbox.take(options.batch_size, options.batch_ms / 1000)
+            batch = await inbox.take(options.batch_size, options.batch_ms / 1000)
             if batch:
                 await handle(number, batch)
 
@@ -191,8 +193,9 @@ async def run(settings: Settings, options: Options) -> Summary:
         if summary.error is None:
             # Finish what was received, while the connection is still there for the acks.
             await asyncio.to_thread(sub.pause)
-            while len(inbox):
-                await handle(0, inbox.take_nowait(options.batch_size))
+            for number, inbox in enumerate(inboxes):
+                while len(inbox):
+                    await handle(number, inbox.take_nowait(options.batch_size))
             await asyncio.to_thread(sub.disconnect)
     except GiveUp:
         held = sum(len(b) for b in in_hand.values())
@@ -206,5 +209,17 @@ async def run(settings: Settings, options: Options) -> Summary:
         stop.set()
         await keeper
         await lock.release(stopped=True)
-    summary.in_flight = sum(len(b) for b in in_hand.values()) + len(inbox)
+    summary.in_flight = sum(len(b) for b in in_hand.values()) + sum(map(len, inboxes))
     return summary
+
+
+def _router(inboxes: list[Inbox[Incoming]]) -> Callable[[Incoming], None]:
+    """paho's hand-over (its network thread): each message to its device's lane."""
+    if len(inboxes) == 1:
+        return inboxes[0].put
+    lanes = len(inboxes)
+
+    def deliver(item: Incoming) -> None:
+        inboxes[lane_of(item.topic, lanes)].put(item)
+
+    return deliver

@@ -1,5 +1,5 @@
-"""Writing a batch: one transaction for its readings (with the alert hooks), rejections and
-device statuses; retried, on a fresh connection, until it commits.
+"""Writing a batch: one transaction for its rejections, device statuses and readings (with the
+alert hooks, last); retried, on a fresh connection, until it commits.
 
 Errors are sorted by cause. The database being away (connection lost, restart, failover) is
 waited out with backoff, and nothing is acknowledged meanwhile. The database refusing the
@@ -27,10 +27,12 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from ingest.batch import (
+    MAX_DEVICES,
     BatchWork,
     DeviceInfo,
     Incoming,
     build,
+    by_devices,
     device_ids,
     split_topic,
     whole_rejection,
@@ -111,13 +113,20 @@ class Writer:
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await AsyncConnection.connect(
+            conn = await AsyncConnection.connect(
                 self._dsn,
                 autocommit=True,
                 row_factory=dict_row,
                 application_name=self._application_name,
                 connect_timeout=5,
             )
+            # A transaction holds its patients' locks until it ends (alerts.hooks). If this
+            # process dies, its session must end at once, not when it next reads from the
+            # socket (a session waiting for a lock or running a statement does not); and one
+            # whose client vanished without closing the socket (a host lost) ends when idle
+            # in a transaction for a minute, where the worker never pauses that long.
+            await conn.execute(Q.session_settings)
+            self._conn = conn
         return self._conn
 
     async def close(self) -> None:
@@ -139,7 +148,23 @@ class Writer:
             self.cache.update(stale, await cur.fetchall(), clock)
 
     async def commit(self, batch: Sequence[Incoming], now: datetime) -> Outcome:
-        """Store the batch; returns once it is committed (or raises GiveUp when stopping)."""
+        """Store the batch; returns once it is committed (or raises GiveUp when stopping). A
+        batch of more than MAX_DEVICES devices is written in that many transactions, one after
+        the other (each device's messages in one), so that a transaction's patient locks stay
+        bounded; a part once committed is not written again."""
+        if len(batch) <= MAX_DEVICES:  # no more devices than messages
+            return await self._commit(batch, now)
+        parts = by_devices(batch, MAX_DEVICES)
+        if len(parts) == 1:
+            return await self._commit(batch, now)
+        total = Outcome()
+        for part in parts:
+            outcome = await self._commit(part, now)
+            total.stored += outcome.stored
+            total.rejected += outcome.rejected
+        return total
+
+    async def _commit(self, batch: Sequence[Incoming], now: datetime) -> Outcome:
         ids = device_ids(batch)
         delay = 0.1
         one_by_one = False
@@ -174,8 +199,10 @@ class Writer:
             delay = min(delay * 2, 5.0)
 
     async def _write(self, conn: AsyncConnection, work: BatchWork) -> Outcome:
+        # Rejections and statuses before the readings: the readings' alert hook locks patients
+        # until commit, and nothing else should run inside that. (So no row lock is waited for
+        # while holding a patient's: a status row is taken before any.)
         async with conn.transaction():
-            stored = await readings.store(conn, work.rows)
             if work.rejections:
                 async with conn.cursor() as cur, cur.copy(Q.copy_rejections) as copy:
                     copy.set_types(_REJECTION_TYPES)
@@ -184,6 +211,7 @@ class Writer:
             if work.statuses:
                 async with conn.cursor() as cur:
                     await cur.executemany(Q.upsert_status, work.statuses)
+            stored = await readings.store(conn, work.rows)
         return Outcome(len(stored), len(work.rejections))
 
     async def _write_each(

@@ -13,6 +13,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from devices.broker import sync_broker
+from devices.contract import readings_topic
+from devices.provisioning import provision
+from ingest.batch import lane_of
 from tests.alert_helpers import row, store
 from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
 
@@ -77,22 +81,53 @@ def _rows(patient: uuid.UUID, nurse: uuid.UUID, kit: Kit) -> list:
     return [row(patient, metric, value, at, nurse) for metric, value, _ in readings]
 
 
-def test_two_workers_give_the_alerts_of_one_ordered_pass(rig: IngestRig, care) -> None:
+def _start_workers(rig: IngestRig) -> None:
+    sync_broker(rig.db, rig.settings)  # the ingest account, on a broker that has none yet
     rig.start(0, "--batch-ms", "80")
     rig.start(1, "--batch-ms", "80")
+
+
+def _check_round(
+    rig: IngestRig, n: int, split: uuid.UUID, kits: list[Kit], nurse: uuid.UUID
+) -> int:
+    """Store the round's kits for two more patients, one message at a time in measured order
+    and in one transaction, and compare their alerts with the split patient's; the number of
+    transactions that wrote the split patient's readings."""
+    org = rig.db.execute(
+        "SELECT organisation_id FROM responsibility WHERE patient_id = %s", (split,)
+    ).fetchone()["organisation_id"]
+    ordered = rig.factory.patient(org, program="copd")
+    together = rig.factory.patient(org, program="copd")
+    for k in kits:  # one reading's message at a time, in measured order
+        store(rig.settings.dsn, _rows(ordered, nurse, k))
+    store(rig.settings.dsn, [r for k in kits for r in _rows(together, nurse, k)])
+    transactions = rig.db.execute(
+        "SELECT count(DISTINCT received_at) AS n FROM readings WHERE patient_id = %s", (split,)
+    ).fetchone()["n"]
+    expected = _alerts(rig.db, ordered)
+    assert _alerts(rig.db, together) == expected, f"round {n}: one transaction"
+    assert _alerts(rig.db, split) == expected, (
+        f"round {n} (seed {SEED}, {'shuffled' if n % 2 else 'in order'}, "
+        f"{transactions} transactions)"
+    )
+    assert _withdrawn_only(rig.db, split), f"round {n}"
+    return transactions
+
+
+def _patient_of(rig: IngestRig, device_id: str) -> uuid.UUID:
+    return rig.db.execute("SELECT patient_id FROM devices WHERE id = %s", (device_id,)).fetchone()[
+        "patient_id"
+    ]
+
+
+def test_two_workers_give_the_alerts_of_one_ordered_pass(rig: IngestRig, care) -> None:
+    _start_workers(rig)
     rng = random.Random(SEED)
     nurse = care.nurse.id
     split_rounds = 0
     for n in range(ROUNDS):
         kit = rig.device()
-        split = rig.db.execute(
-            "SELECT patient_id FROM devices WHERE id = %s", (kit.device_id,)
-        ).fetchone()["patient_id"]
-        org = rig.db.execute(
-            "SELECT organisation_id FROM responsibility WHERE patient_id = %s", (split,)
-        ).fetchone()["organisation_id"]
-        ordered = rig.factory.patient(org, program="copd")
-        together = rig.factory.patient(org, program="copd")
+        split = _patient_of(rig, kit.device_id)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5 * MESSAGES + 1)
         kits = _kits(rng, start)
         sent = list(kits)
@@ -104,21 +139,46 @@ def test_two_workers_give_the_alerts_of_one_ordered_pass(rig: IngestRig, care) -
         device_id = kit.device_id
         wait_for(lambda: rig.count(device_id) == total, what=f"round {n} stored")  # noqa: B023
         link.close()
-        for k in kits:  # one reading's message at a time, in measured order
-            store(rig.settings.dsn, _rows(ordered, nurse, k))
-        store(rig.settings.dsn, [r for k in kits for r in _rows(together, nurse, k)])
-
-        transactions = rig.db.execute(
-            "SELECT count(DISTINCT received_at) AS n FROM readings WHERE patient_id = %s",
-            (split,),
-        ).fetchone()["n"]
-        split_rounds += transactions > 1
-        expected = _alerts(rig.db, ordered)
-        assert _alerts(rig.db, together) == expected, f"round {n}: one transaction"
-        assert _alerts(rig.db, split) == expected, (
-            f"round {n} (seed {SEED}, {'shuffled' if n % 2 else 'in order'}, "
-            f"{transactions} transactions)"
-        )
-        assert _withdrawn_only(rig.db, split), f"round {n}"
+        split_rounds += _check_round(rig, n, split, kits, nurse) > 1
     # The split really happened: most rounds were written by more than one transaction.
     assert split_rounds >= ROUNDS // 2, split_rounds
+
+
+TWO_DEVICE_ROUNDS = 10
+
+
+def test_a_patient_with_two_devices_in_different_lanes_gets_the_alerts_of_one_ordered_pass(
+    rig: IngestRig, care
+) -> None:
+    """A worker's lanes take devices, not patients: a patient's two devices can be written by
+    both lanes of both workers at once, and the patient locks must still order them."""
+    _start_workers(rig)
+    rng = random.Random(SEED + 1)
+    nurse = care.nurse.id
+    for n in range(TWO_DEVICE_ROUNDS):
+        first = rig.device()
+        split = _patient_of(rig, first.device_id)
+        lane = lane_of(readings_topic(first.device_id), 2)
+        second = provision(rig.db, patient_id=split, kind="copd_kit")
+        while lane_of(readings_topic(second.device_id), 2) == lane:
+            second = provision(rig.db, patient_id=split, kind="copd_kit")
+        sync_broker(rig.db, rig.settings)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5 * MESSAGES + 1)
+        kits = _kits(rng, start)
+        sent = list(kits)
+        if n % 2:
+            rng.shuffle(sent)
+        links = [rig.link(first), rig.link(second)]
+        for k, (mid, at, readings) in enumerate(sent):  # alternately, without waiting
+            link = links[k % 2]
+            link.client.publish(
+                readings_topic(link.device_id), message(mid, readings, measured_at=at), qos=1
+            )
+        total = sum(len(k[2]) for k in kits)
+        wait_for(
+            lambda: rig.count(first.device_id) + rig.count(second.device_id) == total,  # noqa: B023
+            what=f"round {n} stored",
+        )
+        for link in links:
+            link.close()
+        _check_round(rig, n, split, kits, nurse)

@@ -37,7 +37,7 @@ FROM patients p
 WHERE p.id = ANY(%(patient_ids)s::text::uuid[]);
 
 -- name: lock_patients
--- The patients' stripes (alerts.hooks.patient_lock), in ascending order so that two
--- transactions never wait for each other in a circle; held until commit.
-SELECT count(pg_advisory_xact_lock(%(space)s, s)) AS locked
-FROM (SELECT s FROM unnest(%(stripes)s::int[]) AS s ORDER BY s) x;
+-- The patients' keys (alerts.hooks.patient_lock), in ascending order so that two transactions
+-- never wait for each other in a circle; held until commit. The keys come as one array literal.
+SELECT count(pg_advisory_xact_lock(%(space)s, k)) AS locked
+FROM (SELECT k FROM unnest(%(keys)s::text::int[]) AS k ORDER BY k) x;

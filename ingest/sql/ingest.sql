@@ -22,3 +22,8 @@ LEFT JOIN devices d ON d.id = r.device_id
 WHERE (%(device_id)s::text IS NULL OR r.device_id = %(device_id)s)
 ORDER BY r.received_at DESC, r.id DESC
 LIMIT %(limit)s;
+
+-- name: session_settings
+-- For the session of a writer (ingest.writer.Writer._connection says why).
+SELECT set_config('client_connection_check_interval', '1s', false),
+       set_config('idle_in_transaction_session_timeout', '60s', false);
