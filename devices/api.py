@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 from devices import provisioning
 from devices.broker import apply_changes_async
 from devices.provisioning import DeviceOut, Kind, ProvisionedDevice
-from ingest.rejections import RejectionOut, list_rejections_async
+from devices.rejections import RejectionOut, list_rejections_async
 from telemed import audit
 from telemed.access import Actor, require_role
 from telemed.settings import Settings

@@ -241,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 @_reported
 def cmd_rejected(args: argparse.Namespace) -> int:
-    from ingest.rejections import list_rejections
+    from devices.rejections import list_rejections
 
     conn, _ = _connect()
     with conn:

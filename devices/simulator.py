@@ -27,10 +27,10 @@ from pathlib import Path
 
 import msgspec
 
-from devices.contract import Format
 from devices.sim_device import VirtualDevice, demo_scenarios, offline_windows
 from devices.sim_model import DeviceSpec, Outgoing, Shape, seeded
 from devices.sim_mqtt import DeviceLink, Tls
+from telemed.device_contract import Format
 
 log = logging.getLogger("devices.simulator")
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from devices.contract import (
+from telemed.device_contract import (
     TOPIC_PREFIX,
     ParsedMessage,
     PayloadError,

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from devices.contract import READINGS_FILTER, STATUS_FILTER
 from ingest.batch import Incoming
 from ingest.inbox import Inbox
 from ingest.mqtt import Subscriber
 from ingest.slots import DATABASE_AWAY, EXIT_SLOT_TAKEN, Slot, SlotLock, SlotTaken
 from ingest.writer import DeviceCache, GiveUp, Writer
+from telemed.device_contract import READINGS_FILTER, STATUS_FILTER
 from telemed.settings import Settings
 
 log = logging.getLogger("ingest.worker")

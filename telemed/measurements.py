@@ -10,9 +10,9 @@ import msgspec
 from msgspec import Meta
 from psycopg import AsyncConnection
 
-from devices.contract import Reading, ReadingProblem, canonical_readings
 from telemed import audit, numbers, readings
 from telemed.access import Actor, require_patient
+from telemed.device_contract import Reading, ReadingProblem, canonical_readings
 from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 MAX_FUTURE = timedelta(minutes=5)

@@ -29,8 +29,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.broker import sync_broker
-from devices.contract import OFFLINE_PAYLOAD, readings_topic, status_topic
 from devices.provisioning import ProvisionedDevice, provision
+from telemed.device_contract import OFFLINE_PAYLOAD, readings_topic, status_topic
 from telemed.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")

@@ -59,7 +59,7 @@ def publish(settings, device, payload: dict) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from devices.contract import readings_topic
+    from telemed.device_contract import readings_topic
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,

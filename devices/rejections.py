@@ -1,4 +1,5 @@
-"""Reading back what the ingest workers rejected, for the admin API and the command line."""
+"""Reading back the device messages the ingest workers rejected (they write `rejected_messages`),
+for the devices admin API and command line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from psycopg import AsyncConnection, Connection
 
 from telemed.db import Queries
 
-Q = Queries("ingest", folder=Path(__file__).parent / "sql")
+Q = Queries("rejections", folder=Path(__file__).parent / "sql")
 
 
 class RejectionOut(msgspec.Struct, frozen=True, kw_only=True):
