@@ -29,8 +29,9 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from alerts import jobs, rule_coverage, webhooks
-from telemed.outbox import CHANNEL
+from alerts import jobs, rule_coverage
+from events import webhooks
+from events.outbox import CHANNEL
 
 log = logging.getLogger("telemed.scheduler")
 

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from alerts import sse
+from events import stream
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import enqueue
 
@@ -50,7 +50,7 @@ class Stream:
                         name, _, value = line.partition(":")
                         fields[name] = value.removeprefix(" ")
                     elif "data" in fields:
-                        # the SSE id is "<outbox id>:<horizon>" (alerts.sse)
+                        # the SSE id is "<outbox id>:<horizon>" (events.stream)
                         fields["outbox_id"] = fields.get("id", "").partition(":")[0]
                         self.items.put(("event", fields))
                         fields = {}
@@ -205,7 +205,7 @@ def test_only_signed_in_clinicians_may_listen(events_server: str, own_factory) -
 def test_heartbeats_and_a_revoked_sign_in_ends_the_stream(
     open_stream, own_db: psycopg.Connection, own_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sse, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(stream, "HEARTBEAT_S", 0.2)
     nurse = own_factory.user("nurse", own_factory.org("home_nursing"))
     s = open_stream(nurse.headers)
     _connected(s)
@@ -217,7 +217,7 @@ def test_heartbeats_and_a_revoked_sign_in_ends_the_stream(
 def test_streams_end_after_their_maximum_age(
     open_stream, own_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sse, "MAX_STREAM_S", 0.5)
+    monkeypatch.setattr(stream, "MAX_STREAM_S", 0.5)
     s = open_stream(own_factory.user("specialist", own_factory.org()).headers)
     _connected(s)
     assert s.ended.wait(5)

@@ -74,7 +74,7 @@ def own_settings(service_env: dict[str, str], own_dsn: str, tmp_path_factory) ->
 
 def _with_notify_routers() -> list:
     """The notification controllers, unless the application already mounts them."""
-    from alerts.notify_api import notify_routers
+    from events.api import routers as notify_routers
     from telemed.app import plugin_routers
 
     mounted = set(plugin_routers())

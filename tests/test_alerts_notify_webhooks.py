@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from alerts import notify, webhooks
+from events import notify, webhooks
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import Receiver, enqueue, run_async
 

@@ -83,15 +83,6 @@ LEFT JOIN LATERAL (
     ORDER BY r.since DESC LIMIT 1
 ) h ON true;
 
--- name: insert_outbox
--- The rows telemed.outbox.enqueue writes, many at once, in the order given.
-INSERT INTO outbox (event, patient_id, organisation_ids, payload)
-SELECT e.event, e.patient_id,
-       ARRAY(SELECT jsonb_array_elements_text(e.organisation_ids)::uuid), e.payload
-FROM json_to_recordset(%(events)s::json)
-     AS e (n int, event text, patient_id uuid, organisation_ids jsonb, payload jsonb)
-ORDER BY e.n;
-
 -- name: transition
 -- Guarded by the states it may leave, so two clinicians acting at once cannot both succeed.
 WITH changed AS (

@@ -27,7 +27,8 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from telemed import audit, inputs, outbox
+from events import outbox
+from telemed import audit, inputs
 from telemed.access import Actor, require_patient, require_role
 from telemed.db import Queries
 from telemed.errors import (

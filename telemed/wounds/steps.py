@@ -14,7 +14,8 @@ from msgspec import Meta
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from telemed import audit, outbox
+from events import outbox
+from telemed import audit
 from telemed.access import SYSTEM, Actor, require_patient, require_role
 from telemed.db import Queries
 from telemed.errors import (

@@ -134,7 +134,7 @@ def web_app(settings):
 
         extra += routers()
     if "/api/v1/events" not in paths:
-        from alerts.notify_api import EventController
+        from events.api import EventController
 
         extra.append(EventController)
     return create_app(settings, extra_routers=extra) if extra else app

@@ -1,17 +1,17 @@
-"""HTTP side of notifications: the event stream, webhook administration and escalation
-settings. `notify_routers()` lists the controllers for the application."""
+"""HTTP side of the events: the event stream and webhook administration. `routers()` lists the
+controllers for the application."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Literal
 
-from litestar import Controller, Request, get, patch, post, put
+from litestar import Controller, Request, get, patch, post
 from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 from psycopg import AsyncConnection
 
-from alerts import escalation, sse, webhooks
+from events import stream, webhooks
 from telemed.access import Actor, require_role
 from telemed.errors import FieldProblem, Invalid
 
@@ -25,7 +25,7 @@ class EventController(Controller):
         operation_id="streamEvents",
         summary="Server-sent events for the user's organisation; resume with Last-Event-ID",
     )
-    async def stream(
+    async def open_stream(
         self,
         request: Request,
         actor: Actor,
@@ -37,15 +37,15 @@ class EventController(Controller):
     ) -> ServerSentEvent:
         require_role(actor, ["nurse", "specialist"])
         state = request.app.state
-        header = sse.parse_last_event_id(request.headers.get("last-event-id"))
-        resume = header if header is not None else sse.parse_last_event_id(last_event_id)
+        header = stream.parse_last_event_id(request.headers.get("last-event-id"))
+        resume = header if header is not None else stream.parse_last_event_id(last_event_id)
         if last_event_id is not None and resume is None:
             raise Invalid(
                 "last_event_id is not an event id",
                 [FieldProblem("last_event_id", "an outbox id, or id:horizon as sent")],
             )
-        hub = sse.hub_for(state, state.settings.dsn)
-        return ServerSentEvent(sse.stream(state.pool, hub, actor, request.auth, resume))
+        hub = stream.hub_for(state, state.settings.dsn)
+        return ServerSentEvent(stream.stream(state.pool, hub, actor, request.auth, resume))
 
 
 class WebhookController(Controller):
@@ -133,57 +133,5 @@ class WebhookController(Controller):
         return await webhooks.retry_delivery(conn, actor, webhook_id, outbox_id)
 
 
-class EscalationController(Controller):
-    path = "/api/v1/admin"
-    tags = ["escalation"]
-
-    @get(
-        "/alert-deadlines",
-        operation_id="listAlertDeadlines",
-        summary="Acknowledgement deadlines and escalation repeats per program and severity",
-    )
-    async def deadlines(self, conn: AsyncConnection, actor: Actor) -> list[escalation.DeadlineOut]:
-        return await escalation.list_deadlines(conn, actor)
-
-    @put(
-        "/alert-deadlines/{program:str}/{severity:str}",
-        operation_id="setAlertDeadline",
-        summary="Set the acknowledgement deadline of a program and severity",
-    )
-    async def set_deadline(
-        self,
-        conn: AsyncConnection,
-        actor: Actor,
-        program: escalation.Program,
-        severity: escalation.SeverityName,
-        data: escalation.DeadlineUpdate,
-    ) -> escalation.DeadlineOut:
-        return await escalation.set_deadline(conn, actor, program, severity, data)
-
-    @get(
-        "/organisations/{organisation_id:uuid}/escalation",
-        operation_id="getEscalationTarget",
-        summary="Where an organisation's unacknowledged alerts escalate to",
-    )
-    async def get_target(
-        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
-    ) -> escalation.EscalationSettingOut:
-        return await escalation.get_escalation_setting(conn, actor, organisation_id)
-
-    @put(
-        "/organisations/{organisation_id:uuid}/escalation",
-        operation_id="setEscalationTarget",
-        summary="Set (or clear) where an organisation's unacknowledged alerts escalate to",
-    )
-    async def set_target(
-        self,
-        conn: AsyncConnection,
-        actor: Actor,
-        organisation_id: uuid.UUID,
-        data: escalation.EscalationSettingUpdate,
-    ) -> escalation.EscalationSettingOut:
-        return await escalation.set_escalation_setting(conn, actor, organisation_id, data)
-
-
-def notify_routers() -> list:
-    return [EventController, WebhookController, EscalationController]
+def routers() -> list:
+    return [EventController, WebhookController]

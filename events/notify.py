@@ -1,6 +1,6 @@
 """What every notification channel shares: the event envelope, webhook signatures, the retry
 schedule, which webhook URLs may be called, and the one signed HTTP request of a delivery. The
-database side is in alerts.webhooks (webhooks) and alerts.sse (the event stream).
+database side is in events.webhooks (webhooks) and events.stream (the event stream).
 
 A webhook request carries the envelope as its JSON body and these headers:
 

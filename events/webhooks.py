@@ -21,7 +21,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from psycopg import AsyncConnection
 
-from alerts import notify
+from events import notify
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_role
 from telemed.errors import FieldProblem, Invalid, NotFound

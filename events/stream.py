@@ -43,10 +43,10 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from alerts import notify
+from events import notify
+from events.outbox import CHANNEL
 from telemed import audit, auth
 from telemed.access import CLINICAL_RELATIONS, Actor
-from telemed.outbox import CHANNEL
 
 log = logging.getLogger("telemed.events")
 
