@@ -144,9 +144,9 @@ WoundEscalation = Callable[..., Awaitable[int]]
 
 
 def wound_escalation() -> WoundEscalation | None:
-    """`telemed.wounds.steps.escalate_overdue` when this installation has it."""
+    """`wounds.steps.escalate_overdue` when this installation has it."""
     try:
-        from telemed.wounds import steps
+        from wounds import steps
     except ImportError:
         return None
     return getattr(steps, "escalate_overdue", None)
@@ -165,11 +165,11 @@ async def media_sweep(
     conn: AsyncConnection, *, now: datetime, media_dir: Path | None
 ) -> dict[str, Any]:
     """Set aside the wound photo files a crash left without a row, and prune what was set aside
-    long ago (telemed.wounds.media.sweep)."""
+    long ago (wounds.media.sweep)."""
     if media_dir is None:
         return {"skipped": "no media folder given"}
-    from telemed.wounds import media
-    from telemed.wounds.storage import MediaStore
+    from wounds import media
+    from wounds.storage import MediaStore
 
     grace_h = float(os.environ.get("TELEMED_MEDIA_SWEEP_GRACE_H", media.GRACE_S / 3600))
     keep = int(os.environ.get("TELEMED_MEDIA_ORPHANS_KEEP_DAYS", media.ORPHANS_KEEP_DAYS))

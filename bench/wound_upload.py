@@ -42,8 +42,8 @@ from PIL import Image  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from telemed.security import new_token  # noqa: E402
-from telemed.wounds.images import sanitize  # noqa: E402
 from tests import photos, services  # noqa: E402
+from wounds.images import sanitize  # noqa: E402
 
 RESULT = REPO / "bench" / "results" / "wound_upload.json"
 BOUNDARY = "telemed-bench-boundary"
@@ -52,9 +52,9 @@ BOUNDARY = "telemed-bench-boundary"
 def make_app():
     """uvicorn's factory: the app with the wound controllers, whether or not create_app has
     them wired in already."""
-    from telemed.api.wounds import routers
     from telemed.app import create_app
     from telemed.settings import load_settings
+    from wounds.api import routers
 
     settings = load_settings()
     app = create_app(settings)

@@ -12,7 +12,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from telemed import plugins, web
-from telemed.api import health, openapi, wounds
+from telemed.api import health, openapi
 from telemed.api.admin import AdminController
 from telemed.api.alarms import AlarmController
 from telemed.api.auth import AuthController
@@ -32,6 +32,7 @@ from telemed.api.readings import ReadingController
 from telemed.db import check_application_role, create_pool
 from telemed.security import PasswordWork
 from telemed.settings import Settings, load_settings
+from wounds import api as wounds
 
 log = logging.getLogger("telemed.app")
 

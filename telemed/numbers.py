@@ -55,7 +55,7 @@ _SPELLINGS: Final = {
 WEEKLY_DOSE_MAX_MG: Final = 200.0
 
 SPECS: Final[dict[str, NumberSpec]] = {
-    # telemed.wounds.observations.WoundObservation: sizes in cm, pain on the 0–10 scale.
+    # wounds.observations.WoundObservation: sizes in cm, pain on the 0–10 scale.
     "wound.length_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=100),
     "wound.width_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=100),
     "wound.depth_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=30),

@@ -19,8 +19,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from alerts.scheduler import Scheduler
-from telemed.wounds import media
-from telemed.wounds.storage import MediaMismatch, MediaStore, PhotoFiles, Staged
+from wounds import media
+from wounds.storage import MediaMismatch, MediaStore, PhotoFiles, Staged
 
 pytest.register_assert_rewrite("tests.wound_helpers")
 from tests.wound_helpers import case_body, rows, unique_jpeg, upload  # noqa: E402

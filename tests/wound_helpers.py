@@ -27,8 +27,8 @@ def media_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def wound_app(settings, media_dir):
-    from telemed.api.wounds import routers
     from telemed.app import create_app
+    from wounds.api import routers
 
     own = msgspec.structs.replace(settings, media_dir=media_dir)
     app = create_app(own)

@@ -1,7 +1,7 @@
 """Where the checks of telemed.inputs meet the HTTP layer: every JSON body the handlers receive
 is decoded by `ApiRequest.json`, and every query string and URL-encoded form (the pages' posts)
 passes `check_input` before the handler's parameters are parsed. Multipart uploads are read by
-their own handlers as a stream (telemed.wounds.multipart), whose JSON parts go through
+their own handlers as a stream (wounds.multipart), whose JSON parts go through
 telemed.inputs there."""
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ from litestar.typing import FieldDefinition
 from telemed import inputs
 from telemed.api.errors import ErrorBody
 from telemed.api.middleware import SESSION_COOKIE
-from telemed.wounds.cases import WoundCaseCreate
-from telemed.wounds.images import MIME
-from telemed.wounds.steps import NurseReply
+from wounds.cases import WoundCaseCreate
+from wounds.images import MIME
+from wounds.steps import NurseReply
 
 DESCRIPTION: Final = f"""Telemedicine backend for cross-sector care.
 

@@ -15,7 +15,7 @@ from telemed.access import Actor
 from telemed.web import session
 from telemed.web.render import page
 from telemed.web.views import nurse_view, wound_choices, wounds_of
-from telemed.wounds import views as wounds
+from wounds import views as wounds
 
 SCRIPT_TEXTS = ("nurse.", "wound.", "metric.", "alert.", "dose.")
 

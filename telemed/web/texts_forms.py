@@ -151,7 +151,7 @@ ERROR_TEXT: Final[Mapping[str, tuple[str, str]]] = {
         "the page sent a part the server does not know. Reload the page.",
     ),
     "error.duplicate_part": ("en del blev sendt to gange", "a part was sent twice"),
-    # wound observations: rules across fields (telemed.wounds.observations)
+    # wound observations: rules across fields (wounds.observations)
     "error.required_for_pressure_ulcer": (
         "Vælg kategori for tryksåret.",
         "Choose the pressure ulcer's category.",

@@ -88,7 +88,7 @@ def _values(enum: type) -> list[str]:
 
 def wound_choices() -> dict[str, list[str]]:
     """The options of the wound forms, by the name of their vocabulary (texts: enum.<name>.*)."""
-    from telemed.wounds import observations as o
+    from wounds import observations as o
 
     return {
         "wound_type": _values(o.WoundType),

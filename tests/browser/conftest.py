@@ -130,7 +130,7 @@ def web_app(settings):
     paths = {route.path for route in app.routes}
     extra = []
     if "/api/v1/wound-cases" not in paths:
-        from telemed.api.wounds import routers
+        from wounds.api import routers
 
         extra += routers()
     if "/api/v1/events" not in paths:

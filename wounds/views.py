@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -22,13 +23,13 @@ from telemed.errors import (
     Invalid,
     NotFound,
 )
-from telemed.wounds import observations
-from telemed.wounds.photos import PHOTO_URL, PhotoOut, photo_out
-from telemed.wounds.steps import TRANSITIONS
-from telemed.wounds.storage import MediaStore
+from wounds import observations
+from wounds.photos import PHOTO_URL, PhotoOut, photo_out
+from wounds.steps import TRANSITIONS
+from wounds.storage import MediaStore
 
 log = logging.getLogger("telemed.wounds")
-Q = Queries("wounds")
+Q = Queries("wounds", folder=Path(__file__).parent / "sql")
 
 FORMAT_SUFFIX: Final = {"jpeg": "jpg", "png": "png", "webp": "webp", "heic": "heic"}
 

@@ -12,10 +12,10 @@ from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
 from telemed.access import Actor, require_role
-from telemed.wounds import admin, cases, steps, views
-from telemed.wounds.multipart import MIB, Form, UploadLimits, read_form
-from telemed.wounds.observations import WoundInstructions
-from telemed.wounds.storage import MediaStore
+from wounds import admin, cases, steps, views
+from wounds.multipart import MIB, Form, UploadLimits, read_form
+from wounds.observations import WoundInstructions
+from wounds.storage import MediaStore
 
 # The originals are what the nurse's phone sent, possibly a JPEG that is also an HTML page: they
 # are downloads only, and no photo response may be sniffed, framed, run or kept in a cache.

@@ -9,7 +9,7 @@ from typing import Final
 import msgspec
 
 from telemed import numbers
-from telemed.wounds.observations import FieldProblem
+from wounds.observations import FieldProblem
 
 # The observation's numbers and what the nurse's form accepts for each (telemed.numbers).
 NUMBER_FIELDS: Final = {

@@ -1,6 +1,6 @@
 """An upload's photos: sanitised in worker threads (one bound per event loop on photos decoded
 at once), written to the media store, their rows inserted; and the Struct a photo is answered
-with. Used by the nurse's upload (telemed.wounds.cases) and her reply (telemed.wounds.steps).
+with. Used by the nurse's upload (wounds.cases) and her reply (wounds.steps).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -23,11 +24,11 @@ from psycopg import AsyncConnection
 from telemed.access import Actor
 from telemed.db import Queries
 from telemed.errors import BadRequest, DomainError, FieldProblem, Invalid, TooLarge, Unsupported
-from telemed.wounds import images, media
-from telemed.wounds.multipart import FilePart
-from telemed.wounds.storage import MediaStore, PhotoFiles, Staged
+from wounds import images, media
+from wounds.multipart import FilePart
+from wounds.storage import MediaStore, PhotoFiles, Staged
 
-Q = Queries("wounds")
+Q = Queries("wounds", folder=Path(__file__).parent / "sql")
 PHOTO_URL: Final = "/api/v1/wound-photos/{id}"
 _STATUS: Final[dict[int, type[DomainError]]] = {
     400: BadRequest,

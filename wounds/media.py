@@ -1,6 +1,6 @@
 """Who may remove a photo file, and when.
 
-Files are written before the rows that refer to them are committed (telemed.wounds.storage), so
+Files are written before the rows that refer to them are committed (wounds.storage), so
 between the two a file has no row and looks exactly like one a crash left behind. Two things
 remove files without a row, and each must never take one that an upload in flight is about to
 refer to:
@@ -27,6 +27,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -34,10 +35,10 @@ import anyio.to_thread
 from psycopg import AsyncConnection
 
 from telemed.db import Queries
-from telemed.wounds.storage import MediaStore, Staged
+from wounds.storage import MediaStore, Staged
 
 log = logging.getLogger("telemed.wounds.media")
-Q = Queries("wounds")
+Q = Queries("wounds", folder=Path(__file__).parent / "sql")
 
 MEDIA_LOCK: Final = 0x7E1E_0F16  # pg_advisory_*lock key of the media folder
 ORIGINAL_LOCKS: Final = 0x7E1E_0F17  # first key of an original's lock; the second is its hash

@@ -1,8 +1,8 @@
 """Wound cases: the nurse's upload, from the request's parts to the committed case.
 
-The steps after it are in telemed.wounds.steps, an upload's photos in telemed.wounds.photos,
-reading cases and photos in telemed.wounds.views, routing rules and service levels in
-telemed.wounds.admin.
+The steps after it are in wounds.steps, an upload's photos in wounds.photos,
+reading cases and photos in wounds.views, routing rules and service levels in
+wounds.admin.
 
 upload:  decode and check the case → scope, wound, route (one short read transaction)
          → images.sanitize every photo in worker threads (photos; nothing written yet)
@@ -21,6 +21,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -40,13 +41,13 @@ from telemed.errors import (
     refuse_nul,
     validation_code,
 )
-from telemed.wounds import observation_numbers, observations, routing
-from telemed.wounds.multipart import FilePart
-from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
-from telemed.wounds.storage import MediaStore
+from wounds import observation_numbers, observations, routing
+from wounds.multipart import FilePart
+from wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
+from wounds.storage import MediaStore
 
 log = logging.getLogger("telemed.wounds")
-Q = Queries("wounds")
+Q = Queries("wounds", folder=Path(__file__).parent / "sql")
 
 DEFAULT_LEVELS: Final = {
     "urgent": routing.ServiceLevel(urgency="urgent", working_hours=4),

@@ -35,7 +35,7 @@ import msgspec
 import pillow_heif
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
-from telemed.wounds import pngbands
+from wounds import pngbands
 
 log = logging.getLogger("telemed.wounds")
 
@@ -74,7 +74,7 @@ _REDUCING_GAP: Final = 2.0
 BAND_ROWS: Final = 16
 # Decodes at least this large return their memory to the system afterwards.
 TRIM_BYTES: Final = 32 * MIB
-# PNGs that would decode to at least this much are decoded band by band (telemed.wounds.pngbands).
+# PNGs that would decode to at least this much are decoded band by band (wounds.pngbands).
 BANDED_PNG_BYTES: Final = 16 * MIB
 # What a whole decode may cost, so that the API's peak for one photo stays under 300 MiB (about
 # 90 MiB idle, docs/benchmarks.md). Bytes per pixel of a whole decode, measured with Pillow 13
@@ -368,7 +368,7 @@ def _plain_reduced(
 ) -> Image.Image:
     """Plain pixels (see _plain_pixels) scaled down by a whole factor to no less than
     display_max, converted and reduced band by band: no full-size copy is ever made. The bands
-    are crops of the decoded image, or those of telemed.wounds.pngbands (which decodes no more
+    are crops of the decoded image, or those of wounds.pngbands (which decodes no more
     than a band); an RGB or grey image decoded whole needs no conversion and is returned."""
     width, height = image.size
     factor = _factor(image.size, display_max)

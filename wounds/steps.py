@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -24,14 +25,14 @@ from telemed.errors import (
     NotFound,
     refuse_nul,
 )
-from telemed.wounds import observations
-from telemed.wounds.cases import case_event, decode_part, due_time, event_payload
-from telemed.wounds.multipart import FilePart
-from telemed.wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
-from telemed.wounds.storage import MediaStore
+from wounds import observations
+from wounds.cases import case_event, decode_part, due_time, event_payload
+from wounds.multipart import FilePart
+from wounds.photos import PhotoOut, insert_photos, photo_out, sanitize_all, written
+from wounds.storage import MediaStore
 
 log = logging.getLogger("telemed.wounds")
-Q = Queries("wounds")
+Q = Queries("wounds", folder=Path(__file__).parent / "sql")
 
 SPECIALIST_TURN: Final = ("submitted", "awaiting_specialist")
 # step -> (states it may start from, state it leads to)

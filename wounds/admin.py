@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -20,9 +21,9 @@ from telemed.errors import (
     Invalid,
     NotFound,
 )
-from telemed.wounds import observations, routing
+from wounds import observations, routing
 
-Q = Queries("wounds")
+Q = Queries("wounds", folder=Path(__file__).parent / "sql")
 
 Region = Annotated[str, Meta(min_length=1, max_length=100)]
 Hospital = Annotated[str, Meta(min_length=1, max_length=200)]

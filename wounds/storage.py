@@ -12,7 +12,7 @@ after the files are durable (fsync of the file and of its directory). A request 
 writing removes its photo folders (their names are fresh ids, so nobody else uses them) and the
 originals it created that no committed row refers to. An original that already existed is never
 removed by a request: another case refers to the same bytes. What a crash left behind (files
-without a row) is found by `leftovers` and removed by the sweep; telemed.wounds.media has the
+without a row) is found by `leftovers` and removed by the sweep; wounds.media has the
 locks that keep both from removing a file an upload in flight is about to refer to.
 
 Blocking I/O; callers run these methods in a worker thread.
