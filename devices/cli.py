@@ -54,7 +54,7 @@ def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]
     kind is revoked and replaced, since without its password nothing can drive it."""
     from devices.broker import sync_broker, verify_password, write_atomically
     from devices.provisioning import provision, revoke
-    from telemed import demo
+    from telemed import demo_data as demo
 
     known = _known_passwords(path)
     names = [p[0] for p in demo.PATIENTS]

@@ -29,12 +29,28 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _refuse_without_hooks(command: str) -> bool:
+    """A worker stores readings: with no reading hook registered it would store them with no
+    alert evaluation, so it refuses to start (telemed.readings.require_hooks)."""
+    from telemed.readings import NoReadingHook, require_hooks
+
+    try:
+        require_hooks()
+    except NoReadingHook as exc:
+        print(f"{command}: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return True
+    return False
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     # Imported here: every `telemed` command registers this one, few run it.
     import asyncio
 
     from ingest.worker import options_from_env, run
     from telemed.settings import load_settings
+
+    if _refuse_without_hooks("telemed ingest"):
+        return 2
 
     options = options_from_env(slot=args.slot, batch_size=args.batch_size, batch_ms=args.batch_ms)
     summary = asyncio.run(run(load_settings(), options))
@@ -51,6 +67,9 @@ def cmd_retire_slot(args: argparse.Namespace) -> int:
     from ingest.retire import retire
     from ingest.worker import options_from_env
     from telemed.settings import load_settings
+
+    if _refuse_without_hooks("telemed ingest retire-slot"):
+        return 2
 
     options = options_from_env(slot=args.retire_slot, batch_size=args.batch_size, batch_ms=50)
     summary = asyncio.run(retire(load_settings(), options, wait_s=args.wait))

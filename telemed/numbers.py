@@ -1,6 +1,6 @@
 """The numbers people type into clinical forms: what each field accepts, and the server's check.
 
-A page reads what was typed with one parser (`telemed/web/static/js/numbers.js`, rules in
+A page reads what was typed with one parser (`app/web/static/js/numbers.js`, rules in
 docs/web.md) against the field's `NumberSpec`; the spec travels to the page from here, so the
 page and the server judge a value by the same bounds. The server checks every number again with
 `check` — the one function for it — after the JSON is decoded, and refuses with a stable code

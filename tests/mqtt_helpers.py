@@ -178,7 +178,7 @@ class DeviceLink:
 
 
 class IngestWorker:
-    """`python -m telemed.cli ingest --slot N` as a real process."""
+    """`python -m app.cli ingest --slot N` as a real process."""
 
     def __init__(self, env: dict[str, str], slot: int, args: Sequence[str] = ()) -> None:
         self.slot = slot
@@ -190,7 +190,7 @@ class IngestWorker:
     def start(self, *, wait: bool = True) -> IngestWorker:
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telemed.cli", "ingest", "--slot", str(self.slot), *self.args],
+            [sys.executable, "-m", "app.cli", "ingest", "--slot", str(self.slot), *self.args],
             env=self.env,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,

@@ -72,23 +72,14 @@ def own_settings(service_env: dict[str, str], own_dsn: str, tmp_path_factory) ->
     return services.test_settings(service_env, own_dsn, tmp_path_factory.mktemp("own"))
 
 
-def _with_notify_routers() -> list:
-    """The notification controllers, unless the application already mounts them."""
-    from events.api import routers as notify_routers
-    from telemed.app import plugin_routers
-
-    mounted = set(plugin_routers())
-    return [r for r in notify_routers() if r not in mounted]
-
-
 @pytest.fixture(scope="module")
 def events_server(own_settings: Settings) -> Iterator[str]:
     import uvicorn
 
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     port = free_port()
-    app = create_app(own_settings, extra_routers=_with_notify_routers())
+    app = create_app(own_settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )

@@ -160,7 +160,7 @@ def server(service_env: dict[str, str], own_dsn: str, tmp_path_factory) -> Itera
             [
                 sys.executable,
                 "-m",
-                "telemed.cli",
+                "app.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -192,8 +192,8 @@ def server(service_env: dict[str, str], own_dsn: str, tmp_path_factory) -> Itera
 
 def _document() -> dict[str, Any]:
     """The document /schema/openapi.json serves (test_openapi checks they are the same)."""
-    from telemed.api.openapi import finish
-    from telemed.app import create_app
+    from app.api.openapi import finish
+    from app.asgi import create_app
 
     return msgspec.json.decode(msgspec.json.encode(finish(create_app().openapi_schema.to_schema())))
 

@@ -234,7 +234,7 @@ def test_a_nurses_reading_is_refused_at_its_value_with_a_code(client, care, read
 def test_every_code_is_documented_and_has_a_danish_text():
     """The codes the server gives (grepped from the sources) are in docs/errors.md and in the
     pages' texts."""
-    from telemed.web.texts import TEXT
+    from app.web.texts import TEXT
 
     sources = [
         path

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from app.api.health import ReadinessConfig
+from app.asgi import create_app
 from telemed import alarms
-from telemed.api.health import ReadinessConfig
-from telemed.app import create_app
 from telemed.settings import REPO_ROOT, Settings
 from tests import services
 from tests.mqtt_helpers import wait_for

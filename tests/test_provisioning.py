@@ -19,10 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from app import demo
 from devices import broker
 from devices.cli import demo_credentials_path, provision_demo
 from devices.provisioning import KINDS, list_devices, provision, revoke
-from telemed import demo
 from telemed.errors import Invalid, NotFound
 from telemed.settings import REPO_ROOT
 from tests import services
@@ -237,7 +237,7 @@ def _telemed(settings, *args: str, env: dict | None = None) -> subprocess.Comple
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "telemed.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         env=run_env,
         cwd=REPO_ROOT,
         capture_output=True,

@@ -20,8 +20,8 @@ from psycopg.types.json import Jsonb
 
 from alerts import rule_coverage
 from alerts.rule_coverage import check_rule_coverage
-from alerts.scheduler import Scheduler
-from telemed import cli
+from app import cli
+from app.scheduler import Scheduler
 from telemed.catalogue.programs import UnknownStratum
 from telemed.migrate import apply_migrations
 from telemed.settings import REPO_ROOT
@@ -39,7 +39,7 @@ def test_the_command_lists_every_accepted_stratum_with_its_rules_without_a_datab
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMED_", "PG"))}
     env["TELEMED_DSN"] = "postgresql://nobody:none@127.0.0.1:9/nowhere"
     done = subprocess.run(
-        [sys.executable, "-m", "telemed.cli", "rules", "coverage"],
+        [sys.executable, "-m", "app.cli", "rules", "coverage"],
         capture_output=True,
         text=True,
         env=env,

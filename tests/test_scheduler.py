@@ -16,8 +16,8 @@ import msgspec
 import psycopg
 import pytest
 
-from alerts.cli import JOB_NAMES
-from alerts.scheduler import JOBS, WEBHOOKS, Intervals, Scheduler
+from app.cli import JOB_NAMES
+from app.scheduler import JOBS, WEBHOOKS, Intervals, Scheduler
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import Receiver, run_async
 
@@ -135,7 +135,7 @@ def _command(dsn: str, *args: str) -> subprocess.Popen:
         },
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "telemed.cli", "--log-level", "WARNING", "scheduler", *args],
+        [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "scheduler", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,7 +30,7 @@ def inst(settings, service_env, db) -> Iterator[Installation]:
 
 def telemed(inst: Installation, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "telemed.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         env=inst.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
@@ -139,7 +139,7 @@ def test_a_smaller_fleet_names_the_stranded_slot_and_retires_it_on_request(
 
 
 def test_the_restart_backoff_doubles_to_its_cap_and_starts_over_after_a_steady_run() -> None:
-    from telemed.supervise import Backoff
+    from app.supervise import Backoff
 
     b = Backoff(min_s=1, max_s=60, stable_s=60)
     quick, delays = 0, []

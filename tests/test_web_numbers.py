@@ -50,7 +50,7 @@ def test_the_reader_reads_or_refuses_with_a_code(results, index):
 
 
 def test_every_refusal_code_the_reader_gives_has_a_text_and_is_documented():
-    from telemed.web.texts import TEXT
+    from app.web.texts import TEXT
 
     codes = {c["code"] for c in CASES if "code" in c}
     doc = (REPO_ROOT / "docs" / "errors.md").read_text()

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from alerts.scheduler import Scheduler
+from app.scheduler import Scheduler
 from wounds import media
 from wounds.storage import MediaMismatch, MediaStore, PhotoFiles, Staged
 

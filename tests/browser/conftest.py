@@ -122,22 +122,10 @@ def _console(tab: Tab, msg) -> None:
 
 
 def web_app(settings):
-    """The app as deployed, with the wound-case API and the event stream added where the app
-    does not serve them (yet)."""
-    from telemed.app import create_app
+    """The app as deployed."""
+    from app.asgi import create_app
 
-    app = create_app(settings)
-    paths = {route.path for route in app.routes}
-    extra = []
-    if "/api/v1/wound-cases" not in paths:
-        from wounds.api import routers
-
-        extra += routers()
-    if "/api/v1/events" not in paths:
-        from events.api import EventController
-
-        extra.append(EventController)
-    return create_app(settings, extra_routers=extra) if extra else app
+    return create_app(settings)
 
 
 @pytest.fixture(scope="session")

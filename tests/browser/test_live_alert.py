@@ -40,7 +40,7 @@ def ingest_worker(service_env, db, db_dsn, settings) -> Iterator[subprocess.Pope
         "TELEMED_INGEST_SESSION_EXPIRY_S": "5",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "telemed.cli", "ingest", "--slot", "0", "--batch-ms", "20"],
+        [sys.executable, "-m", "app.cli", "ingest", "--slot", "0", "--batch-ms", "20"],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,

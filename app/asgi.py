@@ -1,4 +1,5 @@
-"""The one place that builds the Litestar application."""
+"""The one place that builds the Litestar application: its own controllers (sign-in, admin,
+patients, readings, alarms, health), the pages, and the domains' routers (app.wiring)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from telemed import plugins, web
-from telemed.api import health, openapi
-from telemed.api.admin import AdminController
-from telemed.api.alarms import AlarmController
-from telemed.api.auth import AuthController
-from telemed.api.deps import DEPENDENCIES
-from telemed.api.errors import EXCEPTION_HANDLERS
-from telemed.api.inputs import ApiRequest, check_input
-from telemed.api.middleware import (
+from app import web, wiring
+from app.api import health, openapi
+from app.api.admin import AdminController
+from app.api.alarms import AlarmController
+from app.api.auth import AuthController
+from app.api.deps import DEPENDENCIES
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.inputs import ApiRequest, check_input
+from app.api.middleware import (
     TokenAuthMiddleware,
     forwarded_client,
     header_limits,
@@ -27,12 +28,11 @@ from telemed.api.middleware import (
     send_request_id,
     transport_security,
 )
-from telemed.api.patients import PatientController
-from telemed.api.readings import ReadingController
+from app.api.patients import PatientController
+from app.api.readings import ReadingController
 from telemed.db import check_application_role, create_pool
 from telemed.security import PasswordWork
 from telemed.settings import Settings, load_settings
-from wounds import api as wounds
 
 log = logging.getLogger("telemed.app")
 
@@ -52,14 +52,10 @@ PUBLIC = [
 ]
 
 
-def plugin_routers() -> list:
-    """Routers contributed by the outer packages (ingest, alerts, devices) via entry points, so
-    that the core never imports them."""
-    return [r for _, make in plugins.load("telemed.routers") for r in make()]
-
-
-def create_app(settings: Settings | None = None, *, extra_routers: list | None = None) -> Litestar:
+def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
+    # The API stores readings (a nurse's entries): the alert rules must run on them.
+    wiring.register_reading_hooks()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -85,10 +81,8 @@ def create_app(settings: Settings | None = None, *, extra_routers: list | None =
             AlarmController,
             ReadingController,
             PatientController,
-            *wounds.routers(),
-            *plugin_routers(),
+            *wiring.routers(settings),
             *web.routers(),
-            *(extra_routers or []),
         ],
         dependencies=DEPENDENCIES,
         middleware=[

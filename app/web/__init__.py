@@ -1,6 +1,6 @@
 """The web pages: the specialist console and the nurse's phone page, served by the API's app.
 
-`telemed.app.create_app` plugs them in with `routers()`, `template_config()`, `PUBLIC` (the
+`app.asgi.create_app` plugs them in with `routers()`, `template_config()`, `PUBLIC` (the
 pages check their own session and redirect to the sign-in form) and `csrf(settings)`.
 """
 
@@ -15,14 +15,14 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from litestar.types import ASGIApp
 
+from app.web import csrf as _csrf
+from app.web import session
+from app.web.console import ConsoleController
+from app.web.nurse import NurseController
+from app.web.pages import SignInController
+from app.web.render import page, security_headers
 from telemed.errors import DomainError
 from telemed.settings import Settings
-from telemed.web import csrf as _csrf
-from telemed.web import session
-from telemed.web.console import ConsoleController
-from telemed.web.nurse import NurseController
-from telemed.web.pages import SignInController
-from telemed.web.render import page, security_headers
 
 HERE = Path(__file__).resolve().parent
 PUBLIC = ["^/console(/|$)", "^/nurse(/|$)", "^/logout$"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from telemed.web.texts_forms import FORM_TEXT
+from app.web.texts_forms import FORM_TEXT
 
 # key: (Danish, English)
 TEXT: Final[Mapping[str, tuple[str, str]]] = {

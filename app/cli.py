@@ -1,15 +1,25 @@
-"""The `telemed` command line. Outer packages add their commands through entry points
-(group `telemed.commands`: a function that takes the subparsers object)."""
+"""The `telemed` command line.
+
+The core's commands and the scheduler are here, the domains' added by their packages'
+`register` (app.wiring.commands). Every command runs with the reading hooks
+registered (app.wiring.register_reading_hooks), so whatever stores readings runs the rules."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
+import json
+import signal
 import sys
+from typing import TYPE_CHECKING
 
-from telemed import plugins
+from app import wiring
 from telemed.logs import configure_logging
 from telemed.settings import load_settings
+
+if TYPE_CHECKING:
+    from app.scheduler import Scheduler
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -24,7 +34,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from telemed.server import serve
+    from app.server import serve
 
     serve(load_settings(), host=args.host, port=args.port)
     return 0
@@ -68,13 +78,13 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from telemed.up import run
+    from app.up import run
 
     return run(args, set(args.commands))
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
-    from telemed import demo
+    from app import demo
     from telemed.db import connect_sync
 
     settings = load_settings()
@@ -113,6 +123,84 @@ def cmd_cpr_rotate(args: argparse.Namespace) -> int:
         done = rotate(conn, settings.cpr_keys)
     print(f"cpr: {done['patients']} numbers now under key {settings.cpr_keys.current!r}")
     return 0
+
+
+# The scheduler's job names (app.scheduler.JOBS and WEBHOOKS), here so that building the
+# command line imports nothing heavy.
+JOB_NAMES = (
+    "missed_measurements",
+    "escalations",
+    "daily_rollups",
+    "retention",
+    "media_sweep",
+    "rule_coverage",
+    "webhooks",
+)
+
+
+def register_scheduler(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "scheduler",
+        help="run the periodic jobs: missed measurements, escalation, webhooks, retention, "
+        "rollups, the sweep of leftover photo files, the rule coverage check",
+        description="Run the periodic jobs. Any number of replicas may run; a PostgreSQL "
+        "advisory lock makes one of them the leader, which alone runs the jobs.",
+    )
+    p.add_argument(
+        "--once",
+        nargs="+",
+        choices=JOB_NAMES,
+        metavar="JOB",
+        help=f"run these jobs once now, without the leader lock, and exit ({', '.join(JOB_NAMES)})",
+    )
+    p.add_argument("--instance", help="this replica's name in job_runs (default: host-pid-id)")
+    p.set_defaults(func=cmd_scheduler)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from app.scheduler import Scheduler
+
+    settings = load_settings()
+    scheduler = Scheduler(settings.dsn, instance=args.instance, media_dir=settings.media_dir)
+    if args.once:
+        return asyncio.run(_once(scheduler, args.once))
+    return asyncio.run(_forever(scheduler))
+
+
+async def _forever(scheduler: Scheduler) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await scheduler.run(stop)
+    print(
+        f"scheduler {scheduler.instance} stopped: {scheduler.job_runs} job runs, "
+        f"leader for {scheduler.leader_s:.0f} s",
+        flush=True,
+    )
+    return 0
+
+
+async def _once(scheduler: Scheduler, names: list[str]) -> int:
+    import httpx
+    from psycopg import AsyncConnection
+    from psycopg.rows import dict_row
+
+    from app.scheduler import WEBHOOKS
+
+    failed = 0
+    async with (
+        await AsyncConnection.connect(scheduler.dsn, row_factory=dict_row) as conn,
+        httpx.AsyncClient() as client,
+    ):
+        for name in names:
+            if name == WEBHOOKS:
+                result = await scheduler.deliver(conn, client)
+            else:
+                result = await scheduler.run_job(conn, name)
+            failed += result is None
+            print(json.dumps({"job": name, "ok": result is not None, "result": result}))
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seed-demo", help="create the demo organisations, users and patients")
     p.set_defaults(func=cmd_seed_demo)
 
-    for _, register in plugins.load("telemed.commands"):
+    register_scheduler(sub)
+    for register in wiring.commands():
         register(sub)
     parser.set_defaults(commands=sorted(sub.choices))
     return parser
@@ -173,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
+    wiring.register_reading_hooks()
     return int(args.func(args) or 0)
 
 

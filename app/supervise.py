@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import Connection
@@ -34,7 +35,7 @@ from telemed import alarms
 from telemed.db import Queries, connect_sync
 
 log = logging.getLogger("telemed.up")
-Q = Queries("supervisor")
+Q = Queries("supervisor", folder=Path(__file__).parent / "sql")
 
 PR_SET_PDEATHSIG = 1
 SUPERVISOR_LOCK = "telemed up"

@@ -7,7 +7,7 @@ database, when the API's port is taken, when an ingest slot it would run is alre
 elsewhere, and when a slot that ran before is no longer among those it runs (its MQTT session
 keeps collecting that slot's share of the readings): `--retire-stranded` retires such slots once
 the others run. Children die with the supervisor; one that exits is restarted with backoff and
-raises an alarm when it keeps crashing (telemed.supervise). Ctrl-C or SIGTERM stops them all.
+raises an alarm when it keeps crashing (app.supervise). Ctrl-C or SIGTERM stops them all.
 Parts that are not installed are skipped.
 """
 
@@ -24,20 +24,12 @@ import subprocess
 import sys
 import time
 
+from app.supervise import Alarms, Backoff, Child, Refused, Supervisor, SupervisorLock, run_once
 from telemed.settings import Settings, load_settings
-from telemed.supervise import (
-    Alarms,
-    Backoff,
-    Child,
-    Refused,
-    Supervisor,
-    SupervisorLock,
-    run_once,
-)
 
 log = logging.getLogger("telemed.up")
 EXIT_REFUSED = 3
-EXE = [sys.executable, "-m", "telemed.cli"]
+EXE = [sys.executable, "-m", "app.cli"]
 
 
 def plan(args: argparse.Namespace, commands: set[str]) -> list[Child]:
@@ -102,7 +94,7 @@ def prepare(args: argparse.Namespace, commands: set[str], settings: Settings) ->
     check_port(settings)
     stranded = check_slots(args.workers, args.retire_stranded) if "ingest" in commands else []
     if args.demo:
-        from telemed import demo
+        from app import demo
         from telemed.db import connect_sync
 
         with connect_sync(settings.dsn) as conn:
@@ -130,7 +122,7 @@ def _wait_ready(base: str, seconds: float) -> bool:
 
 
 def _demo_extras(settings: Settings) -> None:
-    from telemed import demo
+    from app import demo
 
     base = f"http://{settings.http_host}:{settings.http_port}"
     if _wait_ready(base, 30):

@@ -8,9 +8,9 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect
 
+from app.api.middleware import SESSION_COOKIE, client_addr
 from telemed import auth
 from telemed.access import Actor
-from telemed.api.middleware import SESSION_COOKIE, client_addr
 
 HOME = {"specialist": "/console", "nurse": "/nurse"}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from telemed.web.texts import TEXT
+from app.web.texts import TEXT
 
 LANGUAGES: Final = ("da", "en")
 DEFAULT: Final = "da"

@@ -12,11 +12,11 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 from psycopg import AsyncConnection
 
+from app.api.middleware import SESSION_COOKIE, client_addr
+from app.web import session
+from app.web.render import page
 from telemed import auth
-from telemed.api.middleware import SESSION_COOKIE, client_addr
 from telemed.errors import TooManyRequests, Unauthorized, Unavailable
-from telemed.web import session
-from telemed.web.render import page
 
 
 class LoginForm(msgspec.Struct, kw_only=True):

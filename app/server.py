@@ -3,9 +3,9 @@
 - h11, not httptools: h11 refuses a request whose head (request line and headers) grows past
   `max_header_bytes` while it arrives, with 400, before the app sees it; httptools has no such
   limit and keeps any amount of header bytes in memory. The app also counts the headers
-  (telemed.api.middleware.header_limits) and answers 431 in its own error shape.
+  (app.api.middleware.header_limits) and answers 431 in its own error shape.
 - uvicorn's proxy-header handling is off: the app reads forwarded headers itself, and only from
-  the trusted proxies of the settings (telemed.api.forwarded).
+  the trusted proxies of the settings (app.api.forwarded).
 - TLS directly when TELEMED_TLS_CERTFILE and TELEMED_TLS_KEYFILE are set.
 """
 
@@ -23,7 +23,7 @@ def uvicorn_config(settings: Settings, *, host: str | None = None, port: int | N
             raise ValueError("TLS needs both TELEMED_TLS_CERTFILE and TELEMED_TLS_KEYFILE")
         tls = {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
     return uvicorn.Config(
-        "telemed.app:create_app",
+        "app.asgi:create_app",
         factory=True,
         host=host or settings.http_host,
         port=port or settings.http_port,

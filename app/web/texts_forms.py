@@ -1,6 +1,6 @@
 """Texts of the clinical forms: a refusal by its stable code (`error.<code>`, docs/errors.md),
 the thresholds' removal control, the dose read-back and the dose in tablets. Part of the one
-translation table (telemed.web.texts.TEXT)."""
+translation table (app.web.texts.TEXT)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One place that turns errors into the JSON the API promises: status, detail, problems. The
-body is an `ErrorBody`, the same Struct the OpenAPI document describes (telemed.api.openapi)."""
+body is an `ErrorBody`, the same Struct the OpenAPI document describes (app.api.openapi)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from telemed.api.inputs import query_name
+from app.api.inputs import query_name
 from telemed.errors import DomainError, validation_code
 
 log = logging.getLogger("telemed.api")

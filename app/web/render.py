@@ -11,9 +11,9 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Template
 
+from app.web import i18n
 from telemed import numbers
 from telemed.access import Actor
-from telemed.web import i18n
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 YEAR_S = 365 * 86400

@@ -10,11 +10,11 @@ from litestar.di import Provide
 from litestar.response import Template
 from psycopg import AsyncConnection
 
+from app.web import session
+from app.web.render import page
+from app.web.views import nurse_view, wound_choices, wounds_of
 from telemed import patients
 from telemed.access import Actor
-from telemed.web import session
-from telemed.web.render import page
-from telemed.web.views import nurse_view, wound_choices, wounds_of
 from wounds import views as wounds
 
 SCRIPT_TEXTS = ("nurse.", "wound.", "metric.", "alert.", "dose.")

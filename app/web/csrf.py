@@ -24,7 +24,7 @@ from litestar.config.csrf import CSRFConfig
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from telemed.api.middleware import SESSION_COOKIE
+from app.api.middleware import SESSION_COOKIE
 from telemed.settings import REPO_ROOT
 
 HEADER = "x-csrftoken"

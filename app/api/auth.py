@@ -6,9 +6,9 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from psycopg import AsyncConnection
 
+from app.api.middleware import client_addr
 from telemed import auth
 from telemed.access import Actor
-from telemed.api.middleware import client_addr
 
 
 class AuthController(Controller):

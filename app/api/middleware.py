@@ -14,8 +14,8 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.forwarded import Proxies
 from telemed import auth
-from telemed.api.forwarded import Proxies
 from telemed.logs import request_id_var
 from telemed.settings import Settings
 
@@ -70,7 +70,7 @@ def _json_refusal(status: int, code: str, detail: str, scope: Scope) -> tuple[di
 def header_limits(settings: Settings):
     """At most `max_headers` headers of at most `max_header_bytes` together, else 431 in the
     API's error shape. The server refuses a header block larger than that before it reaches the
-    app (`telemed serve`, telemed/server.py); this also counts them, under any server."""
+    app (`telemed serve`, app/server.py); this also counts them, under any server."""
     most, most_bytes = settings.max_headers, settings.max_header_bytes
 
     def factory(app: ASGIApp) -> ASGIApp:

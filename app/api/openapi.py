@@ -3,7 +3,7 @@
 Litestar writes the document from the handlers' signatures. What it cannot know is added here,
 in one place, when the document is first served (`finish`):
 
-- every error answer is an `ErrorBody` (telemed.api.errors), under each status an operation can
+- every error answer is an `ErrorBody` (app.api.errors), under each status an operation can
   answer with: ERRORS lists them per operation (a test checks every operation is listed, and
   the schemathesis run checks that no other status comes back);
 - who may call: a bearer token from signIn, or the pages' session cookie (which also needs the
@@ -26,9 +26,9 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
+from app.api.errors import ErrorBody
+from app.api.middleware import SESSION_COOKIE
 from telemed import inputs
-from telemed.api.errors import ErrorBody
-from telemed.api.middleware import SESSION_COOKIE
 from wounds.cases import WoundCaseCreate
 from wounds.images import MIME
 from wounds.steps import NurseReply
