@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from telemed.settings import Settings
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     rules = subparsers.add_parser("rules", help="the alert rules of the programs")
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_rules_coverage)
 
 
-def cmd_rules_coverage(args: argparse.Namespace) -> int:
+def cmd_rules_coverage(args: argparse.Namespace, settings: Settings) -> int:
     """One line per program and stratum: `program stratum: rule, rule, ...`, or `NO RULES`
     with the reason; the exit status is 1 when any accepted stratum is not covered."""
     from alerts.rule_coverage import coverage

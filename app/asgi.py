@@ -32,7 +32,7 @@ from app.api.patients import PatientController
 from app.api.readings import ReadingController
 from telemed.db import check_application_role, create_pool
 from telemed.security import PasswordWork
-from telemed.settings import Settings, load_settings
+from telemed.settings import Settings
 
 log = logging.getLogger("telemed.app")
 
@@ -52,8 +52,7 @@ PUBLIC = [
 ]
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or load_settings()
+def create_app(settings: Settings) -> Litestar:
     # The API stores readings (a nurse's entries): the alert rules must run on them.
     wiring.register_reading_hooks()
 

@@ -16,31 +16,30 @@ from typing import TYPE_CHECKING
 
 from app import wiring
 from telemed.logs import configure_logging
-from telemed.settings import load_settings
+from telemed.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from app.scheduler import Scheduler
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from telemed.db import connect_sync
     from telemed.migrate import apply_migrations
 
-    settings = load_settings()
     with connect_sync(settings.owner_dsn) as conn:
         applied = apply_migrations(conn, settings.migrations_dir, cpr_keys=settings.cpr_keys)
     print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.server import serve
 
-    serve(load_settings(), host=args.host, port=args.port)
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 
-def cmd_create_user(args: argparse.Namespace) -> int:
+def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     """Bootstrap an admin (or any user) without the API, e.g. on a new installation."""
     from telemed.db import connect_sync
     from telemed.security import check_password_strength, hash_password
@@ -50,7 +49,6 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     if problem:
         print(f"password {problem}", file=sys.stderr)
         return 2
-    settings = load_settings()
     with connect_sync(settings.dsn) as conn:
         org = conn.execute(
             "SELECT id FROM organisations WHERE name = %s", (args.organisation,)
@@ -77,30 +75,29 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from app.up import run
 
-    return run(args, set(args.commands))
+    return run(args, set(args.commands), settings)
 
 
-def cmd_seed_demo(args: argparse.Namespace) -> int:
+def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app import demo
     from telemed.db import connect_sync
 
-    settings = load_settings()
     with connect_sync(settings.dsn) as conn:
         demo.seed(conn)
     print(demo.sign_in_text(f"http://{settings.http_host}:{settings.http_port}"))
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Check the audit log's hash chain; exit 1 naming the first row that breaks it."""
     from telemed.audit import parse_anchor, verify_chain
     from telemed.db import connect_sync
 
     anchor = parse_anchor(args.anchor) if args.anchor else None
-    with connect_sync(load_settings().dsn) as conn:
+    with connect_sync(settings.dsn) as conn:
         report = verify_chain(conn, anchor=anchor)
     head = f"head {report.head_seq}:{report.head_hash}"
     if report.broken is None:
@@ -113,29 +110,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_cpr_rotate(args: argparse.Namespace) -> int:
+def cmd_cpr_rotate(args: argparse.Namespace, settings: Settings) -> int:
     """Re-encrypt every CPR number with the current key and rehash it with the look-up key."""
     from telemed.cpr import rotate
     from telemed.db import connect_sync
 
-    settings = load_settings()
     with connect_sync(settings.owner_dsn) as conn:
         done = rotate(conn, settings.cpr_keys)
     print(f"cpr: {done['patients']} numbers now under key {settings.cpr_keys.current!r}")
     return 0
-
-
-# The scheduler's job names (app.scheduler.JOBS and WEBHOOKS), here so that building the
-# command line imports nothing heavy.
-JOB_NAMES = (
-    "missed_measurements",
-    "escalations",
-    "daily_rollups",
-    "retention",
-    "media_sweep",
-    "rule_coverage",
-    "webhooks",
-)
 
 
 def register_scheduler(subparsers: argparse._SubParsersAction) -> None:
@@ -143,26 +126,41 @@ def register_scheduler(subparsers: argparse._SubParsersAction) -> None:
         "scheduler",
         help="run the periodic jobs: missed measurements, escalation, webhooks, retention, "
         "rollups, the sweep of leftover photo files, the rule coverage check",
-        description="Run the periodic jobs. Any number of replicas may run; a PostgreSQL "
-        "advisory lock makes one of them the leader, which alone runs the jobs.",
+        description="Run the periodic jobs (each package's, app.wiring.jobs). Any number of "
+        "replicas may run; a PostgreSQL advisory lock makes one of them the leader, which alone "
+        "runs the jobs.",
     )
     p.add_argument(
         "--once",
         nargs="+",
-        choices=JOB_NAMES,
         metavar="JOB",
-        help=f"run these jobs once now, without the leader lock, and exit ({', '.join(JOB_NAMES)})",
+        help="run these jobs once now, without the leader lock, and exit (an unknown name "
+        "is refused with the list of jobs)",
     )
     p.add_argument("--instance", help="this replica's name in job_runs (default: host-pid-id)")
     p.set_defaults(func=cmd_scheduler)
 
 
-def cmd_scheduler(args: argparse.Namespace) -> int:
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from app.scheduler import Scheduler
 
-    settings = load_settings()
-    scheduler = Scheduler(settings.dsn, instance=args.instance, media_dir=settings.media_dir)
+    every = settings.scheduler
+    scheduler = Scheduler(
+        settings.dsn,
+        wiring.jobs(settings),
+        instance=args.instance,
+        lock_retry_s=every.lock_retry_s,
+        reconnect_s=every.reconnect_s,
+    )
     if args.once:
+        unknown = [name for name in args.once if name not in scheduler.jobs]
+        if unknown:
+            print(
+                f"telemed scheduler: no job {', '.join(unknown)}; "
+                f"the jobs are {', '.join(scheduler.jobs)}",
+                file=sys.stderr,
+            )
+            return 2
         return asyncio.run(_once(scheduler, args.once))
     return asyncio.run(_forever(scheduler))
 
@@ -182,24 +180,18 @@ async def _forever(scheduler: Scheduler) -> int:
 
 
 async def _once(scheduler: Scheduler, names: list[str]) -> int:
-    import httpx
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
-    from app.scheduler import WEBHOOKS
-
     failed = 0
-    async with (
-        await AsyncConnection.connect(scheduler.dsn, row_factory=dict_row) as conn,
-        httpx.AsyncClient() as client,
-    ):
-        for name in names:
-            if name == WEBHOOKS:
-                result = await scheduler.deliver(conn, client)
-            else:
+    try:
+        async with await AsyncConnection.connect(scheduler.dsn, row_factory=dict_row) as conn:
+            for name in names:
                 result = await scheduler.run_job(conn, name)
-            failed += result is None
-            print(json.dumps({"job": name, "ok": result is not None, "result": result}))
+                failed += result is None
+                print(json.dumps({"job": name, "ok": result is not None, "result": result}))
+    finally:
+        await scheduler.close()
     return 1 if failed else 0
 
 
@@ -260,10 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The process's entry point: the settings are read here, once, and passed down."""
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a setting that does not parse, or a limit that switches off
+        print(f"telemed: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return 2
     wiring.register_reading_hooks()
-    return int(args.func(args) or 0)
+    return int(args.func(args, settings) or 0)
 
 
 if __name__ == "__main__":

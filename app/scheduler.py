@@ -1,12 +1,14 @@
 """`telemed scheduler`: the periodic jobs, run by one leader among any number of replicas.
 
-Leadership is a session-level PostgreSQL advisory lock held on a dedicated connection. The
-replica that gets it starts apscheduler; the others retry every `lock_retry_s`. If the lock
-connection is lost the server releases the lock, so the leader stops scheduling at once, lets
-the jobs in hand finish (every job is safe to run twice) and competes again after reconnecting.
+The jobs are the packages' own (telemed.jobs.Job, listed by app.wiring.jobs). Leadership is a
+session-level PostgreSQL advisory lock held on a dedicated connection. The replica that gets it
+starts apscheduler; the others retry every `lock_retry_s`. If the lock connection is lost the
+server releases the lock, so the leader stops scheduling at once, lets the jobs in hand finish
+(every job is safe to run twice) and competes again after reconnecting.
 
-The same connection LISTENs on the outbox channel: each event wakes webhook delivery, so a
-webhook fires within moments of the commit; a poll every `webhook_poll_s` picks up retries.
+The same connection LISTENs on the channels of the jobs that are woken (webhook delivery, on the
+outbox's): each NOTIFY runs such a job at once, so a webhook fires within moments of the commit;
+its interval is then a poll that picks up retries.
 """
 
 from __future__ import annotations
@@ -16,22 +18,20 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import msgspec
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from alerts import jobs, rule_coverage
-from events import webhooks
-from events.outbox import CHANNEL
+from telemed.jobs import Job
 
 log = logging.getLogger("telemed.scheduler")
 
@@ -42,38 +42,6 @@ _KEEPALIVE = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
-WEBHOOKS = "webhooks"
-JOBS = (
-    "missed_measurements",
-    "escalations",
-    "daily_rollups",
-    "retention",
-    "media_sweep",
-    "rule_coverage",
-)
-
-
-class Intervals(msgspec.Struct, frozen=True, kw_only=True):
-    missed_measurements_s: float = 300.0
-    escalations_s: float = 60.0
-    daily_rollups_s: float = 900.0
-    retention_s: float = 86400.0
-    media_sweep_s: float = 86400.0
-    rule_coverage_s: float = 300.0
-    webhook_poll_s: float = 5.0
-    lock_retry_s: float = 5.0
-    reconnect_s: float = 2.0
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Intervals:
-        """TELEMED_SCHEDULER_<FIELD> in seconds, e.g. TELEMED_SCHEDULER_ESCALATIONS_S=30."""
-        e = os.environ if env is None else env
-        values = {}
-        for name in cls.__struct_fields__:
-            raw = e.get(f"TELEMED_SCHEDULER_{name.upper()}")
-            if raw:
-                values[name] = float(raw)
-        return cls(**values)
 
 
 def _utcnow() -> datetime:
@@ -84,27 +52,39 @@ async def _configure(conn: AsyncConnection) -> None:
     conn.row_factory = dict_row  # type: ignore[assignment]
 
 
+class UnknownJob(ValueError):
+    pass
+
+
 class Scheduler:
     def __init__(
         self,
         dsn: str,
+        jobs: Sequence[Job],
         *,
         instance: str | None = None,
-        intervals: Intervals | None = None,
+        lock_retry_s: float = 5.0,
+        reconnect_s: float = 2.0,
         clock: Callable[[], datetime] = _utcnow,
         lock_key: int = LOCK_KEY,
-        media_dir: Path | None = None,
     ) -> None:
         self.dsn = dsn
-        self.media_dir = media_dir  # the wound photos' folder, for the sweep of leftovers
-        self.instance = instance or jobs.new_instance_name()
-        self.intervals = intervals or Intervals.from_env()
+        self.jobs = {job.name: job for job in jobs}
+        if len(self.jobs) != len(jobs):
+            raise ValueError("two jobs of one name")
+        self.instance = instance or new_instance_name()
+        self.lock_retry_s = lock_retry_s
+        self.reconnect_s = reconnect_s
         self.clock = clock
         self.lock_key = lock_key
         self.leading = False
         self.job_runs = 0
         self.leader_s = 0.0
         self._inflight: set[asyncio.Task[Any]] = set()
+
+    @property
+    def interval_jobs(self) -> list[str]:
+        return [name for name, job in self.jobs.items() if job.wake_on is None]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Compete for leadership and run the jobs while leader, until `stop` is set."""
@@ -124,7 +104,7 @@ class Scheduler:
                             )
             except (psycopg.OperationalError, OSError, TimeoutError) as exc:
                 log.warning("scheduler %s lost the database: %s", self.instance, exc)
-                await _sleep(stop, self.intervals.reconnect_s)
+                await _sleep(stop, self.reconnect_s)
 
     async def _acquire(self, conn: AsyncConnection, stop: asyncio.Event) -> bool:
         while not stop.is_set():
@@ -132,7 +112,7 @@ class Scheduler:
             if (await cur.fetchone())[0]:
                 log.info("scheduler %s is the leader", self.instance)
                 return True
-            await _sleep(stop, self.intervals.lock_retry_s)
+            await _sleep(stop, self.lock_retry_s)
         return False
 
     async def _lead(self, lock_conn: AsyncConnection, stop: asyncio.Event) -> None:
@@ -146,20 +126,20 @@ class Scheduler:
             kwargs={"application_name": "telemed-scheduler", **_KEEPALIVE},
         )
         await pool.open(wait=True, timeout=30)
-        client = httpx.AsyncClient()
         sched = AsyncIOScheduler(timezone=UTC)
-        wake = asyncio.Event()
-        wake.set()
-        deliverer = asyncio.create_task(self._deliver_forever(pool, client, wake))
+        woken = {name: asyncio.Event() for name, job in self.jobs.items() if job.wake_on}
+        for wake in woken.values():
+            wake.set()
+        runners = [asyncio.create_task(self._woken(pool, n, w)) for n, w in woken.items()]
         try:
-            for name in JOBS:
+            for name in self.interval_jobs:
                 sched.add_job(
                     self._job,
                     "interval",
                     args=[name, pool],
                     id=name,
                     name=name,
-                    seconds=getattr(self.intervals, f"{name}_s"),
+                    seconds=self.jobs[name].every_s,
                     next_run_time=self.clock(),
                     coalesce=True,
                     max_instances=1,
@@ -167,29 +147,36 @@ class Scheduler:
                 )
             sched.start()
             self.leading = True
-            await lock_conn.execute(f"LISTEN {CHANNEL}")
-            await self._watch(lock_conn, stop, wake)
+            for channel in sorted({self.jobs[name].wake_on for name in woken}):
+                await lock_conn.execute(f"LISTEN {channel}")
+            await self._watch(lock_conn, stop, woken)
         finally:
             self.leading = False
             sched.pause()
-            deliverer.cancel()
-            await _settle([deliverer, *self._inflight], timeout=30)
+            for runner in runners:
+                runner.cancel()
+            await _settle([*runners, *self._inflight], timeout=30)
             sched.shutdown(wait=False)
-            await client.aclose()
+            await self.close()
             await pool.close()
             self.leader_s += time.monotonic() - started
             log.info("scheduler %s stopped leading", self.instance)
 
-    async def _watch(self, conn: AsyncConnection, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Wake delivery on each outbox event and every poll interval; check the connection
-        (and so the lock) every second."""
-        polled = time.monotonic()
+    async def _watch(
+        self, conn: AsyncConnection, stop: asyncio.Event, woken: dict[str, asyncio.Event]
+    ) -> None:
+        """Wake each woken job on a NOTIFY of its channel and every interval; check the
+        connection (and so the lock) every second."""
+        polled = dict.fromkeys(woken, time.monotonic())
         while not stop.is_set():
-            async for _ in conn.notifies(timeout=1.0, stop_after=1):
-                wake.set()
-            if time.monotonic() - polled >= self.intervals.webhook_poll_s:
-                wake.set()
-                polled = time.monotonic()
+            async for n in conn.notifies(timeout=1.0, stop_after=1):
+                for name, wake in woken.items():
+                    if self.jobs[name].wake_on == n.channel:
+                        wake.set()
+            for name, wake in woken.items():
+                if time.monotonic() - polled[name] >= self.jobs[name].every_s:
+                    wake.set()
+                    polled[name] = time.monotonic()
             await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
 
     async def _job(self, name: str, pool: AsyncConnectionPool) -> None:
@@ -202,63 +189,71 @@ class Scheduler:
         finally:
             self._inflight.discard(task)  # type: ignore[arg-type]
 
-    async def run_job(self, conn: AsyncConnection, name: str) -> dict[str, Any] | None:
-        now = self.clock()
-        work = await self._work(conn, name, now)
-        self.job_runs += 1
-        return await jobs.record_run(conn, name, self.instance, work, now=now)
-
-    async def _work(
-        self, conn: AsyncConnection, name: str, now: datetime
-    ) -> Callable[[], Awaitable[dict[str, Any]]]:
-        if name == "missed_measurements":
-            return lambda: jobs.missed_measurements(conn, now=now)
-        if name == "escalations":
-            return lambda: jobs.escalations(conn, now=now)
-        if name == "retention":
-            return lambda: jobs.retention(conn, now=now)
-        if name == "media_sweep":
-            return lambda: jobs.media_sweep(conn, now=now, media_dir=self.media_dir)
-        if name == "rule_coverage":
-            return lambda: rule_coverage.check_rule_coverage(conn, now=now)
-        if name == "daily_rollups":
-            last = await jobs.last_success(conn, name)
-            # an hour's overlap: a reading stamped before the last run may commit after it
-            since = last - timedelta(hours=1) if last else None
-            return lambda: jobs.daily_rollups(conn, now=now, received_since=since)
-        raise ValueError(f"unknown job {name!r}; known: {', '.join((*JOBS, WEBHOOKS))}")
-
-    async def deliver(self, conn: AsyncConnection, client: httpx.AsyncClient) -> dict[str, Any]:
-        now = self.clock()
-
-        async def work() -> dict[str, Any]:
-            fanned = await webhooks.fan_out(conn, now=now)
-            stats = await webhooks.deliver_due(conn, client, now=now)
-            return {"fanned_out": fanned, **msgspec.structs.asdict(stats)}
-
-        def worth_a_row(result: dict[str, Any]) -> bool:
-            return bool(result.get("fanned_out") or result.get("attempted"))
-
-        result = await jobs.record_run(
-            conn, WEBHOOKS, self.instance, work, now=now, keep=worth_a_row
-        )
-        return result or {}
-
-    async def _deliver_forever(
-        self, pool: AsyncConnectionPool, client: httpx.AsyncClient, wake: asyncio.Event
-    ) -> None:
+    async def _woken(self, pool: AsyncConnectionPool, name: str, wake: asyncio.Event) -> None:
+        again = self.jobs[name].again
         while True:
             await wake.wait()
             wake.clear()
             try:
                 async with pool.connection() as conn:
-                    result = await self.deliver(conn, client)
+                    result = await self.run_job(conn, name)
             except (psycopg.Error, OSError) as exc:
-                log.warning("webhook delivery: %s", exc)
-                await asyncio.sleep(self.intervals.reconnect_s)
+                log.warning("%s: %s", name, exc)
+                await asyncio.sleep(self.reconnect_s)
                 continue
-            if result.get("attempted", 0) >= 50:
+            if again is not None and again(result or {}):
                 wake.set()  # a full batch: there may be more due
+
+    async def run_job(self, conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+        """Run one job now and record the run; None when it failed (recorded and logged)."""
+        job = self.jobs.get(name)
+        if job is None:
+            raise UnknownJob(f"unknown job {name!r}; known: {', '.join(self.jobs)}")
+        now = self.clock()
+        if job.wake_on is None:
+            self.job_runs += 1
+        return await record_run(
+            conn, name, self.instance, lambda: job.run(conn, now), now=now, keep=job.worth_a_row
+        )
+
+    async def close(self) -> None:
+        """Let the jobs release what they hold (an HTTP client)."""
+        for job in self.jobs.values():
+            if job.close is not None:
+                await job.close()
+
+
+async def record_run(
+    conn: AsyncConnection,
+    job: str,
+    instance: str,
+    work: Callable[[], Awaitable[dict[str, Any]]],
+    *,
+    now: datetime,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any] | None:
+    """Run `work` and record it in `job_runs` (unless `keep` says the result is not worth a
+    row); a failure is recorded and logged, never raised, so the schedule goes on."""
+    try:
+        result, error = await work(), None
+    except Exception as exc:
+        log.exception("job %s failed", job)
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            await conn.rollback()
+        result, error = None, f"{type(exc).__name__}: {exc}"
+    if error is None and keep is not None and not keep(result or {}):
+        return result
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO job_runs (job, instance, started_at, finished_at, ok, result, error) "
+            "VALUES (%s, %s, %s, clock_timestamp(), %s, %s, %s)",
+            (job, instance, now, error is None, Jsonb(result) if result else None, error),
+        )
+    return result
+
+
+def new_instance_name() -> str:
+    return f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -22,9 +22,10 @@ def uvicorn_config(settings: Settings, *, host: str | None = None, port: int | N
         if not (settings.tls_certfile and settings.tls_keyfile):
             raise ValueError("TLS needs both TELEMED_TLS_CERTFILE and TELEMED_TLS_KEYFILE")
         tls = {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
+    from app.asgi import create_app
+
     return uvicorn.Config(
-        "app.asgi:create_app",
-        factory=True,
+        create_app(settings),
         host=host or settings.http_host,
         port=port or settings.http_port,
         http="h11",

@@ -33,6 +33,7 @@ from psycopg import Connection
 
 from telemed import alarms
 from telemed.db import Queries, connect_sync
+from telemed.settings import SupervisorSettings
 
 log = logging.getLogger("telemed.up")
 Q = Queries("supervisor", folder=Path(__file__).parent / "sql")
@@ -82,12 +83,9 @@ class Backoff:
     alarm_after: int = 3
 
     @classmethod
-    def from_env(cls) -> Backoff:
-        e = os.environ
+    def from_settings(cls, settings: SupervisorSettings) -> Backoff:
         return cls(
-            min_s=float(e.get("TELEMED_UP_RESTART_MIN_S", "1")),
-            max_s=float(e.get("TELEMED_UP_RESTART_MAX_S", "60")),
-            stable_s=float(e.get("TELEMED_UP_STABLE_S", "60")),
+            min_s=settings.restart_min_s, max_s=settings.restart_max_s, stable_s=settings.stable_s
         )
 
     def quick_exits(self, previous: int, ran_s: float) -> int:

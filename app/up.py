@@ -17,7 +17,6 @@ import argparse
 import errno
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ import sys
 import time
 
 from app.supervise import Alarms, Backoff, Child, Refused, Supervisor, SupervisorLock, run_once
-from telemed.settings import Settings, load_settings
+from telemed.settings import Settings
 
 log = logging.getLogger("telemed.up")
 EXIT_REFUSED = 3
@@ -60,7 +59,7 @@ def check_port(settings: Settings) -> None:
             ) from None
 
 
-def check_slots(workers: int, retire_stranded: bool) -> list[int]:
+def check_slots(workers: int, retire_stranded: bool, prefix: str) -> list[int]:
     """Refuse slots that run elsewhere and slots left behind; return those to retire."""
     done = subprocess.run([*EXE, "ingest", "slots", "--json"], capture_output=True, text=True)
     if done.returncode != 0:
@@ -68,7 +67,6 @@ def check_slots(workers: int, retire_stranded: bool) -> list[int]:
         last = lines[-1].strip()
         raise Refused(f"could not list the ingest slots (are the migrations applied?): {last}")
     out = done.stdout
-    prefix = os.environ.get("TELEMED_INGEST_CLIENT_PREFIX", "telemed-ingest")
     rows = [r for r in json.loads(out) if r["client_prefix"] == prefix]
     running = [r for r in rows if r["state"] == "running" and r["slot"] < workers]
     if running:
@@ -92,7 +90,11 @@ def check_slots(workers: int, retire_stranded: bool) -> list[int]:
 
 def prepare(args: argparse.Namespace, commands: set[str], settings: Settings) -> list[int]:
     check_port(settings)
-    stranded = check_slots(args.workers, args.retire_stranded) if "ingest" in commands else []
+    stranded = (
+        check_slots(args.workers, args.retire_stranded, settings.ingest.client_prefix)
+        if "ingest" in commands
+        else []
+    )
     if args.demo:
         from app import demo
         from telemed.db import connect_sync
@@ -133,8 +135,7 @@ def _demo_extras(settings: Settings) -> None:
     print("\n" + demo.sign_in_text(base) + "\n", flush=True)
 
 
-def run(args: argparse.Namespace, commands: set[str]) -> int:
-    settings = load_settings()
+def run(args: argparse.Namespace, commands: set[str], settings: Settings) -> int:
     lock = SupervisorLock(settings.dsn)
     try:
         lock.take()
@@ -151,7 +152,9 @@ def run(args: argparse.Namespace, commands: set[str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    supervisor = Supervisor(plan(args, commands), Backoff.from_env(), Alarms(settings.dsn))
+    supervisor = Supervisor(
+        plan(args, commands), Backoff.from_settings(settings.up), Alarms(settings.dsn)
+    )
     supervisor.start_all()
     for slot in stranded:
         # Once the remaining workers subscribed (retire-slot waits for them).

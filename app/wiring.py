@@ -1,5 +1,6 @@
 """What plugs into what, in one place: the routers the HTTP app mounts besides its own, the
-commands of `telemed`, and the hook that runs the alert rules on every stored reading.
+commands of `telemed`, the scheduler's jobs, and the hook that runs the alert rules on every
+stored reading.
 
 Nothing is found by name or by installed metadata: a part that is missing here is missing from
 the code, where a reader and the tests see it. The domain packages are imported inside the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from telemed.jobs import Job
 from telemed.settings import Settings
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -27,7 +29,7 @@ def routers(settings: Settings) -> list:
         *alerts_api.routers(),
         *devices_api.routers(),
         *events_api.routers(),
-        *wounds_api.routers(),
+        *wounds_api.routers(settings),
     ]
 
 
@@ -39,6 +41,21 @@ def commands() -> list[Register]:
     from ingest import cli as ingest_cli
 
     return [alerts_cli.register, devices_cli.register, ingest_cli.register, simulator.register]
+
+
+def jobs(settings: Settings) -> list[Job]:
+    """The scheduler's jobs, each package's own."""
+    from alerts import jobs as alerts_jobs
+    from events import jobs as events_jobs
+    from telemed import jobs as core_jobs
+    from wounds import jobs as wounds_jobs
+
+    return [
+        *core_jobs.jobs(settings),
+        *alerts_jobs.jobs(settings),
+        *wounds_jobs.jobs(settings),
+        *events_jobs.jobs(settings),
+    ]
 
 
 def register_reading_hooks() -> None:

@@ -11,11 +11,14 @@ import csv
 import functools
 import io
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from telemed.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
 
 DEMO_KINDS = {"copd": "copd_kit", "ak": "inr_meter"}
 
@@ -32,12 +35,9 @@ WHERE patient_id = %(patient_id)s AND kind = %(kind)s AND active ORDER BY create
 """
 
 
-def demo_credentials_path(env: dict[str, str] | None = None) -> Path:
+def demo_credentials_path(settings: Settings) -> Path:
     """$TELEMED_STATE_DIR/demo/devices.json, which the simulator reads."""
-    from telemed.settings import REPO_ROOT
-
-    e = os.environ if env is None else env
-    return Path(e.get("TELEMED_STATE_DIR", REPO_ROOT / ".dev")) / "demo" / "devices.json"
+    return settings.state_dir / "demo" / "devices.json"
 
 
 def _known_passwords(path: Path) -> dict[str, str]:
@@ -95,15 +95,15 @@ def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]
 # --- commands -----------------------------------------------------------------------------------
 
 
-def _reported(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _reported(func: Command) -> Command:
     """A domain error (unknown patient, bad kind, ...) as one line and exit status 1."""
 
     @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
         from telemed.errors import DomainError
 
         try:
-            return func(args)
+            return func(args, settings)
         except DomainError as exc:
             problems = "".join(f"; {p.field}: {p.message}" for p in exc.problems)
             print(f"telemed devices: {exc.detail}{problems}", file=sys.stderr)
@@ -112,20 +112,18 @@ def _reported(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
     return run
 
 
-def _connect() -> tuple[Any, Any]:
+def _connect(settings: Settings) -> tuple[Any, Settings]:
     from telemed.db import connect_sync
-    from telemed.settings import load_settings
 
-    settings = load_settings()
     return connect_sync(settings.dsn), settings
 
 
 @_reported
-def cmd_provision(args: argparse.Namespace) -> int:
+def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker import apply_changes
     from devices.provisioning import NewDevice, provision_many
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn, conn.transaction():
         row = NewDevice(patient=args.patient, kind=args.kind, serial=args.serial)
         [(device, password_hash)] = provision_many(conn, [row])
@@ -137,11 +135,11 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_revoke(args: argparse.Namespace) -> int:
+def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker import apply_changes
     from devices.provisioning import revoke
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn, conn.transaction():
         devices = [revoke(conn, device_id) for device_id in args.device_id]
         apply_changes(conn, settings, removed=[d.id for d in devices])
@@ -177,7 +175,7 @@ def read_bulk_file(path: Path) -> list[Any]:
 
 
 @_reported
-def cmd_provision_bulk(args: argparse.Namespace) -> int:
+def cmd_provision_bulk(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker import apply_changes, write_atomically
     from devices.provisioning import provision_many
     from telemed.errors import Invalid
@@ -187,7 +185,7 @@ def cmd_provision_bulk(args: argparse.Namespace) -> int:
         raise Invalid(f"{args.file}: no devices")
     if args.out.exists():
         raise Invalid(f"{args.out} exists; the passwords are written to a new file only")
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn, conn.transaction():
         made = provision_many(conn, rows)
         apply_changes(conn, settings, added=[(d.device_id, h) for d, h in made])
@@ -204,10 +202,10 @@ def cmd_provision_bulk(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from devices.provisioning import find_patient, list_devices
 
-    conn, _ = _connect()
+    conn, _ = _connect(settings)
     with conn:
         patient_id = find_patient(conn, args.patient) if args.patient else None
         devices = list_devices(conn, patient_id=patient_id, active_only=not args.all)
@@ -218,10 +216,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_sync(args: argparse.Namespace) -> int:
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker import sync_broker
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn:
         result = sync_broker(conn, settings)
     reload = "broker reloaded" if result.reloaded else "broker not running"
@@ -230,9 +228,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_demo(args: argparse.Namespace) -> int:
-    conn, settings = _connect()
-    path = demo_credentials_path()
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    conn, settings = _connect(settings)
+    path = demo_credentials_path(settings)
     with conn:
         entries = provision_demo(conn, settings, path)
     print(f"{len(entries)} demo devices; credentials in {path}")
@@ -240,10 +238,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_rejected(args: argparse.Namespace) -> int:
+def cmd_rejected(args: argparse.Namespace, settings: Settings) -> int:
     from devices.rejections import list_rejections
 
-    conn, _ = _connect()
+    conn, _ = _connect(settings)
     with conn:
         rows = list_rejections(conn, device_id=args.device, limit=args.limit)
     for r in rows:

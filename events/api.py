@@ -7,11 +7,12 @@ import uuid
 from typing import Literal
 
 from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 from psycopg import AsyncConnection
 
-from events import stream, webhooks
+from events import notify, stream, webhooks
 from telemed.access import Actor, require_role
 from telemed.errors import FieldProblem, Invalid
 
@@ -44,8 +45,10 @@ class EventController(Controller):
                 "last_event_id is not an event id",
                 [FieldProblem("last_event_id", "an outbox id, or id:horizon as sent")],
             )
-        hub = stream.hub_for(state, state.settings.dsn)
-        return ServerSentEvent(stream.stream(state.pool, hub, actor, request.auth, resume))
+        settings = state.settings
+        hub = stream.hub_for(state, settings.dsn)
+        events = stream.stream(state.pool, hub, actor, request.auth, resume, settings.events)
+        return ServerSentEvent(events)
 
 
 class WebhookController(Controller):
@@ -63,8 +66,11 @@ class WebhookController(Controller):
         actor: Actor,
         organisation_id: uuid.UUID,
         data: webhooks.WebhookCreate,
+        state: State,
     ) -> webhooks.WebhookSecret:
-        return await webhooks.create_webhook(conn, actor, organisation_id, data)
+        return await webhooks.create_webhook(
+            conn, actor, organisation_id, data, policy=_url_policy(state)
+        )
 
     @get(
         "/organisations/{organisation_id:uuid}/webhooks",
@@ -87,8 +93,11 @@ class WebhookController(Controller):
         actor: Actor,
         webhook_id: uuid.UUID,
         data: webhooks.WebhookUpdate,
+        state: State,
     ) -> webhooks.WebhookOut:
-        return await webhooks.update_webhook(conn, actor, webhook_id, data)
+        return await webhooks.update_webhook(
+            conn, actor, webhook_id, data, policy=_url_policy(state)
+        )
 
     @post(
         "/webhooks/{webhook_id:uuid}/rotate-secret",
@@ -131,6 +140,10 @@ class WebhookController(Controller):
         self, conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID, outbox_id: int
     ) -> webhooks.DeliveryOut:
         return await webhooks.retry_delivery(conn, actor, webhook_id, outbox_id)
+
+
+def _url_policy(state: State) -> notify.UrlPolicy:
+    return notify.UrlPolicy.from_settings(state.settings.webhooks)
 
 
 def routers() -> list:

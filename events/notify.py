@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
-import os
 import time
 import uuid
 from datetime import datetime
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+
+from telemed.settings import WebhookSettings
 
 SIGNATURE_HEADER = "X-Telemed-Signature"
 TIMESTAMP_HEADER = "X-Telemed-Timestamp"
@@ -121,12 +122,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
         return attempts >= self.max_attempts
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> RetryPolicy:
-        e = os.environ if env is None else env
+    def from_settings(cls, settings: WebhookSettings) -> RetryPolicy:
         return cls(
-            base_s=float(e.get("TELEMED_WEBHOOK_RETRY_BASE_S", "10")),
-            cap_s=float(e.get("TELEMED_WEBHOOK_RETRY_CAP_S", "3600")),
-            max_attempts=int(e.get("TELEMED_WEBHOOK_MAX_ATTEMPTS", "50")),
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            max_attempts=settings.max_attempts,
         )
 
 
@@ -138,10 +138,8 @@ class UrlPolicy(msgspec.Struct, frozen=True):
     allowed_hosts: frozenset[str] = frozenset()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> UrlPolicy:
-        e = os.environ if env is None else env
-        raw = e.get("TELEMED_WEBHOOK_ALLOWED_HOSTS", "")
-        return cls(frozenset(h.strip().lower() for h in raw.split(",") if h.strip()))
+    def from_settings(cls, settings: WebhookSettings) -> UrlPolicy:
+        return cls(settings.allowed_hosts)
 
     def problem(self, url: str) -> str | None:
         """Why this URL may not be registered, or None."""

@@ -9,14 +9,14 @@ An event's SSE id is `<outbox id>:<horizon>`, the horizon being the xmin of the 
 transaction's snapshot (migration 0024): every transaction below it had ended. An event with a
 lower id that commits after this one was running then, so its xid is at or above the horizon;
 one that committed before it was notified before it and sent first. On reconnect a client sends
-`Last-Event-ID` and the stream first replays the organisation's events, at most REPLAY_WINDOW
-old, with a higher outbox id, or a lower one written by a transaction at or above the horizon.
-A replay may repeat an event the client has (its outbox id tells); it skips none that the
-caller may see. Streams end after MAX_STREAM_S so that a server can shut down; the `retry`
-field makes the browser reconnect at once, with its Last-Event-ID.
+`Last-Event-ID` and the stream first replays the organisation's events, at most `replay_h`
+hours old (settings.events), with a higher outbox id, or a lower one written by a transaction
+at or above the horizon. A replay may repeat an event the client has (its outbox id tells);
+it skips none that the caller may see. Streams end after `max_stream_s` so that a server can
+shut down; the `retry` field makes the browser reconnect at once, with its Last-Event-ID.
 
 What a stream may deliver is decided when it delivers, not when the event was written: every
-AUTH_CHECK_S, busy or idle, the stream checks that its token still resolves to the same user,
+`auth_check_s`, busy or idle, the stream checks that its token still resolves to the same user,
 active, with the same role and organisation, and ends otherwise (deactivation, revocation,
 expiry, a change of role). An event naming a patient is sent, live or replayed, only while
 the caller's organisation may see that patient now (telemed.access: a current relation that
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -47,13 +46,10 @@ from events import notify
 from events.outbox import CHANNEL
 from telemed import audit, auth
 from telemed.access import CLINICAL_RELATIONS, Actor
+from telemed.settings import EventStreamSettings
 
 log = logging.getLogger("telemed.events")
 
-HEARTBEAT_S = float(os.environ.get("TELEMED_SSE_HEARTBEAT_S", "15"))
-AUTH_CHECK_S = float(os.environ.get("TELEMED_SSE_AUTH_CHECK_S", "2"))
-MAX_STREAM_S = float(os.environ.get("TELEMED_SSE_MAX_S", "300"))
-REPLAY_WINDOW = timedelta(hours=float(os.environ.get("TELEMED_SSE_REPLAY_H", "24")))
 RETRY_MS = 2000
 QUEUE_MAX = 1000
 KEEPALIVE = {
@@ -207,14 +203,19 @@ def message(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def replay(
-    conn: AsyncConnection, organisation_id: uuid.UUID, since: Resume, *, now: datetime
+    conn: AsyncConnection,
+    organisation_id: uuid.UUID,
+    since: Resume,
+    *,
+    now: datetime,
+    window: timedelta = timedelta(hours=24),
 ) -> list[dict[str, Any]]:
     """The organisation's events after `since`: a page of higher ids, and before it the lower
     ids of transactions at or above the horizon (few: those running at one moment)."""
     mine = "organisation_ids @> ARRAY[%(org)s]::uuid[] AND created_at >= %(oldest)s"
     params = {
         "org": organisation_id,
-        "oldest": now - REPLAY_WINDOW,
+        "oldest": now - window,
         "after": since.after,
         "horizon": str(since.horizon),
         "page": REPLAY_PAGE,
@@ -285,14 +286,14 @@ async def stream(
     actor: Actor,
     token: str,
     resume: Resume | None,
-    *,
-    heartbeat_s: float | None = None,
-    max_s: float | None = None,
+    settings: EventStreamSettings,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The events of `actor`'s organisation, as dicts of SSE fields, until `max_s` passed."""
+    """The events of `actor`'s organisation, as dicts of SSE fields, until the stream's
+    maximum age (`settings.max_stream_s`) passed."""
     assert actor.organisation_id is not None
-    heartbeat_s = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
-    max_s = MAX_STREAM_S if max_s is None else max_s
+    heartbeat_s, max_s = settings.heartbeat_s, settings.max_stream_s
+    check_every_s = settings.auth_check_s
+    window = timedelta(hours=settings.replay_h)
     org = actor.organisation_id
     sub = await hub.subscribe(org)
     ends = time.monotonic() + max_s
@@ -310,16 +311,16 @@ async def stream(
                 start = await cur.fetchone()
                 since = Resume(start["id"], int(start["horizon"]))
         yield {"comment": "connected", "retry": RETRY_MS, "data": None}
-        next_check = time.monotonic() + AUTH_CHECK_S
+        next_check = time.monotonic() + check_every_s
         next_beat = time.monotonic() + heartbeat_s
         while (now := time.monotonic()) < ends:
             if now >= next_check:
                 if await _allowed(pool, actor, token, []) is None:
                     return
-                next_check = now + AUTH_CHECK_S
+                next_check = now + check_every_s
             if isinstance(pending, Resync):
                 async with pool.connection() as conn:
-                    found = await replay(conn, org, since, now=datetime.now(UTC))
+                    found = await replay(conn, org, since, now=datetime.now(UTC), window=window)
                 more = sum(r["id"] > since.after for r in found) == REPLAY_PAGE
                 pending = RESYNC if more else None
             elif pending is not None:

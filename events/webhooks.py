@@ -111,10 +111,10 @@ async def create_webhook(
     organisation_id: uuid.UUID,
     data: WebhookCreate,
     *,
-    policy: notify.UrlPolicy | None = None,
+    policy: notify.UrlPolicy,
 ) -> WebhookSecret:
     require_role(actor, ["admin"])
-    _check_url(data.url, policy or notify.UrlPolicy.from_env())
+    _check_url(data.url, policy)
     secret = secrets.token_urlsafe(32)
     async with conn.transaction():
         cur = await conn.execute("SELECT 1 FROM organisations WHERE id = %s", (organisation_id,))
@@ -157,12 +157,12 @@ async def update_webhook(
     webhook_id: uuid.UUID,
     data: WebhookUpdate,
     *,
-    policy: notify.UrlPolicy | None = None,
+    policy: notify.UrlPolicy,
 ) -> WebhookOut:
     require_role(actor, ["admin"])
     changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not UNSET}
     if "url" in changes:
-        _check_url(changes["url"], policy or notify.UrlPolicy.from_env())
+        _check_url(changes["url"], policy)
     sets = ", ".join(f"{name} = %({name})s" for name in changes)
     async with conn.transaction():
         cur = await conn.execute(
@@ -325,15 +325,13 @@ async def deliver_due(
     client: httpx.AsyncClient,
     *,
     now: datetime,
-    retry: notify.RetryPolicy | None = None,
-    policy: notify.UrlPolicy | None = None,
+    retry: notify.RetryPolicy,
+    policy: notify.UrlPolicy,
     limit: int = 50,
     lease: timedelta = timedelta(seconds=60),
     concurrency: int = 8,
 ) -> DeliveryStats:
     """Claim due deliveries, post them, record each outcome and schedule retries."""
-    retry = retry or notify.RetryPolicy.from_env()
-    policy = policy or notify.UrlPolicy.from_env()
     async with conn.transaction():
         cur = await conn.execute(_CLAIM, {"now": now, "limit": limit, "lease": lease})
         rows = await cur.fetchall()

@@ -13,12 +13,15 @@ import psycopg
 import pytest
 
 from events import stream
+from telemed.settings import EventStreamSettings
 from tests import alert_helpers as ah
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_sse import _connected, open_stream
 from tests.test_alerts_notify_support import enqueue
 
 events_server = support.events_server
+events_app = support.events_app
+events_settings = support.events_settings
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory
@@ -26,7 +29,7 @@ own_settings = support.own_settings
 __all__ = ["open_stream"]
 
 # The default check interval: the promise is "within seconds" as shipped, not as tuned here.
-ENDS_WITHIN_S = stream.AUTH_CHECK_S + 3
+ENDS_WITHIN_S = EventStreamSettings().auth_check_s + 3
 
 
 @pytest.fixture

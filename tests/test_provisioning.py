@@ -293,7 +293,8 @@ def demo_db(service_env) -> psycopg.Connection:
 
 def test_devices_demo_provisions_each_demo_patient_once(demo_db, settings, tmp_path) -> None:
     local = msgspec.structs.replace(settings, broker_dir=tmp_path / "mosquitto")
-    path = demo_credentials_path({"TELEMED_STATE_DIR": str(tmp_path)})
+    path = demo_credentials_path(msgspec.structs.replace(settings, state_dir=tmp_path))
+    assert path == tmp_path / "demo" / "devices.json"
     first = provision_demo(demo_db, local, path)
     programs = [p[2] for p in demo.PATIENTS]
     assert sorted(e["kind"] for e in first) == sorted(

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from alerts import rule_coverage
 from alerts.rule_coverage import check_rule_coverage
-from app import cli
+from app import cli, wiring
 from app.scheduler import Scheduler
 from telemed.catalogue.programs import UnknownStratum
 from telemed.migrate import apply_migrations
@@ -114,7 +114,7 @@ def insert_inr(db, patient, user, value: float, at: datetime) -> None:
 
 
 def test_an_unreadable_override_raises_one_red_alert_to_the_holder_and_resolves_when_fixed(
-    own_dsn, own_db, own_factory
+    own_dsn, own_db, own_factory, settings
 ) -> None:
     team = own_factory.org()
     specialist = own_factory.user("specialist", team)
@@ -123,7 +123,7 @@ def test_an_unreadable_override_raises_one_red_alert_to_the_holder_and_resolves_
     override(own_db, patient, specialist.id, "inr:range", "urgent_low", "1,2")  # text, no number
 
     async def through_the_scheduler() -> dict | None:
-        scheduler = Scheduler(own_dsn, instance="coverage-test")
+        scheduler = Scheduler(own_dsn, wiring.jobs(settings), instance="coverage-test")
         async with await AsyncConnection.connect(own_dsn, row_factory=dict_row) as conn:
             return await scheduler.run_job(conn, "rule_coverage")
 

@@ -83,10 +83,11 @@ def test_an_ingest_worker_started_without_the_wiring_refuses(settings):
     code = (
         "import argparse, sys\n"
         "from ingest import cli\n"
+        "from telemed.settings import load_settings\n"
         "parser = argparse.ArgumentParser()\n"
         "cli.register(parser.add_subparsers())\n"
         "args = parser.parse_args(sys.argv[1:])\n"
-        "sys.exit(args.func(args))\n"
+        "sys.exit(args.func(args, load_settings()))\n"
     )
     for argv in (["ingest", "--slot", "0"], ["ingest", "retire-slot", "0"]):
         done = subprocess.run(

@@ -12,6 +12,7 @@ from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
 from telemed.access import Actor, require_role
+from telemed.settings import Settings
 from wounds import admin, cases, steps, views
 from wounds.multipart import MIB, Form, UploadLimits, read_form
 from wounds.observations import WoundInstructions
@@ -32,15 +33,16 @@ UPLOAD_DESCRIPTION = (
 REPLY_DESCRIPTION = (
     "multipart/form-data: one part `reply` (JSON, NurseReply) and 0-10 parts `photos`."
 )
-BODY_LIMIT = UploadLimits.from_env().max_request_bytes + MIB
 QueueState = Literal[
     "open", "all", "submitted", "awaiting_specialist", "awaiting_nurse", "answered", "closed"
 ]
 
 
 def upload_limits(state: State) -> UploadLimits:
-    limits = state.get("wound_upload_limits")
-    return limits if isinstance(limits, UploadLimits) else UploadLimits.from_env()
+    limits = state.get("wound_upload_limits")  # a test may set its own
+    if isinstance(limits, UploadLimits):
+        return limits
+    return UploadLimits.from_settings(state.settings.wounds)
 
 
 def media_store(state: State) -> MediaStore:
@@ -62,6 +64,10 @@ async def _form(request: Request, limits: UploadLimits, field: str) -> Form:
 
 
 class WoundCaseController(Controller):
+    """The queue, and the routes whose bodies carry photos: a new case, the nurse's reply.
+    Their Litestar body limit is set from the settings when the app is built (routers); the
+    case's other steps are in WoundCaseStepController, under the app's limit."""
+
     path = "/api/v1/wound-cases"
     tags = ["wound cases"]
 
@@ -75,7 +81,6 @@ class WoundCaseController(Controller):
         operation_id="submitWoundCase",
         summary="A nurse submits a wound case: observations and photos",
         description=UPLOAD_DESCRIPTION,
-        request_max_body_size=BODY_LIMIT,
         status_code=201,
     )
     async def submit(self, request: Request, state: State, actor: Actor) -> cases.CaseCreated:
@@ -90,6 +95,32 @@ class WoundCaseController(Controller):
                 case_part=form.fields.get("case"),
                 photos=form.photos,
                 max_photo_bytes=limits.max_photo_bytes,
+                sanitize_threads=state.settings.wounds.sanitize_threads,
+            )
+
+    @post(
+        "/{case_id:uuid}/replies",
+        operation_id="replyToWoundCase",
+        summary="The nurse replies (or asks about the instructions), optionally with new photos",
+        description=REPLY_DESCRIPTION,
+        status_code=201,
+    )
+    async def reply(
+        self, request: Request, state: State, actor: Actor, case_id: uuid.UUID
+    ) -> steps.CaseStep:
+        require_role(actor, ["nurse"])
+        limits = upload_limits(state)
+        form = await _form(request, limits, "reply")
+        async with state.pool.connection() as conn:
+            return await steps.reply(
+                conn,
+                actor,
+                media_store(state),
+                case_id,
+                reply_part=form.fields.get("reply"),
+                photos=form.photos,
+                max_photo_bytes=limits.max_photo_bytes,
+                sanitize_threads=state.settings.wounds.sanitize_threads,
             )
 
     @get(
@@ -105,6 +136,11 @@ class WoundCaseController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=500)] = 200,
     ) -> list[views.QueueItem]:
         return await views.list_queue(conn, actor, case_state, limit=limit)
+
+
+class WoundCaseStepController(Controller):
+    path = "/api/v1/wound-cases"
+    tags = ["wound cases"]
 
     @get(
         "/{case_id:uuid}",
@@ -141,31 +177,6 @@ class WoundCaseController(Controller):
         data: steps.SpecialistQuestion,
     ) -> steps.CaseStep:
         return await steps.ask(conn, actor, case_id, data)
-
-    @post(
-        "/{case_id:uuid}/replies",
-        operation_id="replyToWoundCase",
-        summary="The nurse replies (or asks about the instructions), optionally with new photos",
-        description=REPLY_DESCRIPTION,
-        request_max_body_size=BODY_LIMIT,
-        status_code=201,
-    )
-    async def reply(
-        self, request: Request, state: State, actor: Actor, case_id: uuid.UUID
-    ) -> steps.CaseStep:
-        require_role(actor, ["nurse"])
-        limits = upload_limits(state)
-        form = await _form(request, limits, "reply")
-        async with state.pool.connection() as conn:
-            return await steps.reply(
-                conn,
-                actor,
-                media_store(state),
-                case_id,
-                reply_part=form.fields.get("reply"),
-                photos=form.photos,
-                max_photo_bytes=limits.max_photo_bytes,
-            )
 
     @post(
         "/{case_id:uuid}/read",
@@ -288,9 +299,15 @@ class WoundRoutingController(Controller):
         return await admin.set_level(conn, actor, data)
 
 
-def routers() -> list[type[Controller]]:
+def routers(settings: Settings) -> list[type[Controller]]:
+    # A little above the upload limit, so that read_form's answer, naming the photo, comes first.
+    body_limit = UploadLimits.from_settings(settings.wounds).max_request_bytes + MIB
+    cases = type(
+        "WoundCaseController", (WoundCaseController,), {"request_max_body_size": body_limit}
+    )
     return [
-        WoundCaseController,
+        cases,
+        WoundCaseStepController,
         PatientWoundController,
         WoundPhotoController,
         WoundRoutingController,

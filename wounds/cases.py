@@ -234,6 +234,7 @@ async def submit_case(
     case_part: bytes | None,
     photos: list[FilePart],
     max_photo_bytes: int,
+    sanitize_threads: int,
     now: datetime | None = None,
 ) -> CaseCreated:
     """A nurse's new case: all of it stored, or none of it."""
@@ -261,7 +262,7 @@ async def submit_case(
         org_id, rule_id = await route_case(
             conn, data.patient_id, obs.wound_type.value, actor.organisation_id
         )
-    clean = await sanitize_all(photos, max_bytes=max_photo_bytes)
+    clean = await sanitize_all(photos, max_bytes=max_photo_bytes, threads=sanitize_threads)
     now = now or datetime.now(UTC)
     async with written(conn, store, photos, clean) as photo_ids:
         created = await _insert_case(conn, actor, data, org_id, rule_id, now)

@@ -12,16 +12,16 @@ needs the bytes anyway.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
 from multipart import ParserError, ParserLimitReached, PushMultipartParser
 
 from telemed.errors import BadRequest, FieldProblem, Invalid, TooLarge, Unsupported
+from telemed.settings import WoundSettings
 
 log = logging.getLogger("telemed.wounds")
 MIB: Final = 1024 * 1024
@@ -37,16 +37,11 @@ class UploadLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_field_bytes: int = 256 * 1024
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> UploadLimits:
-        e = os.environ if env is None else env
-        default = cls()
+    def from_settings(cls, settings: WoundSettings) -> UploadLimits:
         return cls(
-            max_photos=int(e.get("TELEMED_WOUND_MAX_PHOTOS", default.max_photos)),
-            max_photo_bytes=int(e.get("TELEMED_WOUND_MAX_PHOTO_BYTES", default.max_photo_bytes)),
-            max_request_bytes=int(
-                e.get("TELEMED_WOUND_MAX_REQUEST_BYTES", default.max_request_bytes)
-            ),
-            max_field_bytes=default.max_field_bytes,
+            max_photos=settings.max_photos,
+            max_photo_bytes=settings.max_photo_bytes,
+            max_request_bytes=settings.max_request_bytes,
         )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import uuid
 import weakref
 from collections.abc import AsyncIterator
@@ -72,24 +71,23 @@ def photo_out(row: dict[str, Any]) -> PhotoOut:
 _limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
 
-def sanitize_threads() -> int:
-    return int(os.environ.get("TELEMED_WOUND_SANITIZE_THREADS", os.cpu_count() or 2))
-
-
-def _limiter() -> anyio.CapacityLimiter:
+def _limiter(threads: int) -> anyio.CapacityLimiter:
     """One bound per event loop on photos decoded at once, shared by all requests: each decode
-    holds a full-size image in memory and a core busy."""
+    holds a full-size image in memory and a core busy (settings.wounds.sanitize_threads)."""
     loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)
     if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(sanitize_threads())
+        limiter = _limiters[loop] = anyio.CapacityLimiter(threads)
     return limiter
 
 
-async def sanitize_all(photos: list[FilePart], *, max_bytes: int) -> list[images.SanitizedPhoto]:
-    """Sanitise every photo in worker threads; one error naming each bad photo, or all results."""
+async def sanitize_all(
+    photos: list[FilePart], *, max_bytes: int, threads: int
+) -> list[images.SanitizedPhoto]:
+    """Sanitise every photo in worker threads, at most `threads` at once in this process; one
+    error naming each bad photo, or all results."""
     results: list[images.SanitizedPhoto | images.PhotoError | None] = [None] * len(photos)
-    limiter = _limiter()
+    limiter = _limiter(threads)
 
     async def one(part: FilePart) -> None:
         job = functools.partial(images.sanitize, part.data, max_bytes=max_bytes)

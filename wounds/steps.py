@@ -202,6 +202,7 @@ async def reply(
     reply_part: bytes | None,
     photos: list[FilePart],
     max_photo_bytes: int,
+    sanitize_threads: int,
     now: datetime | None = None,
 ) -> CaseStep:
     """The nurse answers the specialist's question (or asks one about the instructions), with
@@ -211,7 +212,11 @@ async def reply(
     refuse_nul(data, "reply")
     async with conn.transaction():  # fail fast, before decoding photos
         next_state((await _locked_case(conn, actor, case_id, "nurse"))["state"], "reply")
-    clean = await sanitize_all(photos, max_bytes=max_photo_bytes) if photos else []
+    clean = (
+        await sanitize_all(photos, max_bytes=max_photo_bytes, threads=sanitize_threads)
+        if photos
+        else []
+    )
     now = now or datetime.now(UTC)
     async with written(conn, store, photos, clean) as photo_ids:
         case = await _locked_case(conn, actor, case_id, "nurse")

@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 
 import msgspec
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 
-from telemed.settings import Settings
+from telemed.settings import ReadinessSettings, Settings
 
 log = logging.getLogger("telemed.health")
 
@@ -42,26 +41,6 @@ class Health(msgspec.Struct):
     status: str
     database: Check
     broker: Check
-
-
-class ReadinessConfig(msgspec.Struct, frozen=True, kw_only=True):
-    interval_s: float = 5.0
-    database_timeout_s: float = 3.0
-    broker_timeout_s: float = 5.0
-    database_grace_s: float = 15.0
-    broker_grace_s: float = 30.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ReadinessConfig:
-        e = os.environ if env is None else env
-        d = cls()
-        return cls(
-            interval_s=float(e.get("TELEMED_READY_INTERVAL_S", d.interval_s)),
-            database_timeout_s=float(e.get("TELEMED_READY_DB_TIMEOUT_S", d.database_timeout_s)),
-            broker_timeout_s=float(e.get("TELEMED_READY_BROKER_TIMEOUT_S", d.broker_timeout_s)),
-            database_grace_s=float(e.get("TELEMED_READY_DB_GRACE_S", d.database_grace_s)),
-            broker_grace_s=float(e.get("TELEMED_READY_BROKER_GRACE_S", d.broker_grace_s)),
-        )
 
 
 class Dependency(msgspec.Struct):
@@ -106,7 +85,7 @@ class _Probe:
 
 
 class Monitor:
-    def __init__(self, config: ReadinessConfig, settings: Settings, pool: object) -> None:
+    def __init__(self, config: ReadinessSettings, settings: Settings, pool: object) -> None:
         self.config = config
         self.settings = settings
         self.pool = pool
@@ -147,8 +126,8 @@ class Monitor:
 @contextlib.asynccontextmanager
 async def readiness_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
     """The readiness monitor, for as long as the app runs (after the pool's lifespan)."""
-    config = app.state.get("readiness_config") or ReadinessConfig.from_env()
-    monitor = Monitor(config, app.state.settings, app.state.pool)
+    settings = app.state.settings
+    monitor = Monitor(settings.readiness, settings, app.state.pool)
     app.state.readiness = monitor
     task = asyncio.create_task(monitor.run(), name="readiness monitor")
     try:

@@ -61,7 +61,7 @@ def routers() -> list:
 
 def csrf(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
     """The CSRF middleware for the pages and the cookie-authenticated API calls."""
-    config = _csrf.csrf_config(secret=_csrf.web_secret(), secure=settings.secure_cookies)
+    config = _csrf.csrf_config(secret=settings.web_secret, secure=settings.secure_cookies)
     return _csrf.csrf_middleware(config)
 
 

@@ -15,17 +15,13 @@ authenticates must also carry a CSRF token, which another site cannot read:
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from litestar.config.csrf import CSRFConfig
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.middleware import SESSION_COOKIE
-from telemed.settings import REPO_ROOT
 
 HEADER = "x-csrftoken"
 COOKIE = "telemed_csrf"
@@ -46,27 +42,6 @@ def needs_check(path: str, headers: Mapping[str, str], cookies: Mapping[str, str
     if path.startswith("/api/"):
         return SESSION_COOKIE in cookies and not uses_bearer(headers)
     return True
-
-
-def web_secret(env: Mapping[str, str] | None = None) -> str:
-    """The key that signs CSRF tokens: TELEMED_WEB_SECRET, else one kept in the state folder,
-    so that every replica and restart of a local instance agrees."""
-    e = os.environ if env is None else env
-    if e.get("TELEMED_WEB_SECRET"):
-        return e["TELEMED_WEB_SECRET"]
-    path = Path(e.get("TELEMED_STATE_DIR", REPO_ROOT / ".dev")) / "secrets" / "web"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as f:
-            f.write(value)
-        return value
 
 
 def csrf_config(*, secret: str, secure: bool) -> CSRFConfig:
