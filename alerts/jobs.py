@@ -47,10 +47,7 @@ SELECT e.patient_id, e.program, e.stratum, e.start_date, e.created_at,
            SELECT json_agg(json_build_object(
                       'rule_key', o.rule_key, 'field', o.field, 'value', o.value,
                       'set_by', o.set_by, 'set_at', o.set_at, 'reason', o.reason))
-           FROM (SELECT DISTINCT ON (rule_key, field) * FROM threshold_overrides
-                 WHERE patient_id = e.patient_id
-                 ORDER BY rule_key, field, set_at DESC, id DESC) o
-           WHERE NOT o.reset
+           FROM overrides_in_force(e.patient_id) o
        ), '[]')::text AS overrides
 FROM enrollments e
 WHERE e.start_date <= %(today)s AND (e.end_date IS NULL OR e.end_date >= %(today)s)

@@ -72,8 +72,7 @@ SELECT o.id FROM outbox o
 WHERE o.id = ANY(%(ids)s)
   AND (o.patient_id IS NULL
        OR (%(responsible)s AND EXISTS (
-           SELECT 1 FROM current_responsibility r
-           WHERE r.patient_id = o.patient_id AND r.organisation_id = %(org)s))
+           SELECT 1 FROM holder_at(o.patient_id, now()) h WHERE h.organisation_id = %(org)s))
        OR EXISTS (
            SELECT 1 FROM care_relations c
            WHERE c.patient_id = o.patient_id AND c.organisation_id = %(org)s

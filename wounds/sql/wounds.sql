@@ -224,7 +224,7 @@ JOIN organisations so ON so.id = c.submitted_by_org
 WHERE c.state = ANY(%(states)s)
   AND (%(role)s <> 'specialist' OR c.routed_org_id = %(org)s)
   AND c.patient_id IN (
-      SELECT patient_id FROM current_responsibility WHERE organisation_id = %(org)s
+      SELECT patient_id FROM held_by(%(org)s, now())
       UNION
       SELECT patient_id FROM care_relations
       WHERE organisation_id = %(org)s AND ended_at IS NULL AND relation = ANY(%(relations)s)
