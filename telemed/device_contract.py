@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -73,6 +73,20 @@ class CanonicalReading(msgspec.Struct, frozen=True):
     items: tuple[int, ...] | None = None
     original_value: float | str | None = None
     original_unit: str | None = None
+
+    def detail(self, note: str | None = None) -> dict[str, Any] | None:
+        """The stored reading's `detail`, one shape whoever sent it: the questionnaire's answers
+        (`items`), what was sent when the unit was converted (`original_value`,
+        `original_unit`; docs/device-protocol.md), a nurse's `note`; None when there is none."""
+        detail: dict[str, Any] = {}
+        if self.items is not None:
+            detail["items"] = list(self.items)
+        if self.original_unit is not None:
+            detail["original_value"] = self.original_value
+            detail["original_unit"] = self.original_unit
+        if note:
+            detail["note"] = note
+        return detail or None
 
 
 class ReadingProblem(msgspec.Struct, frozen=True):
