@@ -383,4 +383,3 @@ def history_needs(rules: Sequence[Rule]) -> dict[str, HistoryNeed]:
             metric = rule.metric
             needs[metric] = needs[metric].merge(need) if metric in needs else need
     return needs
-
