@@ -16,7 +16,7 @@ from telemed import numbers
 from telemed.settings import REPO_ROOT
 
 CASES = json.loads((Path(__file__).parent / "number_cases.json").read_text())["cases"]
-READER = REPO_ROOT / "telemed" / "web" / "static" / "js" / "numbers.js"
+READER = REPO_ROOT / "app" / "web" / "static" / "js" / "numbers.js"
 RUN = """
 const reader = require(process.argv[1]);
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"));

@@ -55,7 +55,7 @@ def chromium():
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed in .venv")
     if not _chromium_present():
         pytest.skip(f"no Chromium at {CHROMIUM}, and scripts/browser-deps could not install it")
-    vendor = REPO_ROOT / "telemed" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
+    vendor = REPO_ROOT / "app" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
     if not vendor.exists():
         subprocess.run([str(REPO_ROOT / "scripts" / "web-assets")], check=True, timeout=600)
     from playwright.sync_api import sync_playwright
