@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from devices.broker import sync_broker
-from devices.contract import readings_topic
 from devices.provisioning import revoke
+from telemed.device_contract import readings_topic
 from telemed.settings import REPO_ROOT
 from tests.mqtt_helpers import DeviceLink, IngestRig, IngestWorker, message, open_rig, wait_for
 
