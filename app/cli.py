@@ -180,12 +180,11 @@ async def _forever(scheduler: Scheduler) -> int:
 
 
 async def _once(scheduler: Scheduler, names: list[str]) -> int:
-    from psycopg import AsyncConnection
-    from psycopg.rows import dict_row
+    from telemed.db import connect_async
 
     failed = 0
     try:
-        async with await AsyncConnection.connect(scheduler.dsn, row_factory=dict_row) as conn:
+        async with await connect_async(scheduler.dsn) as conn:
             for name in names:
                 result = await scheduler.run_job(conn, name)
                 failed += result is None

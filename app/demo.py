@@ -6,8 +6,7 @@ Idempotent: running it again finds what exists and only prints the sign-ins.
 
 from __future__ import annotations
 
-from psycopg import Connection
-
+from telemed.db import SyncConn
 from telemed.demo_data import (
     DEMO_PASSWORD,
     DEMO_PRODUCTS,
@@ -19,7 +18,7 @@ from telemed.patients import new_pseudonym
 from telemed.security import hash_password
 
 
-def seed(conn: Connection) -> dict:
+def seed(conn: SyncConn) -> dict:
     """Create the demo organisations, users and patients; return their ids by name."""
     orgs: dict[str, object] = {}
     for name, kind, region, hospital, specialty in ORGANISATIONS:

@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from telemed.db import AsyncConn, Pool
 from telemed.jobs import Job
 
 log = logging.getLogger("telemed.scheduler")
@@ -48,7 +49,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def _configure(conn: AsyncConnection) -> None:
+async def _configure(conn: AsyncConn) -> None:
     conn.row_factory = dict_row  # type: ignore[assignment]
 
 
@@ -106,7 +107,7 @@ class Scheduler:
                 log.warning("scheduler %s lost the database: %s", self.instance, exc)
                 await _sleep(stop, self.reconnect_s)
 
-    async def _acquire(self, conn: AsyncConnection, stop: asyncio.Event) -> bool:
+    async def _acquire(self, conn: AsyncConn, stop: asyncio.Event) -> bool:
         while not stop.is_set():
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
             if (await cur.fetchone())[0]:
@@ -115,7 +116,7 @@ class Scheduler:
             await _sleep(stop, self.lock_retry_s)
         return False
 
-    async def _lead(self, lock_conn: AsyncConnection, stop: asyncio.Event) -> None:
+    async def _lead(self, lock_conn: AsyncConn, stop: asyncio.Event) -> None:
         started = time.monotonic()
         pool = AsyncConnectionPool(
             self.dsn,
@@ -163,7 +164,7 @@ class Scheduler:
             log.info("scheduler %s stopped leading", self.instance)
 
     async def _watch(
-        self, conn: AsyncConnection, stop: asyncio.Event, woken: dict[str, asyncio.Event]
+        self, conn: AsyncConn, stop: asyncio.Event, woken: dict[str, asyncio.Event]
     ) -> None:
         """Wake each woken job on a NOTIFY of its channel and every interval; check the
         connection (and so the lock) every second."""
@@ -179,7 +180,7 @@ class Scheduler:
                     polled[name] = time.monotonic()
             await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
 
-    async def _job(self, name: str, pool: AsyncConnectionPool) -> None:
+    async def _job(self, name: str, pool: Pool) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
@@ -189,7 +190,7 @@ class Scheduler:
         finally:
             self._inflight.discard(task)  # type: ignore[arg-type]
 
-    async def _woken(self, pool: AsyncConnectionPool, name: str, wake: asyncio.Event) -> None:
+    async def _woken(self, pool: Pool, name: str, wake: asyncio.Event) -> None:
         again = self.jobs[name].again
         while True:
             await wake.wait()
@@ -204,7 +205,7 @@ class Scheduler:
             if again is not None and again(result or {}):
                 wake.set()  # a full batch: there may be more due
 
-    async def run_job(self, conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    async def run_job(self, conn: AsyncConn, name: str) -> dict[str, Any] | None:
         """Run one job now and record the run; None when it failed (recorded and logged)."""
         job = self.jobs.get(name)
         if job is None:
@@ -224,7 +225,7 @@ class Scheduler:
 
 
 async def record_run(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     job: str,
     instance: str,
     work: Callable[[], Awaitable[dict[str, Any]]],

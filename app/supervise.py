@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import Connection
 
 from telemed import alarms
-from telemed.db import Queries, connect_sync
+from telemed.db import Queries, SyncConn, connect_sync
 from telemed.settings import SupervisorSettings
 
 log = logging.getLogger("telemed.up")
@@ -223,7 +222,7 @@ class SupervisorLock:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.name = f"telemed up pid {os.getpid()} on {socket.gethostname()}"[:63]
-        self._conn: Connection | None = None
+        self._conn: SyncConn | None = None
         self._checked = 0.0
 
     def take(self) -> None:
@@ -243,7 +242,7 @@ class SupervisorLock:
                 "first: two would run every ingest slot and the API twice"
             )
 
-    def _connect(self) -> Connection:
+    def _connect(self) -> SyncConn:
         self._conn = psycopg.connect(
             self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
             application_name=self.name, connect_timeout=5, keepalives=1, keepalives_idle=10,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from psycopg import AsyncConnection
 
 from app.api.middleware import client_addr
 from telemed import auth
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class AuthController(Controller):
@@ -54,5 +54,5 @@ class AuthController(Controller):
         summary="Revoke the token used for this request",
         status_code=204,
     )
-    async def revoke(self, request: Request, conn: AsyncConnection) -> None:
+    async def revoke(self, request: Request, conn: AsyncConn) -> None:
         await auth.revoke(conn, request.auth)

@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post
 from litestar.params import Parameter, QueryParameter
-from psycopg import AsyncConnection
 
 from telemed import measurements
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class ReadingController(Controller):
@@ -25,7 +25,7 @@ class ReadingController(Controller):
     )
     async def enter(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         data: measurements.NurseReadings,
@@ -39,7 +39,7 @@ class ReadingController(Controller):
     )
     async def list(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         metric: str | None = None,
