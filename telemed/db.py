@@ -24,6 +24,14 @@ Pool: TypeAlias = AsyncConnectionPool[AsyncConn]
 _BLOCK = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.M)
 
 
+def one_row(row: Row | None, what: str) -> Row:
+    """The row of a query that always returns one (INSERT … RETURNING, an aggregate, a row the
+    same transaction holds): its absence is a defect, raised loudly with `what` it was."""
+    if row is None:
+        raise LookupError(f"{what}: the query returned no row")
+    return row
+
+
 def parse_queries(text: str) -> dict[str, LiteralString]:
     """Split a file of `-- name: x` blocks into {name: sql}.
 
