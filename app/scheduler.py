@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from psycopg import AsyncConnection
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # apscheduler 3 ships no type hints
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from telemed.db import AsyncConn, Pool
+from telemed.db import AsyncConn, Pool, connect_async, one_row
 from telemed.jobs import Job
 
 log = logging.getLogger("telemed.scheduler")
@@ -47,10 +46,6 @@ _KEEPALIVE = {
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-async def _configure(conn: AsyncConn) -> None:
-    conn.row_factory = dict_row  # type: ignore[assignment]
 
 
 class UnknownJob(ValueError):
@@ -91,7 +86,7 @@ class Scheduler:
         """Compete for leadership and run the jobs while leader, until `stop` is set."""
         while not stop.is_set():
             try:
-                async with await AsyncConnection.connect(
+                async with await connect_async(
                     self.dsn,
                     autocommit=True,
                     application_name="telemed-scheduler-lock",
@@ -109,8 +104,8 @@ class Scheduler:
 
     async def _acquire(self, conn: AsyncConn, stop: asyncio.Event) -> bool:
         while not stop.is_set():
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
-            if (await cur.fetchone())[0]:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS taken", (self.lock_key,))
+            if one_row(await cur.fetchone(), "pg_try_advisory_lock")["taken"]:
                 log.info("scheduler %s is the leader", self.instance)
                 return True
             await _sleep(stop, self.lock_retry_s)
@@ -118,13 +113,13 @@ class Scheduler:
 
     async def _lead(self, lock_conn: AsyncConn, stop: asyncio.Event) -> None:
         started = time.monotonic()
-        pool = AsyncConnectionPool(
+        pool: Pool = AsyncConnectionPool(
             self.dsn,
+            connection_class=AsyncConn,
             min_size=1,
             max_size=4,
             open=False,
-            configure=_configure,
-            kwargs={"application_name": "telemed-scheduler", **_KEEPALIVE},
+            kwargs={"application_name": "telemed-scheduler", "row_factory": dict_row, **_KEEPALIVE},
         )
         await pool.open(wait=True, timeout=30)
         sched = AsyncIOScheduler(timezone=UTC)
@@ -148,7 +143,7 @@ class Scheduler:
                 )
             sched.start()
             self.leading = True
-            for channel in sorted({self.jobs[name].wake_on for name in woken}):
+            for channel in sorted({c for job in self.jobs.values() if (c := job.wake_on)}):
                 await lock_conn.execute(f"LISTEN {channel}")
             await self._watch(lock_conn, stop, woken)
         finally:
@@ -188,7 +183,8 @@ class Scheduler:
             async with pool.connection() as conn:
                 await self.run_job(conn, name)
         finally:
-            self._inflight.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._inflight.discard(task)
 
     async def _woken(self, pool: Pool, name: str, wake: asyncio.Event) -> None:
         again = self.jobs[name].again
