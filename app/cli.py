@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     """Bootstrap an admin (or any user) without the API, e.g. on a new installation."""
-    from telemed.db import connect_sync
+    from telemed.db import connect_sync, one_row
     from telemed.security import check_password_strength, hash_password
 
     password = args.password or getpass.getpass("password: ")
@@ -54,10 +54,11 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
             "SELECT id FROM organisations WHERE name = %s", (args.organisation,)
         ).fetchone()
         if org is None:
-            org = conn.execute(
+            created = conn.execute(
                 "INSERT INTO organisations (name, kind) VALUES (%s, %s) RETURNING id",
                 (args.organisation, args.organisation_kind),
             ).fetchone()
+            org = one_row(created, "the new organisation")
         conn.execute(
             "INSERT INTO users (username, full_name, role, organisation_id, password_hash) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO UPDATE "
