@@ -80,8 +80,9 @@ class _Probe:
         ago = None if self.last_ok_at is None else round(now - self.last_ok_at, 1)
         ready = ago is not None and ago <= self.grace_s
         last = self.last
-        return Dependency(ready, last and last.ok, last and last.ms, last and last.detail, ago,
-                          self.grace_s)  # fmt: skip
+        if last is None:
+            return Dependency(ready, None, None, None, ago, self.grace_s)
+        return Dependency(ready, last.ok, last.ms, last.detail, ago, self.grace_s)
 
 
 class Monitor:

@@ -37,7 +37,7 @@ class ReadingController(Controller):
         operation_id="listReadings",
         summary="Raw readings, or min/avg/max/count per time bucket for plots",
     )
-    async def list(
+    async def list_readings(
         self,
         conn: AsyncConn,
         actor: Actor,
