@@ -40,6 +40,9 @@ class AuthController(Controller):
 
     @get("/me", operation_id="me", summary="The signed-in user")
     async def me(self, actor: Actor) -> auth.Me:
+        if actor.user_id is None or actor.organisation_id is None:
+            # Only a token resolves to an actor here, and a token is a user's, who has both.
+            raise RuntimeError(f"/me reached as {actor.username!r}, who is no signed-in user")
         return auth.Me(
             id=actor.user_id,
             username=actor.username,
