@@ -23,6 +23,7 @@ import msgspec
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 
+from telemed.db import Pool
 from telemed.settings import ReadinessSettings, Settings
 
 log = logging.getLogger("telemed.health")
@@ -86,7 +87,7 @@ class _Probe:
 
 
 class Monitor:
-    def __init__(self, config: ReadinessSettings, settings: Settings, pool: object) -> None:
+    def __init__(self, config: ReadinessSettings, settings: Settings, pool: Pool) -> None:
         self.config = config
         self.settings = settings
         self.pool = pool
@@ -111,7 +112,7 @@ class Monitor:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.database_timeout_s):
-                async with self.pool.connection() as conn:  # type: ignore[attr-defined]
+                async with self.pool.connection() as conn:
                     self.alarms = await count_open(conn)
             return Check(True, _ms(start), "answers")
         except Exception as exc:
