@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from msgspec import Meta
-from psycopg import AsyncConnection
 
 from telemed.access import Actor, require_patient, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import Forbidden, NotFound
 
 Q = Queries("service", folder=Path(__file__).parent / "sql")
@@ -25,7 +24,7 @@ def acting_orgs(alert: dict[str, Any]) -> set[uuid.UUID]:
     return {org for org in (alert["organisation_id"], alert["holder_id"]) if org is not None}
 
 
-async def alert_row(conn: AsyncConnection, alert_id: int) -> dict[str, Any]:
+async def alert_row(conn: AsyncConn, alert_id: int) -> dict[str, Any]:
     cur = await conn.execute(Q.get_alert, {"id": alert_id})
     row = await cur.fetchone()
     if row is None:
@@ -34,7 +33,7 @@ async def alert_row(conn: AsyncConnection, alert_id: int) -> dict[str, Any]:
 
 
 async def visible_alert(
-    conn: AsyncConnection, actor: Actor, alert_id: int, *, act: bool = False
+    conn: AsyncConn, actor: Actor, alert_id: int, *, act: bool = False
 ) -> dict[str, Any]:
     """The alert if the actor may read it, or with `act` act on it. Out of the actor's scope is
     not found; in scope but owned by other organisations is forbidden for acting."""
@@ -51,6 +50,6 @@ async def visible_alert(
     return row
 
 
-async def serving_orgs(conn: AsyncConnection, patient_id: uuid.UUID) -> list[uuid.UUID]:
+async def serving_orgs(conn: AsyncConn, patient_id: uuid.UUID) -> list[uuid.UUID]:
     cur = await conn.execute(Q.serving_orgs, {"patient_id": patient_id})
     return [r["organisation_id"] for r in await cur.fetchall()]

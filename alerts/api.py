@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
-from psycopg import AsyncConnection
 
 from alerts import doses, escalation, failures, instructions, service, thresholds
 from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 
@@ -25,7 +25,7 @@ class AlertController(Controller):
     @get("/", operation_id="listAlerts", summary="The triage queue: red first, then newest")
     async def list_alerts(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         states: Annotated[service.StateFilter, QueryParameter(name="state")] = "unresolved",
         severity: Literal["yellow", "red"] | None = None,
@@ -43,7 +43,7 @@ class AlertController(Controller):
     )
     async def get_alert(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         alert_id: int,
         current_weekly_mg: Annotated[float | None, Parameter(gt=0, le=200)] = None,
@@ -57,7 +57,7 @@ class AlertController(Controller):
         status_code=200,
     )
     async def acknowledge(
-        self, conn: AsyncConnection, actor: Actor, alert_id: int, data: service.AlertAck
+        self, conn: AsyncConn, actor: Actor, alert_id: int, data: service.AlertAck
     ) -> service.AlertOut:
         return await service.acknowledge(conn, actor, alert_id, data)
 
@@ -68,7 +68,7 @@ class AlertController(Controller):
         status_code=200,
     )
     async def resolve(
-        self, conn: AsyncConnection, actor: Actor, alert_id: int, data: service.AlertResolve
+        self, conn: AsyncConn, actor: Actor, alert_id: int, data: service.AlertResolve
     ) -> service.AlertOut:
         return await service.resolve(conn, actor, alert_id, data)
 
@@ -79,7 +79,7 @@ class AlertController(Controller):
     )
     async def instruct(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         alert_id: int,
         data: instructions.InstructionCreate,
@@ -98,7 +98,7 @@ class InstructionController(Controller):
     )
     async def confirm(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         instruction_id: uuid.UUID,
         data: instructions.ConfirmationCreate,
@@ -113,7 +113,7 @@ class PatientAlertController(Controller):
     @get("/alerts", operation_id="listPatientAlerts", summary="The patient's alerts, newest first")
     async def alerts(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         states: Annotated[service.StateFilter, QueryParameter(name="state")] = "all",
@@ -127,7 +127,7 @@ class PatientAlertController(Controller):
         summary="Instructions for the patient, with their confirmations",
     )
     async def instructions(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, limit: Limit = 200
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, limit: Limit = 200
     ) -> list[instructions.InstructionOut]:
         return await instructions.patient_instructions(conn, actor, patient_id, limit=limit)
 
@@ -137,7 +137,7 @@ class PatientAlertController(Controller):
         summary="The anticoagulant product the patient takes (for the dose in tablets)",
     )
     async def anticoagulant(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> doses.ProductOut:
         return await doses.get_product(conn, actor, patient_id)
 
@@ -147,7 +147,7 @@ class PatientAlertController(Controller):
         summary="The rules in force and where each value comes from",
     )
     async def get_thresholds(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> thresholds.ThresholdsOut:
         return await thresholds.get_thresholds(conn, actor, patient_id)
 
@@ -158,7 +158,7 @@ class PatientAlertController(Controller):
     )
     async def set_thresholds(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         data: thresholds.ThresholdsUpdate,
@@ -171,7 +171,7 @@ class PatientAlertController(Controller):
         summary="Every threshold change for the patient, newest first",
     )
     async def threshold_history(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, limit: Limit = 500
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, limit: Limit = 500
     ) -> list[thresholds.OverrideRecord]:
         return await thresholds.threshold_history(conn, actor, patient_id, limit=limit)
 
@@ -182,7 +182,7 @@ class PatientAlertController(Controller):
     )
     async def ttr(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         start: Annotated[date | None, QueryParameter(name="from")] = None,
@@ -201,7 +201,7 @@ class AnticoagulantController(Controller):
         summary="The anticoagulant product a patient takes, with its history",
     )
     async def get_product(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> doses.ProductOut:
         return await doses.get_product(conn, actor, patient_id, admin=True)
 
@@ -211,7 +211,7 @@ class AnticoagulantController(Controller):
         summary="Record the anticoagulant product a patient takes (Marevan, Waran, ...)",
     )
     async def set_product(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: doses.ProductSet
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: doses.ProductSet
     ) -> doses.ProductOut:
         return await doses.set_product(conn, actor, patient_id, data)
 
@@ -227,7 +227,7 @@ class RuleFailureController(Controller):
     )
     async def list_failures(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID | None = None,
         limit: Limit = 100,
@@ -244,7 +244,7 @@ class EscalationController(Controller):
         operation_id="listAlertDeadlines",
         summary="Acknowledgement deadlines and escalation repeats per program and severity",
     )
-    async def deadlines(self, conn: AsyncConnection, actor: Actor) -> list[escalation.DeadlineOut]:
+    async def deadlines(self, conn: AsyncConn, actor: Actor) -> list[escalation.DeadlineOut]:
         return await escalation.list_deadlines(conn, actor)
 
     @put(
@@ -254,7 +254,7 @@ class EscalationController(Controller):
     )
     async def set_deadline(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         program: escalation.Program,
         severity: escalation.SeverityName,
@@ -268,7 +268,7 @@ class EscalationController(Controller):
         summary="Where an organisation's unacknowledged alerts escalate to",
     )
     async def get_target(
-        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID
     ) -> escalation.EscalationSettingOut:
         return await escalation.get_escalation_setting(conn, actor, organisation_id)
 
@@ -279,7 +279,7 @@ class EscalationController(Controller):
     )
     async def set_target(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         organisation_id: uuid.UUID,
         data: escalation.EscalationSettingUpdate,

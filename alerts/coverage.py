@@ -19,13 +19,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from alerts.checks import _local, _name, _show
 from alerts.lifecycle import addressees, change_state, write_events
 from alerts.rules import MissedRule
 from alerts.schedule import slot_window
+from telemed.db import AsyncConn
 
 _UNCOVERED = """
 SELECT s.patient_id, s.rule_key, s.slot_id, s.alert_id
@@ -89,7 +89,7 @@ def _iso(at: datetime) -> str:
     return at.isoformat()
 
 
-async def cover(conn: AsyncConnection, watched: Sequence[Watched], *, now: datetime) -> int:
+async def cover(conn: AsyncConn, watched: Sequence[Watched], *, now: datetime) -> int:
     """Mark the slots late readings covered and close or annotate their alerts; how many
     slots were covered. One transaction."""
     rules = {(w.patient_id, w.rule.key): w for w in watched}
@@ -156,7 +156,7 @@ def _said(c: dict[str, Any]) -> str:
 
 
 async def _settle(
-    conn: AsyncConnection, alert_id: int, slots: list[dict[str, Any]], now: datetime
+    conn: AsyncConn, alert_id: int, slots: list[dict[str, Any]], now: datetime
 ) -> tuple[str, dict[str, Any], list[uuid.UUID]] | None:
     covered = [s["covered_by"] for s in slots if s["covered_by"] is not None]
     detail = dict(slots[0]["detail"])

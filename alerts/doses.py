@@ -24,12 +24,11 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 
 from telemed import audit
 from telemed.access import Actor, require_patient
 from telemed.catalogue.programs import AK_PRODUCTS, AkProduct
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 Q = Queries("doses", folder=Path(__file__).parent / "sql")
@@ -201,25 +200,25 @@ def _record(row: dict[str, Any]) -> ProductRecord:
     )
 
 
-async def product_of(conn: AsyncConnection, patient_id: uuid.UUID) -> Product | None:
+async def product_of(conn: AsyncConn, patient_id: uuid.UUID) -> Product | None:
     cur = await conn.execute(Q.current_product, {"patient_id": patient_id})
     row = await cur.fetchone()
     return PRODUCTS[row["product"]] if row else None
 
 
-async def current_weekly_dose(conn: AsyncConnection, patient_id: uuid.UUID) -> float | None:
+async def current_weekly_dose(conn: AsyncConn, patient_id: uuid.UUID) -> float | None:
     """The weekly dose the patient's latest AK instruction set, if any."""
     cur = await conn.execute(Q.latest_weekly_dose, {"patient_id": patient_id})
     row = await cur.fetchone()
     return row["weekly_dose_mg"] if row else None
 
 
-async def lock_patient(conn: AsyncConnection, patient_id: uuid.UUID) -> None:
+async def lock_patient(conn: AsyncConn, patient_id: uuid.UUID) -> None:
     await conn.execute(Q.lock_patient, {"patient_id": patient_id})
 
 
 async def get_product(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, *, admin: bool = False
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, *, admin: bool = False
 ) -> ProductOut:
     roles = ("admin",) if admin else ("nurse", "specialist")
     await require_patient(conn, actor, patient_id, roles=roles)
@@ -235,7 +234,7 @@ async def get_product(
 
 
 async def set_product(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: ProductSet
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: ProductSet
 ) -> ProductOut:
     """An administrator records the product the patient takes, with a reason; audited."""
     await require_patient(conn, actor, patient_id, roles=("admin",))

@@ -22,12 +22,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 
 from alerts.lifecycle import arrival
 from events import outbox
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_role
+from telemed.db import AsyncConn
 from telemed.errors import FieldProblem, Invalid, NotFound
 
 Program = Literal["copd", "ak"]
@@ -110,7 +110,7 @@ class Escalation(msgspec.Struct, frozen=True, kw_only=True):
     outbox_id: int
 
 
-async def _chain(conn: AsyncConnection) -> dict[uuid.UUID, uuid.UUID]:
+async def _chain(conn: AsyncConn) -> dict[uuid.UUID, uuid.UUID]:
     cur = await conn.execute(
         "SELECT organisation_id, escalation_organisation_id FROM organisation_settings "
         "WHERE escalation_organisation_id IS NOT NULL"
@@ -118,7 +118,7 @@ async def _chain(conn: AsyncConnection) -> dict[uuid.UUID, uuid.UUID]:
     return {r["organisation_id"]: r["escalation_organisation_id"] for r in await cur.fetchall()}
 
 
-async def escalate_due(conn: AsyncConnection, *, now: datetime) -> list[Escalation]:
+async def escalate_due(conn: AsyncConn, *, now: datetime) -> list[Escalation]:
     """Escalate every open alert whose deadline passed by `now`: one level each, each in its own
     transaction, guarded so an alert acknowledged meanwhile is left alone."""
     async with conn.transaction():
@@ -145,7 +145,7 @@ def _iso(at: datetime | None) -> str | None:
 
 
 async def _announce(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     row: dict[str, Any],
     level: int,
     chain: dict[uuid.UUID, uuid.UUID],
@@ -250,7 +250,7 @@ _DEADLINE_COLUMNS = (
 )
 
 
-async def list_deadlines(conn: AsyncConnection, actor: Actor) -> list[DeadlineOut]:
+async def list_deadlines(conn: AsyncConn, actor: Actor) -> list[DeadlineOut]:
     require_role(actor, ["admin", "nurse", "specialist"])
     async with conn.transaction():
         cur = await conn.execute(
@@ -261,7 +261,7 @@ async def list_deadlines(conn: AsyncConnection, actor: Actor) -> list[DeadlineOu
 
 
 async def set_deadline(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     program: Program,
     severity: SeverityName,
@@ -302,7 +302,7 @@ async def set_deadline(
     return msgspec.convert(row, DeadlineOut, strict=False)
 
 
-async def _require_org(conn: AsyncConnection, org: uuid.UUID, field: str | None = None) -> None:
+async def _require_org(conn: AsyncConn, org: uuid.UUID, field: str | None = None) -> None:
     cur = await conn.execute("SELECT 1 FROM organisations WHERE id = %s", (org,))
     if await cur.fetchone() is None:
         if field:
@@ -311,7 +311,7 @@ async def _require_org(conn: AsyncConnection, org: uuid.UUID, field: str | None 
 
 
 async def get_escalation_setting(
-    conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+    conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID
 ) -> EscalationSettingOut:
     require_role(actor, ["admin"])
     async with conn.transaction():
@@ -330,7 +330,7 @@ async def get_escalation_setting(
 
 
 async def set_escalation_setting(
-    conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID, data: EscalationSettingUpdate
+    conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID, data: EscalationSettingUpdate
 ) -> EscalationSettingOut:
     require_role(actor, ["admin"])
     target = data.escalation_organisation_id

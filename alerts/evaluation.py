@@ -26,7 +26,6 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection
 
 from alerts import failures as failure_log
 from alerts import ledger
@@ -44,6 +43,7 @@ from alerts.rules import (
     ReadingRef,
     Rule,
 )
+from telemed.db import AsyncConn
 from telemed.readings import StoredReading
 
 log = logging.getLogger("alerts.evaluation")
@@ -94,11 +94,11 @@ def stamped(breach: Breach, reading: StoredReading) -> Breach:
 
 
 async def judge(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     jobs: Sequence[Job],
     contexts: Mapping[uuid.UUID, Any],
     *,
-    lock: Callable[[AsyncConnection, Iterable[uuid.UUID]], Awaitable[None]],
+    lock: Callable[[AsyncConn, Iterable[uuid.UUID]], Awaitable[None]],
 ) -> list[Failure]:
     """Judge the jobs and write their alerts in `conn`'s transaction; the failures to record.
     `lock` serialises the patients whose rules look back, before any history is read."""
@@ -127,7 +127,7 @@ def _fresh(jobs: Sequence[Job]) -> list[Job]:
 
 
 async def _narrow(
-    conn: AsyncConnection, jobs: Sequence[Job], contexts: Mapping[uuid.UUID, Any]
+    conn: AsyncConn, jobs: Sequence[Job], contexts: Mapping[uuid.UUID, Any]
 ) -> list[Failure]:
     found: list[Failure] = []
     try:
@@ -171,7 +171,7 @@ def _only(job: Job, key: str) -> Job | None:
 
 
 async def _pass(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     jobs: Sequence[Job],
     contexts: Mapping[uuid.UUID, Any],
     keys: set[str] | None,

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-from psycopg import AsyncConnection
 
 from alerts.checks import _local, _name, _show
 from alerts.lifecycle import upsert_breaches
 from alerts.rules import Breach, Severity
 from telemed import audit
 from telemed.access import Actor, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.readings import StoredReading
 
 Q = Queries("failures", folder=Path(__file__).parent / "sql")
@@ -119,7 +118,7 @@ class _Row(msgspec.Struct, frozen=True, kw_only=True):
     alert_id: int | None
 
 
-async def record(conn: AsyncConnection, failures: Sequence[Failure], *, now: datetime) -> None:
+async def record(conn: AsyncConn, failures: Sequence[Failure], *, now: datetime) -> None:
     """Write the failures and raise (or add to) each patient's failure alert, in `conn`'s
     transaction. If this fails the transaction fails: nothing is then stored quietly."""
     if not failures:
@@ -177,7 +176,7 @@ class RuleFailureOut(msgspec.Struct, kw_only=True):
 
 
 async def recent_failures(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID | None, limit: int
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID | None, limit: int
 ) -> list[RuleFailureOut]:
     """The latest rule failures, newest first; the rows quote measured values, so each
     patient's are an audited read."""

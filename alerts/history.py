@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
 from alerts.checks import Baseline
 from alerts.rules import HistoryNeed, Obs
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.readings import StoredReading
 
 Q = Queries("history", folder=Path(__file__).parent / "sql")
@@ -103,7 +102,7 @@ def _json(items: Sequence[msgspec.Struct]) -> str:
 
 
 async def load_history(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     jobs: Sequence[Job],
     groups: Sequence[Group] = (),
     news: Sequence[New] = (),

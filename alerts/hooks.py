@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-from psycopg import AsyncConnection
 
 from alerts import evaluation
 from alerts.defaults import (
@@ -57,7 +56,7 @@ from alerts.rules import (
     reach_seconds,
 )
 from alerts.schedule import LOCAL_TZ
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.readings import StoredReading
 
 log = logging.getLogger("alerts.hooks")
@@ -268,7 +267,7 @@ class ContextCache:
         self._key: tuple | None = None
         self._entries: dict[uuid.UUID, PatientRules] = {}
 
-    def _for(self, conn: AsyncConnection, version: int) -> dict[uuid.UUID, PatientRules]:
+    def _for(self, conn: AsyncConn, version: int) -> dict[uuid.UUID, PatientRules]:
         info = conn.info
         key = (info.host, info.port, info.dbname, version)
         if key != self._key or len(self._entries) > self.max_patients:
@@ -276,7 +275,7 @@ class ContextCache:
         return self._entries
 
     async def get(
-        self, conn: AsyncConnection, version: int, patient_ids: list[uuid.UUID]
+        self, conn: AsyncConn, version: int, patient_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, PatientRules]:
         entries = self._for(conn, version)
         missing = [p for p in patient_ids if p not in entries]
@@ -291,7 +290,7 @@ CONTEXTS = ContextCache()
 
 
 async def _load_contexts(
-    conn: AsyncConnection, patient_ids: list[uuid.UUID]
+    conn: AsyncConn, patient_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, PatientRules]:
     literal = "{" + ",".join(map(str, patient_ids)) + "}"
     cur = await conn.execute(Q.context, {"patient_ids": literal})
@@ -355,7 +354,7 @@ def patient_lock(patient_id: uuid.UUID) -> tuple[int, int]:
     return LOCK_SPACE, patient_key(patient_id)
 
 
-async def lock_patients(conn: AsyncConnection, patient_ids: Iterable[uuid.UUID]) -> None:
+async def lock_patients(conn: AsyncConn, patient_ids: Iterable[uuid.UUID]) -> None:
     """Serialise these patients' transactions until commit (see the module docstring), the
     keys taken in ascending order so that two transactions never wait for each other in a
     circle."""
@@ -365,7 +364,7 @@ async def lock_patients(conn: AsyncConnection, patient_ids: Iterable[uuid.UUID])
         await conn.execute(Q.lock_patients, {"space": LOCK_SPACE, "keys": literal})
 
 
-async def after_readings(conn: AsyncConnection, stored: list[StoredReading]) -> None:
+async def after_readings(conn: AsyncConn, stored: list[StoredReading]) -> None:
     """Evaluate every stored reading and add its breaches to the alerts, in `conn`'s
     transaction. A patient's rule that fails is recorded and alerted on (alerts.failures);
     a database that is away or busy raises, and the caller retries the transaction."""

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from alerts import access, doses, lifecycle
@@ -22,6 +21,7 @@ from alerts.access import Note, Q
 from events import outbox
 from telemed import audit, numbers
 from telemed.access import Actor, require_patient, require_role
+from telemed.db import AsyncConn
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound, refuse_nul
 
 
@@ -90,7 +90,7 @@ def _instruction(row: dict[str, Any]) -> InstructionOut:
 
 
 async def find(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     *,
     alert_id: int | None = None,
     patient_id: uuid.UUID | None = None,
@@ -139,7 +139,7 @@ def _check_fields(
 
 
 async def _dose(
-    conn: AsyncConnection, patient_id: uuid.UUID, fields: AkFields
+    conn: AsyncConn, patient_id: uuid.UUID, fields: AkFields
 ) -> tuple[dict[str, Any] | None, FieldProblem | None]:
     """The dose's read-back as recorded with the instruction, or why it may not be sent."""
     if fields.weekly_dose_mg is msgspec.UNSET:
@@ -166,7 +166,7 @@ def _stored_fields(fields: AkFields | CopdFields | None, dose: dict | None) -> d
 
 
 async def add_instruction(
-    conn: AsyncConnection, actor: Actor, alert_id: int, data: InstructionCreate
+    conn: AsyncConn, actor: Actor, alert_id: int, data: InstructionCreate
 ) -> InstructionOut:
     """A specialist of an organisation that owns the alert answers it."""
     require_role(actor, ("specialist",))
@@ -215,7 +215,7 @@ async def add_instruction(
 
 
 async def patient_instructions(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, *, limit: int = 200
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, *, limit: int = 200
 ) -> list[InstructionOut]:
     await require_patient(conn, actor, patient_id)
     async with conn.transaction():
@@ -225,7 +225,7 @@ async def patient_instructions(
 
 
 async def confirm_instruction(
-    conn: AsyncConnection, actor: Actor, instruction_id: uuid.UUID, data: ConfirmationCreate
+    conn: AsyncConn, actor: Actor, instruction_id: uuid.UUID, data: ConfirmationCreate
 ) -> InstructionOut:
     """The nurse or patient team says it read an instruction, or carried it out."""
     require_role(actor, access.CLINICIANS)

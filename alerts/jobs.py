@@ -11,7 +11,6 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 
 from alerts import coverage, escalation, rule_coverage
 from alerts.checks import check_missed
@@ -20,6 +19,7 @@ from alerts.hooks import patient_rules, program_defaults
 from alerts.lifecycle import upsert_breaches
 from alerts.rules import Breach, MissedRule
 from alerts.schedule import LOCAL_TZ
+from telemed.db import AsyncConn
 from telemed.jobs import Job
 from telemed.settings import Settings
 
@@ -63,7 +63,7 @@ FROM unnest(%(patient_ids)s::uuid[], %(metrics)s::text[]) AS k (patient_id, metr
 """
 
 
-async def missed_measurements(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:
+async def missed_measurements(conn: AsyncConn, *, now: datetime) -> dict[str, int]:
     """Raise a no-data alert for each newly missed slot of each enrolled patient's schedules.
 
     `missed_slots` remembers the slots raised, so a slot raises once even after its alert was
@@ -106,9 +106,7 @@ async def missed_measurements(conn: AsyncConnection, *, now: datetime) -> dict[s
     return {"checked": len(checks), "raised": raised, "covered": covered}
 
 
-async def _raise_slot(
-    conn: AsyncConnection, row: dict[str, Any], breach: Breach, now: datetime
-) -> bool:
+async def _raise_slot(conn: AsyncConn, row: dict[str, Any], breach: Breach, now: datetime) -> bool:
     async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO missed_slots (patient_id, rule_key, slot_id, raised_at) "
@@ -139,20 +137,20 @@ def jobs(settings: Settings) -> list[Job]:
     ]
 
 
-async def _missed(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+async def _missed(conn: AsyncConn, now: datetime) -> dict[str, Any]:
     return await missed_measurements(conn, now=now)
 
 
-async def _rule_coverage(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+async def _rule_coverage(conn: AsyncConn, now: datetime) -> dict[str, Any]:
     return await rule_coverage.check_rule_coverage(conn, now=now)
 
 
-async def escalations(conn: AsyncConnection, now: datetime) -> dict[str, int]:
+async def escalations(conn: AsyncConn, now: datetime) -> dict[str, int]:
     done = await escalation.escalate_due(conn, now=now)
     return {"alerts": len(done)}
 
 
-async def retention(conn: AsyncConnection, now: datetime) -> dict[str, int]:
+async def retention(conn: AsyncConn, now: datetime) -> dict[str, int]:
     """Forget missed slots raised long ago (their alerts stay)."""
     async with conn.transaction():
         cur = await conn.execute(

@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 
 from alerts.lifecycle import BreachItem, addressees, write_events
 from alerts.rules import Breach, Severity
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 
 Q = Queries("ledger", folder=Path(__file__).parent / "sql")
 
@@ -95,7 +94,7 @@ def _ref(d: Decision) -> _Ref:
 
 
 async def reconcile(
-    conn: AsyncConnection, decisions: Sequence[Decision]
+    conn: AsyncConn, decisions: Sequence[Decision]
 ) -> tuple[list[BreachItem], Revision]:
     """The breaches to add (as `upsert_breaches` items) and the rows to change."""
     if not decisions:
@@ -138,7 +137,7 @@ _WITHDRAWN = (
 )
 
 
-async def revise(conn: AsyncConnection, revision: Revision, *, now: datetime) -> None:
+async def revise(conn: AsyncConn, revision: Revision, *, now: datetime) -> None:
     """Apply the row changes and recompute the alerts they touch (see the module docstring)."""
     if not revision:
         return

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 
 from alerts.rules import Breach, Severity
 from events import outbox
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import Conflict
 
 Q = Queries("lifecycle", folder=Path(__file__).parent / "sql")
@@ -241,21 +240,21 @@ def _json(items: Sequence[msgspec.Struct]) -> str:
     return msgspec.json.encode(items).decode()
 
 
-async def _lock(conn: AsyncConnection, pending: Sequence[Incoming]) -> dict[tuple, Existing]:
+async def _lock(conn: AsyncConn, pending: Sequence[Incoming]) -> dict[tuple, Existing]:
     keys = [_Key(p.patient_id, p.rule_key) for p in pending]
     cur = await conn.execute(Q.lock_open, {"keys": _json(keys)})
     rows = msgspec.convert(await cur.fetchall(), list[Existing])
     return {(r.patient_id, r.rule_key): r for r in rows}
 
 
-async def _update(conn: AsyncConnection, merged: Sequence[Merged], now: datetime) -> list[dict]:
+async def _update(conn: AsyncConn, merged: Sequence[Merged], now: datetime) -> list[dict]:
     if not merged:
         return []
     cur = await conn.execute(Q.update_open, {"merged": _json(merged), "now": now})
     return await cur.fetchall()
 
 
-async def _insert(conn: AsyncConnection, new: Sequence[Incoming], now: datetime) -> list[dict]:
+async def _insert(conn: AsyncConn, new: Sequence[Incoming], now: datetime) -> list[dict]:
     if not new:
         return []
     rows = [
@@ -279,7 +278,7 @@ async def _insert(conn: AsyncConnection, new: Sequence[Incoming], now: datetime)
 
 
 async def write_events(
-    conn: AsyncConnection, events: Sequence[tuple[str, dict[str, Any], list[uuid.UUID]]]
+    conn: AsyncConn, events: Sequence[tuple[str, dict[str, Any], list[uuid.UUID]]]
 ) -> None:
     """Outbox rows for alert events, (event, alert row, organisations), in one statement."""
     await outbox.enqueue_many(
@@ -305,7 +304,7 @@ def _change(row: dict[str, Any], kind: Literal["raised", "upgraded", "repeated"]
 
 
 async def upsert_breaches(
-    conn: AsyncConnection, items: Sequence[BreachItem], *, now: datetime
+    conn: AsyncConn, items: Sequence[BreachItem], *, now: datetime
 ) -> list[AlertChange]:
     """Add breaches, (patient_id, program, breach) each, to the patients' alerts.
 
@@ -320,9 +319,7 @@ async def upsert_breaches(
     return await _upsert(conn, items, now)
 
 
-async def _upsert(
-    conn: AsyncConnection, items: Sequence[BreachItem], now: datetime
-) -> list[AlertChange]:
+async def _upsert(conn: AsyncConn, items: Sequence[BreachItem], now: datetime) -> list[AlertChange]:
     pending = aggregate(items, now)
     changes: list[AlertChange] = []
     events: list[tuple[str, dict[str, Any], list[uuid.UUID]]] = []
@@ -374,7 +371,7 @@ class _AlertReading(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def _write_readings(
-    conn: AsyncConnection, items: Sequence[BreachItem], changes: Sequence[AlertChange]
+    conn: AsyncConn, items: Sequence[BreachItem], changes: Sequence[AlertChange]
 ) -> None:
     """One `alert_readings` row per breach that is about a stored reading (alerts.ledger);
     a rule breached twice by one reading (two enrollments' rule sets) counts once, its worse."""
@@ -406,7 +403,7 @@ async def _write_readings(
 
 
 async def change_state(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     alert_id: int,
     to: Literal["acknowledged", "resolved"],
     *,

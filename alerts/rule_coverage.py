@@ -20,7 +20,6 @@ from datetime import date, datetime, time
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection
 
 from alerts.defaults import Override, default_rules, effective_per_rule
 from alerts.lifecycle import change_state, upsert_breaches
@@ -28,6 +27,7 @@ from alerts.rules import AbsoluteRule, Breach, InrRule, MissedRule, Rule, Severi
 from alerts.schedule import LOCAL_TZ
 from telemed.catalogue.programs import PROGRAM_METRICS, PROGRAMS, accepted_strata
 from telemed.catalogue.schedules import AK_SCHEDULES, COPD_SCHEDULES
+from telemed.db import AsyncConn
 from telemed.errors import Conflict
 
 RULE_PREFIX = "coverage"
@@ -212,7 +212,7 @@ class Unwatched(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def find_unwatched(
-    conn: AsyncConnection, *, now: datetime
+    conn: AsyncConn, *, now: datetime
 ) -> tuple[set[tuple[uuid.UUID, str]], list[Unwatched]]:
     """The running enrolments, as (patient, program), and those whose rules cannot be built as
     configured."""
@@ -260,9 +260,7 @@ def _local(moment: datetime) -> str:
     return f"{moment.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M}"
 
 
-async def _fixed(
-    conn: AsyncConnection, alert: dict[str, Any], now: datetime, *, ended: bool
-) -> str:
+async def _fixed(conn: AsyncConn, alert: dict[str, Any], now: datetime, *, ended: bool) -> str:
     """Resolve the alert of rules that build again (or of an enrolment that ended), or, when
     readings arrived meanwhile, say so on it and leave it open for a clinician to review them."""
     program = alert["program"]
@@ -296,7 +294,7 @@ async def _fixed(
     return "noted"
 
 
-async def check_rule_coverage(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:
+async def check_rule_coverage(conn: AsyncConn, *, now: datetime) -> dict[str, int]:
     """The scheduler's `rule_coverage` job; safe to run twice (an unchanged problem that has
     an open alert changes nothing)."""
     result = {"checked": 0, "unwatched": 0, "alerted": 0, "resolved": 0, "noted": 0}

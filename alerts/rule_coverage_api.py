@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from litestar import Controller, get
-from psycopg import AsyncConnection
 
 from alerts.rule_coverage import Unwatched, find_unwatched
 from telemed import audit
 from telemed.access import Actor, require_role
+from telemed.db import AsyncConn
 
 
 class RuleCoverageController(Controller):
@@ -22,7 +22,7 @@ class RuleCoverageController(Controller):
         operation_id="listUnwatchedEnrollments",
         summary="Running enrolments whose alert rules cannot be built, and why",
     )
-    async def list_unwatched(self, conn: AsyncConnection, actor: Actor) -> list[Unwatched]:
+    async def list_unwatched(self, conn: AsyncConn, actor: Actor) -> list[Unwatched]:
         require_role(actor, ["admin"])
         async with conn.transaction():
             _, found = await find_unwatched(conn, now=datetime.now(UTC))

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 
 from alerts import access, instructions, lifecycle
 from alerts.access import CLINICIANS, Note
@@ -26,7 +25,7 @@ from alerts.nomogram import Suggestion
 from alerts.thresholds import dose_suggestion
 from telemed import audit
 from telemed.access import Actor, require_patient, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import FieldProblem, Invalid
 
 Q = Queries("service", folder=Path(__file__).parent / "sql")
@@ -112,7 +111,7 @@ class AlertResolve(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 async def list_alerts(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     *,
     state: StateFilter = "unresolved",
@@ -137,7 +136,7 @@ async def list_alerts(
 
 
 async def patient_alerts(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     *,
@@ -153,7 +152,7 @@ async def patient_alerts(
 
 
 async def get_alert(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     alert_id: int,
     *,
@@ -206,7 +205,7 @@ async def get_alert(
 
 
 async def transition(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     alert_id: int,
     to: Literal["acknowledged", "resolved"],
@@ -229,15 +228,11 @@ async def transition(
         return msgspec.convert(_out(await access.alert_row(conn, alert_id)), AlertOut)
 
 
-async def acknowledge(
-    conn: AsyncConnection, actor: Actor, alert_id: int, data: AlertAck
-) -> AlertOut:
+async def acknowledge(conn: AsyncConn, actor: Actor, alert_id: int, data: AlertAck) -> AlertOut:
     return await transition(conn, actor, alert_id, "acknowledged", data.note)
 
 
-async def resolve(
-    conn: AsyncConnection, actor: Actor, alert_id: int, data: AlertResolve
-) -> AlertOut:
+async def resolve(conn: AsyncConn, actor: Actor, alert_id: int, data: AlertResolve) -> AlertOut:
     note = data.note.strip()
     if not note:
         raise Invalid("a note is required", [FieldProblem("note", "must not be blank")])

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from alerts import doses
@@ -44,7 +43,7 @@ from alerts.threshold_changes import (
 from alerts.ttr import InrResult, TtrResult, ttr
 from telemed import audit
 from telemed.access import Actor, require_patient
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 Q = Queries("thresholds", folder=Path(__file__).parent / "sql")
@@ -113,12 +112,12 @@ class _Current(msgspec.Struct, frozen=True):
     unconfirmed: frozenset[tuple[str, str]] = frozenset()
 
 
-async def _enrollments(conn: AsyncConnection, patient_id: uuid.UUID) -> list[_Enrollment]:
+async def _enrollments(conn: AsyncConn, patient_id: uuid.UUID) -> list[_Enrollment]:
     cur = await conn.execute(Q.running_enrollments, {"patient_id": patient_id})
     return msgspec.convert(await cur.fetchall(), list[_Enrollment])
 
 
-async def _current(conn: AsyncConnection, patient_id: uuid.UUID) -> _Current:
+async def _current(conn: AsyncConn, patient_id: uuid.UUID) -> _Current:
     cur = await conn.execute(Q.current_overrides, {"patient_id": patient_id})
     rows = await cur.fetchall()
     overrides = [
@@ -193,15 +192,13 @@ def _program_rules(enrollment: _Enrollment, current: _Current) -> ProgramRules:
     )
 
 
-async def _thresholds(conn: AsyncConnection, patient_id: uuid.UUID) -> ThresholdsOut:
+async def _thresholds(conn: AsyncConn, patient_id: uuid.UUID) -> ThresholdsOut:
     current = await _current(conn, patient_id)
     programs = [_program_rules(e, current) for e in await _enrollments(conn, patient_id)]
     return ThresholdsOut(patient_id=patient_id, programs=programs)
 
 
-async def get_thresholds(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
-) -> ThresholdsOut:
+async def get_thresholds(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> ThresholdsOut:
     await require_patient(conn, actor, patient_id)
     async with conn.transaction():
         out = await _thresholds(conn, patient_id)
@@ -210,7 +207,7 @@ async def get_thresholds(
 
 
 async def threshold_history(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, *, limit: int = 500
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, *, limit: int = 500
 ) -> list[OverrideRecord]:
     await require_patient(conn, actor, patient_id)
     async with conn.transaction():
@@ -229,7 +226,7 @@ def _row_reason(change: ThresholdChange, reason: str) -> str:
 
 
 async def set_thresholds(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: ThresholdsUpdate
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: ThresholdsUpdate
 ) -> ThresholdsOut:
     """A specialist of the patient's care changes thresholds, all or nothing, with a reason."""
     await require_patient(conn, actor, patient_id, roles=("specialist",))
@@ -304,7 +301,7 @@ class TtrOut(msgspec.Struct, kw_only=True):
 
 
 async def inr_range(
-    conn: AsyncConnection, patient_id: uuid.UUID
+    conn: AsyncConn, patient_id: uuid.UUID
 ) -> tuple[float, float, Literal["stratum", "override"]] | str:
     """The patient's therapeutic INR range in force and where it comes from, or why none."""
     cur = await conn.execute(Q.latest_ak_enrollment, {"patient_id": patient_id})
@@ -334,7 +331,7 @@ def _local_midnight(day: date) -> datetime:
 
 
 async def patient_ttr(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     *,
@@ -389,7 +386,7 @@ async def patient_ttr(
 
 
 async def dose_suggestion(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     patient_id: uuid.UUID,
     inr: float,
     comparator: str | None,

@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     """Bootstrap an admin (or any user) without the API, e.g. on a new installation."""
-    from telemed.db import connect_sync
+    from telemed.db import connect_sync, one_row
     from telemed.security import check_password_strength, hash_password
 
     password = args.password or getpass.getpass("password: ")
@@ -54,10 +54,11 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
             "SELECT id FROM organisations WHERE name = %s", (args.organisation,)
         ).fetchone()
         if org is None:
-            org = conn.execute(
+            created = conn.execute(
                 "INSERT INTO organisations (name, kind) VALUES (%s, %s) RETURNING id",
                 (args.organisation, args.organisation_kind),
             ).fetchone()
+            org = one_row(created, "the new organisation")
         conn.execute(
             "INSERT INTO users (username, full_name, role, organisation_id, password_hash) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO UPDATE "
@@ -180,12 +181,11 @@ async def _forever(scheduler: Scheduler) -> int:
 
 
 async def _once(scheduler: Scheduler, names: list[str]) -> int:
-    from psycopg import AsyncConnection
-    from psycopg.rows import dict_row
+    from telemed.db import connect_async
 
     failed = 0
     try:
-        async with await AsyncConnection.connect(scheduler.dsn, row_factory=dict_row) as conn:
+        async with await connect_async(scheduler.dsn) as conn:
             for name in names:
                 result = await scheduler.run_job(conn, name)
                 failed += result is None

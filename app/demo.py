@@ -6,8 +6,9 @@ Idempotent: running it again finds what exists and only prints the sign-ins.
 
 from __future__ import annotations
 
-from psycopg import Connection
+from uuid import UUID
 
+from telemed.db import SyncConn, one_row
 from telemed.demo_data import (
     DEMO_PASSWORD,
     DEMO_PRODUCTS,
@@ -19,9 +20,9 @@ from telemed.patients import new_pseudonym
 from telemed.security import hash_password
 
 
-def seed(conn: Connection) -> dict:
+def seed(conn: SyncConn) -> dict[str, dict[str, UUID]]:
     """Create the demo organisations, users and patients; return their ids by name."""
-    orgs: dict[str, object] = {}
+    orgs: dict[str, UUID] = {}
     for name, kind, region, hospital, specialty in ORGANISATIONS:
         row = conn.execute(
             "INSERT INTO organisations (name, kind, region, hospital, specialty) "
@@ -29,10 +30,10 @@ def seed(conn: Connection) -> dict:
             "RETURNING id",
             (name, kind, region, hospital, specialty),
         ).fetchone()
-        orgs[name] = row["id"]
+        orgs[name] = one_row(row, "the demo organisation")["id"]
     org_ids = list(orgs.values())
     pw_hash = hash_password(DEMO_PASSWORD)
-    users = {}
+    users: dict[str, UUID] = {}
     for username, full_name, role, org in USERS:
         row = conn.execute(
             "INSERT INTO users (username, full_name, role, organisation_id, password_hash) "
@@ -40,36 +41,37 @@ def seed(conn: Connection) -> dict:
             "SET active = true RETURNING id",
             (username, full_name, role, org_ids[org], pw_hash),
         ).fetchone()
-        users[username] = row["id"]
-    patients = {}
+        users[username] = one_row(row, "the demo user")["id"]
+    patients: dict[str, UUID] = {}
     for name, dob, program, stratum in PATIENTS:
         row = conn.execute(
             "SELECT id FROM patients WHERE name = %s AND date_of_birth = %s", (name, dob)
         ).fetchone()
-        if row is None:
+        if row is not None:
+            patients[name] = row["id"]
+        else:
             row = conn.execute(
                 "INSERT INTO patients (pseudonym, name, date_of_birth, region) "
                 "VALUES (%s, %s, %s, 'Region Nordjylland') RETURNING id",
                 (new_pseudonym(), name, dob),
             ).fetchone()
-            pid = row["id"]
+            pid = patients[name] = one_row(row, "the new demo patient")["id"]
             conn.execute(
                 "INSERT INTO responsibility (patient_id, organisation_id, since, reason) "
                 "VALUES (%s, %s, now() - interval '30 days', 'demo enrolment')",
                 (pid, org_ids[0]),
             )
-            for org in (org_ids[2], org_ids[3]):
+            for serving in (org_ids[2], org_ids[3]):
                 conn.execute(
                     "INSERT INTO care_relations (patient_id, organisation_id, relation) "
                     "VALUES (%s, %s, 'serving')",
-                    (pid, org),
+                    (pid, serving),
                 )
             conn.execute(
                 "INSERT INTO enrollments (patient_id, program, stratum, start_date) "
                 "VALUES (%s, %s, %s, current_date)",
                 (pid, program, stratum),
             )
-        patients[name] = row["id"]
     # The AK patients' products, so that a dose is read back and shown in their tablets.
     for name, product in DEMO_PRODUCTS.items():
         conn.execute(

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from psycopg import AsyncConnection
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # apscheduler 3 ships no type hints
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from telemed.db import AsyncConn, Pool, connect_async, one_row
 from telemed.jobs import Job
 
 log = logging.getLogger("telemed.scheduler")
@@ -46,10 +46,6 @@ _KEEPALIVE = {
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-async def _configure(conn: AsyncConnection) -> None:
-    conn.row_factory = dict_row  # type: ignore[assignment]
 
 
 class UnknownJob(ValueError):
@@ -90,7 +86,7 @@ class Scheduler:
         """Compete for leadership and run the jobs while leader, until `stop` is set."""
         while not stop.is_set():
             try:
-                async with await AsyncConnection.connect(
+                async with await connect_async(
                     self.dsn,
                     autocommit=True,
                     application_name="telemed-scheduler-lock",
@@ -106,24 +102,24 @@ class Scheduler:
                 log.warning("scheduler %s lost the database: %s", self.instance, exc)
                 await _sleep(stop, self.reconnect_s)
 
-    async def _acquire(self, conn: AsyncConnection, stop: asyncio.Event) -> bool:
+    async def _acquire(self, conn: AsyncConn, stop: asyncio.Event) -> bool:
         while not stop.is_set():
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
-            if (await cur.fetchone())[0]:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS taken", (self.lock_key,))
+            if one_row(await cur.fetchone(), "pg_try_advisory_lock")["taken"]:
                 log.info("scheduler %s is the leader", self.instance)
                 return True
             await _sleep(stop, self.lock_retry_s)
         return False
 
-    async def _lead(self, lock_conn: AsyncConnection, stop: asyncio.Event) -> None:
+    async def _lead(self, lock_conn: AsyncConn, stop: asyncio.Event) -> None:
         started = time.monotonic()
-        pool = AsyncConnectionPool(
+        pool: Pool = AsyncConnectionPool(
             self.dsn,
+            connection_class=AsyncConn,
             min_size=1,
             max_size=4,
             open=False,
-            configure=_configure,
-            kwargs={"application_name": "telemed-scheduler", **_KEEPALIVE},
+            kwargs={"application_name": "telemed-scheduler", "row_factory": dict_row, **_KEEPALIVE},
         )
         await pool.open(wait=True, timeout=30)
         sched = AsyncIOScheduler(timezone=UTC)
@@ -147,7 +143,7 @@ class Scheduler:
                 )
             sched.start()
             self.leading = True
-            for channel in sorted({self.jobs[name].wake_on for name in woken}):
+            for channel in sorted({c for job in self.jobs.values() if (c := job.wake_on)}):
                 await lock_conn.execute(f"LISTEN {channel}")
             await self._watch(lock_conn, stop, woken)
         finally:
@@ -163,7 +159,7 @@ class Scheduler:
             log.info("scheduler %s stopped leading", self.instance)
 
     async def _watch(
-        self, conn: AsyncConnection, stop: asyncio.Event, woken: dict[str, asyncio.Event]
+        self, conn: AsyncConn, stop: asyncio.Event, woken: dict[str, asyncio.Event]
     ) -> None:
         """Wake each woken job on a NOTIFY of its channel and every interval; check the
         connection (and so the lock) every second."""
@@ -179,7 +175,7 @@ class Scheduler:
                     polled[name] = time.monotonic()
             await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
 
-    async def _job(self, name: str, pool: AsyncConnectionPool) -> None:
+    async def _job(self, name: str, pool: Pool) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
@@ -187,9 +183,10 @@ class Scheduler:
             async with pool.connection() as conn:
                 await self.run_job(conn, name)
         finally:
-            self._inflight.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._inflight.discard(task)
 
-    async def _woken(self, pool: AsyncConnectionPool, name: str, wake: asyncio.Event) -> None:
+    async def _woken(self, pool: Pool, name: str, wake: asyncio.Event) -> None:
         again = self.jobs[name].again
         while True:
             await wake.wait()
@@ -204,7 +201,7 @@ class Scheduler:
             if again is not None and again(result or {}):
                 wake.set()  # a full batch: there may be more due
 
-    async def run_job(self, conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    async def run_job(self, conn: AsyncConn, name: str) -> dict[str, Any] | None:
         """Run one job now and record the run; None when it failed (recorded and logged)."""
         job = self.jobs.get(name)
         if job is None:
@@ -224,7 +221,7 @@ class Scheduler:
 
 
 async def record_run(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     job: str,
     instance: str,
     work: Callable[[], Awaitable[dict[str, Any]]],

@@ -16,12 +16,12 @@ import uvicorn
 from telemed.settings import Settings
 
 
-def uvicorn_config(settings: Settings, *, host: str | None = None, port: int | None = None):
-    tls = {}
-    if settings.tls_certfile or settings.tls_keyfile:
-        if not (settings.tls_certfile and settings.tls_keyfile):
-            raise ValueError("TLS needs both TELEMED_TLS_CERTFILE and TELEMED_TLS_KEYFILE")
-        tls = {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
+def uvicorn_config(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    certfile, keyfile = settings.tls_certfile or None, settings.tls_keyfile or None
+    if (certfile or keyfile) and not (certfile and keyfile):
+        raise ValueError("TLS needs both TELEMED_TLS_CERTFILE and TELEMED_TLS_KEYFILE")
     from app.asgi import create_app
 
     return uvicorn.Config(
@@ -36,7 +36,8 @@ def uvicorn_config(settings: Settings, *, host: str | None = None, port: int | N
         access_log=False,
         # Open event streams would otherwise hold a shutdown until they end.
         timeout_graceful_shutdown=5,
-        **tls,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
 
 

@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import Connection
 
 from telemed import alarms
-from telemed.db import Queries, connect_sync
+from telemed.db import Queries, SyncConn, connect_sync, one_row
 from telemed.settings import SupervisorSettings
 
 log = logging.getLogger("telemed.up")
@@ -64,7 +63,7 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def spawn(cmd: Sequence[str]) -> subprocess.Popen:
+def spawn(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(list(cmd), preexec_fn=die_with_parent())
 
 
@@ -101,7 +100,7 @@ class Child:
     name: str
     cmd: list[str]
     restart: bool = True
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     quick_exits: int = 0
     restart_at: float | None = None
@@ -205,16 +204,18 @@ class Supervisor:
         self.alarms.raise_(child.alarm_key, "critical", text)
 
     def stop_all(self, timeout_s: float = 15.0) -> None:
-        running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
-        for child in running:
-            child.proc.terminate()
-        for child in running:
+        running = [
+            (c, c.proc) for c in self.children if c.proc is not None and c.proc.poll() is None
+        ]
+        for _, proc in running:
+            proc.terminate()
+        for child, proc in running:
             try:
-                child.proc.wait(timeout=timeout_s)
+                proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 log.error("%s did not stop within %.0f s; killing it", child.name, timeout_s)
-                child.proc.kill()
-                child.proc.wait()
+                proc.kill()
+                proc.wait()
 
 
 class SupervisorLock:
@@ -223,12 +224,13 @@ class SupervisorLock:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.name = f"telemed up pid {os.getpid()} on {socket.gethostname()}"[:63]
-        self._conn: Connection | None = None
+        self._conn: SyncConn | None = None
         self._checked = 0.0
 
     def take(self) -> None:
         conn = self._connect()
-        if not conn.execute(Q.try_lock, {"name": SUPERVISOR_LOCK}).fetchone()["taken"]:
+        tried = one_row(conn.execute(Q.try_lock, {"name": SUPERVISOR_LOCK}).fetchone(), "try_lock")
+        if not tried["taken"]:
             row = conn.execute(Q.holder, {"name": SUPERVISOR_LOCK}).fetchone()
             conn.close()
             self._conn = None
@@ -243,7 +245,7 @@ class SupervisorLock:
                 "first: two would run every ingest slot and the API twice"
             )
 
-    def _connect(self) -> Connection:
+    def _connect(self) -> SyncConn:
         self._conn = psycopg.connect(
             self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
             application_name=self.name, connect_timeout=5, keepalives=1, keepalives_idle=10,

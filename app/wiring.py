@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from telemed.jobs import Job
 from telemed.settings import Settings
 
+if TYPE_CHECKING:
+    from litestar.types import ControllerRouterHandler
+
 Register = Callable[[argparse._SubParsersAction], None]
 
 
-def routers(settings: Settings) -> list:
+def routers(settings: Settings) -> list[ControllerRouterHandler]:
     """The domains' controllers: alerts, devices, events, wounds."""
     from alerts import api as alerts_api
     from devices import api as devices_api

@@ -19,7 +19,6 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
-from psycopg import AsyncConnection
 
 from devices import provisioning
 from devices.broker_change import registry_change_async
@@ -28,6 +27,7 @@ from devices.provisioning_bulk import MAX_ROWS, NewDevice, provision_many_async
 from devices.rejections import RejectionOut, list_rejections_async
 from telemed import audit
 from telemed.access import Actor, require_role
+from telemed.db import AsyncConn
 from telemed.settings import Settings
 
 log = logging.getLogger("devices.api")
@@ -53,7 +53,7 @@ class DevicesCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 async def provision_device(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     settings: Settings,
     patient_id: uuid.UUID,
@@ -84,7 +84,7 @@ async def provision_device(
 
 
 async def provision_devices(
-    conn: AsyncConnection, actor: Actor, settings: Settings, data: DevicesCreate
+    conn: AsyncConn, actor: Actor, settings: Settings, data: DevicesCreate
 ) -> list[ProvisionedDevice]:
     require_role(actor, ["admin"])
     async with registry_change_async(conn, settings) as change:
@@ -105,7 +105,7 @@ async def provision_devices(
 
 
 async def rotate_device(
-    conn: AsyncConnection, actor: Actor, settings: Settings, device_id: str
+    conn: AsyncConn, actor: Actor, settings: Settings, device_id: str
 ) -> ProvisionedDevice:
     require_role(actor, ["admin"])
     async with registry_change_async(conn, settings) as change:
@@ -123,9 +123,7 @@ async def rotate_device(
     return device
 
 
-async def patient_devices(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
-) -> list[DeviceOut]:
+async def patient_devices(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> list[DeviceOut]:
     require_role(actor, ["admin"])
     await provisioning.require_patient_exists(conn, patient_id)
     devices = await provisioning.list_devices_async(conn, patient_id=patient_id)
@@ -134,7 +132,7 @@ async def patient_devices(
 
 
 async def revoke_device(
-    conn: AsyncConnection, actor: Actor, settings: Settings, device_id: str
+    conn: AsyncConn, actor: Actor, settings: Settings, device_id: str
 ) -> DeviceOut:
     require_role(actor, ["admin"])
     async with registry_change_async(conn, settings) as change:
@@ -153,7 +151,7 @@ async def revoke_device(
 
 
 async def recent_rejections(
-    conn: AsyncConnection, actor: Actor, device_id: str | None, limit: int
+    conn: AsyncConn, actor: Actor, device_id: str | None, limit: int
 ) -> list[RejectionOut]:
     require_role(actor, ["admin"])
     rows = await list_rejections_async(conn, device_id=device_id, limit=limit)
@@ -174,7 +172,7 @@ class DeviceAdminController(Controller):
     )
     async def provision(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         state: State,
         patient_id: uuid.UUID,
@@ -190,7 +188,7 @@ class DeviceAdminController(Controller):
         request_max_body_size=BULK_MAX_BODY,
     )
     async def provision_many(
-        self, conn: AsyncConnection, actor: Actor, state: State, data: DevicesCreate
+        self, conn: AsyncConn, actor: Actor, state: State, data: DevicesCreate
     ) -> list[ProvisionedDevice]:
         return await provision_devices(conn, actor, state.settings, data)
 
@@ -202,7 +200,7 @@ class DeviceAdminController(Controller):
         status_code=200,
     )
     async def rotate(
-        self, conn: AsyncConnection, actor: Actor, state: State, device_id: str
+        self, conn: AsyncConn, actor: Actor, state: State, device_id: str
     ) -> ProvisionedDevice:
         return await rotate_device(conn, actor, state.settings, device_id)
 
@@ -212,7 +210,7 @@ class DeviceAdminController(Controller):
         summary="A patient's devices, active and revoked",
     )
     async def list_for_patient(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> list[DeviceOut]:
         return await patient_devices(conn, actor, patient_id)
 
@@ -223,7 +221,7 @@ class DeviceAdminController(Controller):
         status_code=200,
     )
     async def revoke(
-        self, conn: AsyncConnection, actor: Actor, state: State, device_id: str
+        self, conn: AsyncConn, actor: Actor, state: State, device_id: str
     ) -> DeviceOut:
         return await revoke_device(conn, actor, state.settings, device_id)
 
@@ -234,7 +232,7 @@ class DeviceAdminController(Controller):
     )
     async def rejected(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         device_id: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-from psycopg import AsyncConnection, Connection
 
 from devices.broker_control import (
     ADMIN_USERNAME,
@@ -47,6 +46,7 @@ from devices.broker_control import (
     send_commands,
     signal_reload,
 )
+from telemed.db import AsyncConn, SyncConn
 from telemed.errors import Unavailable
 from telemed.settings import Settings
 
@@ -282,7 +282,7 @@ def has_snapshot(settings: Settings) -> bool:
     return (settings.broker_dir / SNAPSHOT).exists() and (settings.broker_dir / JOURNAL).exists()
 
 
-def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
+def sync_broker(conn: SyncConn, settings: Settings) -> SyncResult:
     """Rewrite the account files from the active devices and make the broker reread them
     (removed or changed accounts are disconnected).
 
@@ -299,7 +299,7 @@ def sync_broker(conn: Connection, settings: Settings) -> SyncResult:
     return SyncResult(devices=len(rows), reloaded=reloaded)
 
 
-async def sync_broker_async(conn: AsyncConnection, settings: Settings) -> SyncResult:
+async def sync_broker_async(conn: AsyncConn, settings: Settings) -> SyncResult:
     """`sync_broker` for the API's async connections."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))

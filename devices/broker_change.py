@@ -30,8 +30,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from psycopg import AsyncConnection, Connection
-
 from devices import broker
 from devices.broker import (
     ACTIVE_DEVICES,
@@ -50,6 +48,7 @@ from devices.broker_control import (
     send_commands,
     signal_reload,
 )
+from telemed.db import AsyncConn, SyncConn
 from telemed.errors import FieldProblem, Invalid
 from telemed.settings import Settings
 
@@ -205,7 +204,7 @@ def _whole(settings: Settings) -> bool:
 
 
 def apply_changes(
-    conn: Connection,
+    conn: SyncConn,
     settings: Settings,
     *,
     added: Sequence[tuple[str, str]] = (),
@@ -224,7 +223,7 @@ def apply_changes(
         _write_and_tell(settings, lines, rows)
 
 
-async def _apply_async(conn: AsyncConnection, settings: Settings, change: Change) -> None:
+async def _apply_async(conn: AsyncConn, settings: Settings, change: Change) -> None:
     """`apply_changes` for the API, inside `registry_change_async`."""
     lines = _lines(settings, change.added, change.removed)
     if not lines:
@@ -253,7 +252,7 @@ def repair(settings: Settings) -> None:
 
 
 @contextmanager
-def registry_change(conn: Connection, settings: Settings) -> Iterator[Change]:
+def registry_change(conn: SyncConn, settings: Settings) -> Iterator[Change]:
     """A transaction whose registry changes the broker takes with it: change the rows in the
     block and note them on the Change; at its end the broker is told (or BrokerUnavailable
     rolls everything back), then the transaction commits."""
@@ -271,7 +270,7 @@ def registry_change(conn: Connection, settings: Settings) -> Iterator[Change]:
 
 
 @asynccontextmanager
-async def registry_change_async(conn: AsyncConnection, settings: Settings) -> AsyncIterator[Change]:
+async def registry_change_async(conn: AsyncConn, settings: Settings) -> AsyncIterator[Change]:
     """`registry_change` for the API's async connections. A request cancelled while the broker
     is being told waits for the answer: a change the broker took is then repaired, since the
     registry's transaction rolls back."""

@@ -20,9 +20,10 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 import msgspec
-from psycopg import AsyncConnection, Connection, errors
+from psycopg import errors
 
 from devices.broker import hash_password
+from telemed.db import AsyncConn, SyncConn
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 
 Kind = Literal[
@@ -175,7 +176,7 @@ def serial_taken() -> Conflict:
 
 
 def provision(
-    conn: Connection,
+    conn: SyncConn,
     *,
     patient_id: uuid.UUID,
     kind: str,
@@ -188,7 +189,7 @@ def provision(
 
 
 def provision_with_hash(
-    conn: Connection,
+    conn: SyncConn,
     patient_id: uuid.UUID,
     kind: str,
     serial: str | None,
@@ -216,7 +217,7 @@ def provision_with_hash(
 
 
 async def provision_async(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     *,
     patient_id: uuid.UUID,
     kind: str,
@@ -245,12 +246,12 @@ async def provision_async(
                     raise id_taken() from None
 
 
-def revoke(conn: Connection, device_id: str) -> DeviceOut:
+def revoke(conn: SyncConn, device_id: str) -> DeviceOut:
     """Deactivate a device (its readings stay); sync the broker afterwards to lock it out."""
     return _revoked(conn.execute(_REVOKE, {"id": device_id}).fetchone())
 
 
-async def revoke_async(conn: AsyncConnection, device_id: str) -> DeviceOut:
+async def revoke_async(conn: AsyncConn, device_id: str) -> DeviceOut:
     cur = await conn.execute(_REVOKE, {"id": device_id})
     return _revoked(await cur.fetchone())
 
@@ -261,7 +262,7 @@ def _revoked(row: dict | None) -> DeviceOut:
     return msgspec.convert(row, DeviceOut)
 
 
-def rotate(conn: Connection, device_id: str) -> tuple[ProvisionedDevice, str]:
+def rotate(conn: SyncConn, device_id: str) -> tuple[ProvisionedDevice, str]:
     """A new password for an active device, returned once; the device and the new hash (for
     the broker, which then refuses the old password and disconnects the device)."""
     password = new_password()
@@ -272,7 +273,7 @@ def rotate(conn: Connection, device_id: str) -> tuple[ProvisionedDevice, str]:
     return _rotated(row, password), password_hash
 
 
-async def rotate_async(conn: AsyncConnection, device_id: str) -> tuple[ProvisionedDevice, str]:
+async def rotate_async(conn: AsyncConn, device_id: str) -> tuple[ProvisionedDevice, str]:
     password = new_password()
     password_hash = hash_password(password)
     cur = await conn.execute(_ROTATE, {"id": device_id, "password_hash": password_hash})
@@ -304,26 +305,26 @@ def _rotated(row: dict, password: str) -> ProvisionedDevice:
 
 
 def list_devices(
-    conn: Connection, *, patient_id: uuid.UUID | None = None, active_only: bool = False
+    conn: SyncConn, *, patient_id: uuid.UUID | None = None, active_only: bool = False
 ) -> list[DeviceOut]:
     rows = conn.execute(_LIST, {"patient_id": patient_id, "active_only": active_only}).fetchall()
     return msgspec.convert(rows, list[DeviceOut])
 
 
 async def list_devices_async(
-    conn: AsyncConnection, *, patient_id: uuid.UUID | None = None, active_only: bool = False
+    conn: AsyncConn, *, patient_id: uuid.UUID | None = None, active_only: bool = False
 ) -> list[DeviceOut]:
     cur = await conn.execute(_LIST, {"patient_id": patient_id, "active_only": active_only})
     return msgspec.convert(await cur.fetchall(), list[DeviceOut])
 
 
-async def require_patient_exists(conn: AsyncConnection, patient_id: uuid.UUID) -> None:
+async def require_patient_exists(conn: AsyncConn, patient_id: uuid.UUID) -> None:
     cur = await conn.execute(_PATIENT, {"id": patient_id})
     if await cur.fetchone() is None:
         raise NotFound("patient not found")
 
 
-def find_patient(conn: Connection, ref: str) -> uuid.UUID:
+def find_patient(conn: SyncConn, ref: str) -> uuid.UUID:
     """A patient by id or pseudonym (for the command line)."""
     ref = ref.strip()
     try:

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection, Connection, errors
+from psycopg import errors
 
 from devices.provisioning import (
     INSERT,
@@ -28,6 +28,7 @@ from devices.provisioning import (
     new_device,
     serial_taken,
 )
+from telemed.db import AsyncConn, SyncConn
 from telemed.errors import Conflict, DomainError, FieldProblem, Invalid
 
 # The most rows in one enrolment (the API's body limit is set to hold this many).
@@ -145,7 +146,7 @@ def _clash(exc: errors.UniqueViolation) -> Conflict:
 
 
 def provision_many(
-    conn: Connection,
+    conn: SyncConn,
     rows: list[NewDevice],
     *,
     created_by: uuid.UUID | None = None,
@@ -168,7 +169,7 @@ def provision_many(
 
 
 async def provision_many_async(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     rows: list[NewDevice],
     *,
     created_by: uuid.UUID | None = None,

@@ -8,9 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 import msgspec
-from psycopg import AsyncConnection, Connection
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries, SyncConn
 
 Q = Queries("rejections", folder=Path(__file__).parent / "sql")
 
@@ -37,14 +36,14 @@ def _out(row: dict) -> RejectionOut:
 
 
 def list_rejections(
-    conn: Connection, *, device_id: str | None = None, limit: int = 100
+    conn: SyncConn, *, device_id: str | None = None, limit: int = 100
 ) -> list[RejectionOut]:
     rows = conn.execute(Q.recent_rejections, {"device_id": device_id, "limit": limit}).fetchall()
     return [_out(r) for r in rows]
 
 
 async def list_rejections_async(
-    conn: AsyncConnection, *, device_id: str | None = None, limit: int = 100
+    conn: AsyncConn, *, device_id: str | None = None, limit: int = 100
 ) -> list[RejectionOut]:
     cur = await conn.execute(Q.recent_rejections, {"device_id": device_id, "limit": limit})
     return [_out(r) for r in await cur.fetchall()]

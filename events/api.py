@@ -10,10 +10,10 @@ from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEvent
-from psycopg import AsyncConnection
 
 from events import notify, stream, webhooks
 from telemed.access import Actor, require_role
+from telemed.db import AsyncConn
 from telemed.errors import FieldProblem, Invalid
 
 
@@ -62,7 +62,7 @@ class WebhookController(Controller):
     )
     async def create(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         organisation_id: uuid.UUID,
         data: webhooks.WebhookCreate,
@@ -78,7 +78,7 @@ class WebhookController(Controller):
         summary="List an organisation's webhooks",
     )
     async def list_hooks(
-        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID
     ) -> list[webhooks.WebhookOut]:
         return await webhooks.list_webhooks(conn, actor, organisation_id)
 
@@ -89,7 +89,7 @@ class WebhookController(Controller):
     )
     async def update(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         webhook_id: uuid.UUID,
         data: webhooks.WebhookUpdate,
@@ -106,7 +106,7 @@ class WebhookController(Controller):
         status_code=200,
     )
     async def rotate(
-        self, conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, webhook_id: uuid.UUID
     ) -> webhooks.WebhookSecret:
         return await webhooks.rotate_secret(conn, actor, webhook_id)
 
@@ -117,7 +117,7 @@ class WebhookController(Controller):
     )
     async def deliveries(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         webhook_id: uuid.UUID,
         limit: int = Parameter(default=50, ge=1, le=500),
@@ -137,7 +137,7 @@ class WebhookController(Controller):
         status_code=200,
     )
     async def retry(
-        self, conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID, outbox_id: int
+        self, conn: AsyncConn, actor: Actor, webhook_id: uuid.UUID, outbox_id: int
     ) -> webhooks.DeliveryOut:
         return await webhooks.retry_delivery(conn, actor, webhook_id, outbox_id)
 

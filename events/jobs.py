@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import msgspec
-from psycopg import AsyncConnection
 
 from events import notify, webhooks
 from events.outbox import CHANNEL
+from telemed.db import AsyncConn
 from telemed.jobs import LOG_KEEP_DAYS, Job
 from telemed.settings import Settings, WebhookSettings
 
@@ -46,7 +46,7 @@ class Delivery:
         self.policy = notify.UrlPolicy.from_settings(settings)
         self._client: httpx.AsyncClient | None = None
 
-    async def run(self, conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+    async def run(self, conn: AsyncConn, now: datetime) -> dict[str, Any]:
         if self._client is None:
             self._client = httpx.AsyncClient()
         fanned = await webhooks.fan_out(conn, now=now)
@@ -62,7 +62,7 @@ class Delivery:
 
 
 async def retention(
-    conn: AsyncConnection, now: datetime, *, log_days: int | None = None
+    conn: AsyncConn, now: datetime, *, log_days: int | None = None
 ) -> dict[str, Any]:
     """Prune the delivery log, and the events themselves once no webhook delivery refers to
     them (a pending delivery keeps its event; what they told of stays in the alerts and wound

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 
 CHANNEL = "telemed_outbox"
 Q = Queries("outbox", folder=Path(__file__).parent / "sql")
@@ -41,7 +40,7 @@ class _Row(msgspec.Struct, frozen=True):
 
 
 async def enqueue(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     event: str,
     payload: dict[str, Any],
     *,
@@ -53,13 +52,13 @@ async def enqueue(
     return (await cur.fetchone())["id"]
 
 
-async def enqueue_many(conn: AsyncConnection, events: Sequence[Event]) -> None:
+async def enqueue_many(conn: AsyncConn, events: Sequence[Event]) -> None:
     """Write events in one statement, their ids ascending in the order given."""
     if events:
         await _insert(conn, events)
 
 
-async def _insert(conn: AsyncConnection, events: Sequence[Event]):
+async def _insert(conn: AsyncConn, events: Sequence[Event]):
     rows = [
         # Each organisation once, in the order named.
         _Row(n, e.event, e.patient_id, list(dict.fromkeys(e.organisation_ids)), e.payload)

@@ -40,12 +40,12 @@ import msgspec
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from events import notify
 from events.outbox import CHANNEL
 from telemed import audit, auth
 from telemed.access import CLINICAL_RELATIONS, Actor
+from telemed.db import AsyncConn, Pool
 from telemed.settings import EventStreamSettings
 
 log = logging.getLogger("telemed.events")
@@ -155,7 +155,7 @@ class OutboxHub:
             finally:
                 self.listening.clear()
 
-    async def _listen(self, conn: AsyncConnection) -> None:
+    async def _listen(self, conn: AsyncConn) -> None:
         while self.subs:
             ids = [int(n.payload) async for n in conn.notifies(timeout=1.0, stop_after=1)]
             if not ids:
@@ -202,7 +202,7 @@ def message(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def replay(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     organisation_id: uuid.UUID,
     since: Resume,
     *,
@@ -233,7 +233,7 @@ async def replay(
         return late + await cur.fetchall()
 
 
-async def _audit(pool: AsyncConnectionPool, actor: Actor, rows: list[dict[str, Any]]) -> None:
+async def _audit(pool: Pool, actor: Actor, rows: list[dict[str, Any]]) -> None:
     """Every event naming a patient is a read of that patient's data."""
     named = [r for r in rows if r["patient_id"] is not None]
     if not named:
@@ -252,7 +252,7 @@ async def _audit(pool: AsyncConnectionPool, actor: Actor, rows: list[dict[str, A
 
 
 async def _allowed(
-    pool: AsyncConnectionPool, actor: Actor, token: str, rows: list[dict[str, Any]]
+    pool: Pool, actor: Actor, token: str, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]] | None:
     """The rows the actor may see now, or None when the sign-in no longer holds: the token
     resolves to nobody, or to a different role or organisation."""
@@ -280,7 +280,7 @@ async def _allowed(
 
 
 async def stream(
-    pool: AsyncConnectionPool,
+    pool: Pool,
     hub: OutboxHub,
     actor: Actor,
     token: str,

@@ -19,11 +19,11 @@ from typing import Annotated
 import httpx
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from psycopg import AsyncConnection
 
 from events import notify
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_role
+from telemed.db import AsyncConn
 from telemed.errors import FieldProblem, Invalid, NotFound
 
 log = logging.getLogger("telemed.webhooks")
@@ -106,7 +106,7 @@ def _check_url(url: str, policy: notify.UrlPolicy) -> None:
 
 
 async def create_webhook(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     organisation_id: uuid.UUID,
     data: WebhookCreate,
@@ -140,7 +140,7 @@ async def create_webhook(
 
 
 async def list_webhooks(
-    conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+    conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID
 ) -> list[WebhookOut]:
     require_role(actor, ["admin"])
     async with conn.transaction():
@@ -152,7 +152,7 @@ async def list_webhooks(
 
 
 async def update_webhook(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     webhook_id: uuid.UUID,
     data: WebhookUpdate,
@@ -184,9 +184,7 @@ async def update_webhook(
     return msgspec.convert(row, WebhookOut)
 
 
-async def rotate_secret(
-    conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID
-) -> WebhookSecret:
+async def rotate_secret(conn: AsyncConn, actor: Actor, webhook_id: uuid.UUID) -> WebhookSecret:
     require_role(actor, ["admin"])
     async with conn.transaction():
         cur = await conn.execute(
@@ -224,14 +222,14 @@ LIMIT %(limit)s
 """
 
 
-async def _require_webhook(conn: AsyncConnection, webhook_id: uuid.UUID) -> None:
+async def _require_webhook(conn: AsyncConn, webhook_id: uuid.UUID) -> None:
     cur = await conn.execute("SELECT 1 FROM webhooks WHERE id = %s", (webhook_id,))
     if await cur.fetchone() is None:
         raise NotFound("webhook not found")
 
 
 async def delivery_log(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     webhook_id: uuid.UUID,
     *,
@@ -252,7 +250,7 @@ async def delivery_log(
 
 
 async def retry_delivery(
-    conn: AsyncConnection, actor: Actor, webhook_id: uuid.UUID, outbox_id: int
+    conn: AsyncConn, actor: Actor, webhook_id: uuid.UUID, outbox_id: int
 ) -> DeliveryOut:
     """Try a delivery again now, also one that was given up on (the attempt count goes on)."""
     require_role(actor, ["admin"])
@@ -313,7 +311,7 @@ RETURNING d.outbox_id, d.webhook_id, d.attempts, w.url, w.secret, w.organisation
 """
 
 
-async def fan_out(conn: AsyncConnection, *, now: datetime) -> int:
+async def fan_out(conn: AsyncConn, *, now: datetime) -> int:
     """Create the deliveries of recent outbox events to matching webhooks; return how many."""
     async with conn.transaction():
         cur = await conn.execute(_FANOUT, {"now": now, "since": now - FANOUT_WINDOW})
@@ -321,7 +319,7 @@ async def fan_out(conn: AsyncConnection, *, now: datetime) -> int:
 
 
 async def deliver_due(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     client: httpx.AsyncClient,
     *,
     now: datetime,
@@ -365,7 +363,7 @@ async def deliver_due(
 
 
 async def _record(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     row: dict,
     outcome: notify.Outcome,
     *,

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 
 log = logging.getLogger("ingest.slots")
 Q = Queries("slots", folder=Path(__file__).parent / "sql")
@@ -77,7 +77,7 @@ class SlotRow(msgspec.Struct, kw_only=True):
         return self.running and self.retired_at is None and self.subscribed_at is not None
 
 
-async def connect(dsn: str, application_name: str) -> AsyncConnection:
+async def connect(dsn: str, application_name: str) -> AsyncConn:
     # Keepalives, so that a connection to a vanished server is noticed within a minute.
     return await AsyncConnection.connect(
         dsn,
@@ -92,7 +92,7 @@ async def connect(dsn: str, application_name: str) -> AsyncConnection:
     )
 
 
-async def describe_holder(conn: AsyncConnection, slot: Slot) -> str:
+async def describe_holder(conn: AsyncConn, slot: Slot) -> str:
     cur = await conn.execute(Q.holder, {"name": slot.lock_name})
     row = await cur.fetchone()
     if row is None:
@@ -105,12 +105,12 @@ async def describe_holder(conn: AsyncConnection, slot: Slot) -> str:
     )
 
 
-async def list_slots(conn: AsyncConnection, share_group: str | None = None) -> list[SlotRow]:
+async def list_slots(conn: AsyncConn, share_group: str | None = None) -> list[SlotRow]:
     cur = await conn.execute(Q.list_slots, {"lock_prefix": LOCK_PREFIX, "share_group": share_group})
     return msgspec.convert(await cur.fetchall(), list[SlotRow])
 
 
-async def live_members(conn: AsyncConnection, slot: Slot) -> list[SlotRow]:
+async def live_members(conn: AsyncConn, slot: Slot) -> list[SlotRow]:
     """The other slots of `slot`'s share group that run and are subscribed right now."""
     rows = await list_slots(conn, slot.share_group)
     return [r for r in rows if r.member and r.client_id != slot.client_id]
@@ -123,7 +123,7 @@ class SlotLock:
         self.dsn = dsn
         self.slot = slot
         self.check_every_s = check_every_s
-        self._conn: AsyncConnection | None = None
+        self._conn: AsyncConn | None = None
         self.pid = os.getpid()
         self.host = socket.gethostname()
 
@@ -152,7 +152,7 @@ class SlotLock:
             delay = min(delay * 2, 5.0)
 
     @property
-    def conn(self) -> AsyncConnection | None:
+    def conn(self) -> AsyncConn | None:
         """The connection holding the lock (None until taken)."""
         return self._conn
 
@@ -172,12 +172,12 @@ class SlotLock:
         if register:
             await conn.execute(Q.register_start, self._params())
 
-    async def _try_lock(self, conn: AsyncConnection) -> bool:
+    async def _try_lock(self, conn: AsyncConn) -> bool:
         cur = await conn.execute(Q.try_lock, {"name": self.slot.lock_name})
         row = await cur.fetchone()
         return bool(row and row["taken"])
 
-    async def _end_own_stale_session(self, conn: AsyncConnection) -> bool:
+    async def _end_own_stale_session(self, conn: AsyncConn) -> bool:
         """After a lost connection, the server may not have noticed yet that our old session
         is gone (it still holds the lock): end it, as it is ours."""
         cur = await conn.execute(Q.holder, {"name": self.slot.lock_name})

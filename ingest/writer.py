@@ -38,7 +38,7 @@ from ingest.batch import (
     whole_rejection,
 )
 from telemed import readings
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.logs import describe_error
 
 log = logging.getLogger("ingest.writer")
@@ -107,11 +107,11 @@ class Writer:
     ) -> None:
         self._dsn = dsn
         self._application_name = application_name
-        self._conn: AsyncConnection | None = None
+        self._conn: AsyncConn | None = None
         self.cache = cache or DeviceCache()
         self.deadline: float | None = None  # monotonic; set when stopping
 
-    async def _connection(self) -> AsyncConnection:
+    async def _connection(self) -> AsyncConn:
         if self._conn is None or self._conn.closed:
             conn = await AsyncConnection.connect(
                 self._dsn,
@@ -140,7 +140,7 @@ class Writer:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _refresh_devices(self, conn: AsyncConnection, ids: set[str]) -> None:
+    async def _refresh_devices(self, conn: AsyncConn, ids: set[str]) -> None:
         clock = time.monotonic()
         stale = self.cache.stale(ids, clock)
         if stale:
@@ -198,7 +198,7 @@ class Writer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _write(self, conn: AsyncConnection, work: BatchWork) -> Outcome:
+    async def _write(self, conn: AsyncConn, work: BatchWork) -> Outcome:
         # Rejections and statuses before the readings: the readings' alert hook locks patients
         # until commit, and nothing else should run inside that. (So no row lock is waited for
         # while holding a patient's: a status row is taken before any.)
@@ -215,7 +215,7 @@ class Writer:
         return Outcome(len(stored), len(work.rejections))
 
     async def _write_each(
-        self, conn: AsyncConnection, batch: Sequence[Incoming], work: BatchWork, now: datetime
+        self, conn: AsyncConn, batch: Sequence[Incoming], work: BatchWork, now: datetime
     ) -> Outcome:
         total = Outcome()
         for index, part in sorted(work.by_message().items()):

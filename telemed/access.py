@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
-from psycopg import AsyncConnection
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import Forbidden, NotFound
 
 Role = Literal["nurse", "specialist", "admin"]
@@ -56,7 +55,7 @@ def require_role(actor: Actor, roles: Iterable[str]) -> None:
         raise Forbidden(f"this action needs the role {' or '.join(allowed)}")
 
 
-async def patient_relations(conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID) -> set[str]:
+async def patient_relations(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> set[str]:
     if actor.organisation_id is None:
         return set()
     cur = await conn.execute(
@@ -66,7 +65,7 @@ async def patient_relations(conn: AsyncConnection, actor: Actor, patient_id: uui
 
 
 async def require_patient(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     *,
@@ -88,7 +87,7 @@ async def require_patient(
     return relations
 
 
-async def patients_in_scope(conn: AsyncConnection, actor: Actor) -> list[dict]:
+async def patients_in_scope(conn: AsyncConn, actor: Actor) -> list[dict]:
     relations = list(CLINICAL_RELATIONS.get(actor.role, ()))
     cur = await conn.execute(
         Q.patients_in_scope, {"org": actor.organisation_id, "relations": relations}

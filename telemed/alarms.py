@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Literal
 
 import msgspec
-from psycopg import AsyncConnection, Connection
 
 from telemed.access import Actor, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries, SyncConn
 
 log = logging.getLogger("telemed.alarms")
 Q = Queries("alarms")
@@ -37,7 +36,7 @@ class AlarmOut(msgspec.Struct, kw_only=True):
     cleared_reason: str | None = None
 
 
-def raise_alarm(conn: Connection, key: str, severity: Severity, source: str, message: str) -> int:
+def raise_alarm(conn: SyncConn, key: str, severity: Severity, source: str, message: str) -> int:
     """Open the alarm `key` (or count a repeat of the open one); returns its occurrences."""
     params = {"key": key, "severity": severity, "source": source, "message": message}
     with conn.transaction():
@@ -45,7 +44,7 @@ def raise_alarm(conn: Connection, key: str, severity: Severity, source: str, mes
     return row["occurrences"]
 
 
-def clear_alarm(conn: Connection, key: str, reason: str) -> bool:
+def clear_alarm(conn: SyncConn, key: str, reason: str) -> bool:
     """Close the open alarm `key`, if there is one; True if one was closed."""
     with conn.transaction():
         row = conn.execute(Q.clear_alarm, {"key": key, "reason": reason}).fetchone()
@@ -53,14 +52,14 @@ def clear_alarm(conn: Connection, key: str, reason: str) -> bool:
 
 
 async def list_alarms(
-    conn: AsyncConnection, actor: Actor, *, include_cleared: bool = False, limit: int = 100
+    conn: AsyncConn, actor: Actor, *, include_cleared: bool = False, limit: int = 100
 ) -> list[AlarmOut]:
     require_role(actor, ["admin"])
     cur = await conn.execute(Q.list_alarms, {"include_cleared": include_cleared, "limit": limit})
     return msgspec.convert(await cur.fetchall(), list[AlarmOut])
 
 
-async def count_open(conn: AsyncConnection) -> int:
+async def count_open(conn: AsyncConn) -> int:
     cur = await conn.execute(Q.count_open)
     row = await cur.fetchone()
     return row["n"]

@@ -18,12 +18,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from telemed.access import Actor
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries, SyncConn
 
 Q = Queries("access")
 
@@ -53,7 +52,7 @@ def _row(
 
 
 async def record(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     action: str,
     *,
@@ -68,7 +67,7 @@ async def record(
 
 
 async def record_many(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     action: str,
     patient_ids: list[uuid.UUID],
@@ -85,7 +84,7 @@ async def record_many(
 
 
 async def record_objects(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     action: str,
     objects: list[tuple[uuid.UUID | None, str | None, Any, dict | None]],
@@ -98,7 +97,7 @@ async def record_objects(
 
 
 def record_sync(
-    conn: Connection,
+    conn: SyncConn,
     actor: Actor,
     action: str,
     *,
@@ -146,7 +145,7 @@ ORDER BY a.chain_seq NULLS LAST, a.id
 """
 
 
-def verify_chain(conn: Connection, *, anchor: tuple[int, bytes] | None = None) -> ChainReport:
+def verify_chain(conn: SyncConn, *, anchor: tuple[int, bytes] | None = None) -> ChainReport:
     """Recompute the chain from the first row to the head, in one snapshot; the first row
     that does not fit is named. `anchor` (position, hash) is a head recorded earlier."""
     conn.autocommit = True

@@ -10,12 +10,10 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from telemed import audit, throttle
 from telemed.access import SYSTEM, Actor
-from telemed.db import Queries
+from telemed.db import AsyncConn, Pool, Queries
 from telemed.errors import TooManyRequests, Unauthorized, Unavailable
 from telemed.security import Busy, PasswordWork, new_token, token_digest
 
@@ -51,7 +49,7 @@ class Me(msgspec.Struct, kw_only=True):
 class SignIn(msgspec.Struct, frozen=True, kw_only=True):
     """What a sign-in needs besides the login: the app's pool and password work, its limits."""
 
-    pool: AsyncConnectionPool
+    pool: Pool
     passwords: PasswordWork
     limits: throttle.Limits
     secret: str
@@ -169,7 +167,7 @@ async def _record_trips(
 
 
 async def resolve(
-    conn: AsyncConnection, token: str, *, client_addr: str | None, request_id: str | None
+    conn: AsyncConn, token: str, *, client_addr: str | None, request_id: str | None
 ) -> Actor | None:
     cur = await conn.execute(Q.token_principal, {"digest": token_digest(token)})
     row = await cur.fetchone()
@@ -186,7 +184,7 @@ async def resolve(
     )
 
 
-async def revoke(conn: AsyncConnection, token: str) -> bool:
+async def revoke(conn: AsyncConn, token: str) -> bool:
     async with conn.transaction():
         cur = await conn.execute(Q.revoke_token, {"digest": token_digest(token)})
         return cur.rowcount > 0

@@ -15,8 +15,9 @@ import re
 from datetime import date
 
 import msgspec
-from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
+
+from telemed.db import AsyncConn, SyncConn
 
 _CPR = re.compile(r"^(\d{2})(\d{2})(\d{2})-?(\d{4})$")
 
@@ -167,7 +168,7 @@ _CLAIM_KEY = "INSERT INTO cpr_lookup_key (fingerprint) VALUES (%s) ON CONFLICT D
 _KEY_IN_USE = "SELECT fingerprint FROM cpr_lookup_key"
 
 
-async def protect(conn: AsyncConnection, keys: CprKeys, cpr: str | None) -> dict[str, object]:
+async def protect(conn: AsyncConn, keys: CprKeys, cpr: str | None) -> dict[str, object]:
     """The columns for `cpr` (`seal`; all None without a number), once the look-up key is known
     to be this database's (the first number stored makes it so). Call inside the transaction
     that stores the number."""
@@ -182,7 +183,7 @@ async def protect(conn: AsyncConnection, keys: CprKeys, cpr: str | None) -> dict
     return seal(keys, cpr)
 
 
-def claim_lookup_key(conn: Connection, keys: CprKeys) -> None:
+def claim_lookup_key(conn: SyncConn, keys: CprKeys) -> None:
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(_CLAIM_KEY, (keys.fingerprint,))
         (in_use,) = cur.execute(_KEY_IN_USE).fetchone()  # type: ignore[misc]
@@ -190,7 +191,7 @@ def claim_lookup_key(conn: Connection, keys: CprKeys) -> None:
         raise CprKeyError(_KEY_MISMATCH)
 
 
-def encrypt_plaintext(conn: Connection, keys: CprKeys | None) -> int:
+def encrypt_plaintext(conn: SyncConn, keys: CprKeys | None) -> int:
     """Move the CPR numbers of the plain-text column into the protected ones (the data step
     of migration 0062, in its transaction); returns how many."""
     with conn.cursor(row_factory=tuple_row) as cur:
@@ -210,7 +211,7 @@ def encrypt_plaintext(conn: Connection, keys: CprKeys | None) -> int:
     return len(rows)
 
 
-def rotate(conn: Connection, keys: CprKeys) -> dict[str, int]:
+def rotate(conn: SyncConn, keys: CprKeys) -> dict[str, int]:
     """Re-encrypt every stored number with the current encryption key and rehash it with the
     current look-up key, in one transaction; the look-up key recorded becomes this one.
     Decrypting needs every key id still in use among `keys.encryption`."""

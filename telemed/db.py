@@ -5,30 +5,49 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
+from typing import Any, LiteralString, TypeAlias, cast
 
 from psycopg import AsyncConnection, Connection
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from telemed.resources import package_dir
 
 SQL_DIR = package_dir("telemed", "sql")
+
+# Every connection the application opens hands rows out as dicts (dict_row): these are the
+# types its functions take.
+Row: TypeAlias = dict[str, Any]
+AsyncConn: TypeAlias = AsyncConnection[DictRow]
+SyncConn: TypeAlias = Connection[DictRow]
+Pool: TypeAlias = AsyncConnectionPool[AsyncConn]
 _BLOCK = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.M)
 
 
-def parse_queries(text: str) -> dict[str, str]:
-    """Split a file of `-- name: x` blocks into {name: sql}."""
+def one_row(row: Row | None, what: str) -> Row:
+    """The row of a query that always returns one (INSERT … RETURNING, an aggregate, a row the
+    same transaction holds): its absence is a defect, raised loudly with `what` it was."""
+    if row is None:
+        raise LookupError(f"{what}: the query returned no row")
+    return row
+
+
+def parse_queries(text: str) -> dict[str, LiteralString]:
+    """Split a file of `-- name: x` blocks into {name: sql}.
+
+    The SQL is typed as a literal string, as psycopg asks of a query: it comes from the package's
+    own files, never from input (values are bound as parameters)."""
     parts = _BLOCK.split(text)
-    queries: dict[str, str] = {}
+    queries: dict[str, LiteralString] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"query {name!r} defined twice")
-        queries[name] = body.strip().rstrip(";")
+        queries[name] = cast(LiteralString, body.strip().rstrip(";"))
     return queries
 
 
 @cache
-def queries(module: str, folder: Path = SQL_DIR) -> dict[str, str]:
+def queries(module: str, folder: Path = SQL_DIR) -> dict[str, LiteralString]:
     """Named SQL blocks of `<folder>/<module>.sql`, loaded once."""
     return parse_queries((folder / f"{module}.sql").read_text())
 
@@ -39,31 +58,32 @@ class Queries:
     def __init__(self, module: str, folder: Path = SQL_DIR) -> None:
         self._q = queries(module, folder)
 
-    def __getattr__(self, name: str) -> str:
+    def __getattr__(self, name: str) -> LiteralString:
         try:
             return self._q[name]
         except KeyError:
             raise AttributeError(name) from None
 
 
-async def _configure(conn: AsyncConnection) -> None:
-    conn.row_factory = dict_row  # type: ignore[assignment]
-
-
-def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
     return AsyncConnectionPool(
         dsn,
+        connection_class=AsyncConn,
         min_size=min_size,
         max_size=max_size,
         open=False,
-        configure=_configure,
         check=AsyncConnectionPool.check_connection,
-        kwargs={"application_name": "telemed"},
+        kwargs={"application_name": "telemed", "row_factory": dict_row},
     )
 
 
-def connect_sync(dsn: str, **kwargs: object) -> Connection:
-    return Connection.connect(dsn, row_factory=dict_row, **kwargs)  # type: ignore[arg-type]
+async def connect_async(dsn: str, **kwargs: Any) -> AsyncConn:
+    """One connection of its own (not from the pool), rows as dicts."""
+    return await AsyncConnection.connect(dsn, row_factory=dict_row, **kwargs)
+
+
+def connect_sync(dsn: str, **kwargs: Any) -> SyncConn:
+    return Connection.connect(dsn, row_factory=dict_row, **kwargs)
 
 
 class RoleError(RuntimeError):
@@ -80,7 +100,7 @@ FROM pg_roles r WHERE r.rolname = current_user
 """
 
 
-async def check_application_role(pool: AsyncConnectionPool) -> None:
+async def check_application_role(pool: Pool) -> None:
     """Refuse to serve as a role that owns tables or may change the audit log (a superuser, the
     owner role): the application runs as the role that owns nothing (docs/deployment.md)."""
     async with pool.connection() as conn:

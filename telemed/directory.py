@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection, errors
+from psycopg import errors
 
 from telemed import audit
 from telemed.access import Actor, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 from telemed.security import check_password_strength, hash_password
 
@@ -61,7 +61,7 @@ class UserOut(msgspec.Struct, kw_only=True):
 
 
 async def create_organisation(
-    conn: AsyncConnection, actor: Actor, data: OrganisationCreate
+    conn: AsyncConn, actor: Actor, data: OrganisationCreate
 ) -> OrganisationOut:
     require_role(actor, ["admin"])
     try:
@@ -76,13 +76,13 @@ async def create_organisation(
     return msgspec.convert(row, OrganisationOut)
 
 
-async def list_organisations(conn: AsyncConnection, actor: Actor) -> list[OrganisationOut]:
+async def list_organisations(conn: AsyncConn, actor: Actor) -> list[OrganisationOut]:
     require_role(actor, ["admin", "nurse", "specialist"])
     cur = await conn.execute(Q.list_organisations)
     return msgspec.convert(await cur.fetchall(), list[OrganisationOut])
 
 
-async def get_organisation(conn: AsyncConnection, org_id: uuid.UUID) -> OrganisationOut:
+async def get_organisation(conn: AsyncConn, org_id: uuid.UUID) -> OrganisationOut:
     cur = await conn.execute(Q.get_organisation, {"id": org_id})
     row = await cur.fetchone()
     if row is None:
@@ -90,7 +90,7 @@ async def get_organisation(conn: AsyncConnection, org_id: uuid.UUID) -> Organisa
     return msgspec.convert(row, OrganisationOut)
 
 
-async def create_user(conn: AsyncConnection, actor: Actor, data: UserCreate) -> UserOut:
+async def create_user(conn: AsyncConn, actor: Actor, data: UserCreate) -> UserOut:
     require_role(actor, ["admin"])
     problem = check_password_strength(data.password)
     if problem:
@@ -110,7 +110,7 @@ async def create_user(conn: AsyncConnection, actor: Actor, data: UserCreate) -> 
 
 
 async def list_users(
-    conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID | None = None
+    conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID | None = None
 ) -> list[UserOut]:
     require_role(actor, ["admin"])
     cur = await conn.execute(Q.list_users, {"organisation_id": organisation_id})
@@ -118,7 +118,7 @@ async def list_users(
 
 
 async def set_user_active(
-    conn: AsyncConnection, actor: Actor, user_id: uuid.UUID, active: bool
+    conn: AsyncConn, actor: Actor, user_id: uuid.UUID, active: bool
 ) -> UserOut:
     require_role(actor, ["admin"])
     async with conn.transaction():

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
-
+from telemed.db import AsyncConn
 from telemed.settings import Settings
 
 log = logging.getLogger("telemed.jobs")
 
-Work = Callable[[AsyncConnection, datetime], Awaitable[dict[str, Any]]]
+Work = Callable[[AsyncConn, datetime], Awaitable[dict[str, Any]]]
 
 # Danish patient records are kept at least 10 years after the last entry
 # (journalføringsbekendtgørelsen §15); readings are part of the record, so no configuration
@@ -51,7 +50,7 @@ def jobs(settings: Settings) -> list[Job]:
     every = settings.scheduler
     years = settings.retention_readings_years
 
-    async def keep_readings(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+    async def keep_readings(conn: AsyncConn, now: datetime) -> dict[str, Any]:
         return await retention(conn, now=now, years=readings_keep_years(years))
 
     return [
@@ -72,7 +71,7 @@ def readings_keep_years(wanted: int) -> int:
 
 
 async def retention(
-    conn: AsyncConnection, *, now: datetime, years: int | None = None, log_days: int | None = None
+    conn: AsyncConn, *, now: datetime, years: int | None = None, log_days: int | None = None
 ) -> dict[str, Any]:
     """Drop reading chunks entirely older than the retention period (never below the floor),
     and prune the job runs older than `log_days`."""
@@ -116,7 +115,7 @@ SET min = EXCLUDED.min, avg = EXCLUDED.avg, max = EXCLUDED.max, count = EXCLUDED
 """
 
 
-async def timescale_features(conn: AsyncConnection) -> dict[str, Any]:
+async def timescale_features(conn: AsyncConn) -> dict[str, Any]:
     """What this TimescaleDB offers: the Apache-licensed edition has no continuous aggregates,
     compression or retention policies, so nothing here assumes them."""
     cur = await conn.execute(
@@ -132,7 +131,7 @@ async def timescale_features(conn: AsyncConnection) -> dict[str, Any]:
 
 
 async def daily_rollups(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     *,
     now: datetime,
     received_since: datetime | None = None,
@@ -154,14 +153,14 @@ async def daily_rollups(
     return {"rows": cur.rowcount, "continuous_aggregates": features["continuous_aggregates"]}
 
 
-async def rollups_since_last_run(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+async def rollups_since_last_run(conn: AsyncConn, now: datetime) -> dict[str, Any]:
     last = await last_success(conn, "daily_rollups")
     # An hour's overlap: a reading stamped before the last run may commit after it.
     since = last - timedelta(hours=1) if last else None
     return await daily_rollups(conn, now=now, received_since=since)
 
 
-async def last_success(conn: AsyncConnection, job: str) -> datetime | None:
+async def last_success(conn: AsyncConn, job: str) -> datetime | None:
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT max(started_at) AS at FROM job_runs WHERE job = %s AND ok", (job,)

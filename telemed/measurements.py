@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 
 from telemed import audit, numbers, readings
 from telemed.access import Actor, require_patient
+from telemed.db import AsyncConn
 from telemed.device_contract import Reading, ReadingProblem, canonical_readings
 from telemed.errors import FieldProblem, Invalid, refuse_nul
 
@@ -55,7 +55,7 @@ class BucketOut(msgspec.Struct, kw_only=True):
 
 
 async def record(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     data: NurseReadings,
@@ -138,7 +138,7 @@ def _reading_problem(sent: list[Reading], problem: ReadingProblem) -> FieldProbl
 
 
 async def list_readings(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     *,

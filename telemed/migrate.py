@@ -19,10 +19,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from psycopg import Connection
 from psycopg.rows import tuple_row
 
 from telemed import cpr
+from telemed.db import SyncConn
 
 log = logging.getLogger("telemed.migrate")
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
@@ -45,13 +45,13 @@ def migration_files(folder: Path) -> list[Path]:
     return files
 
 
-def _data_steps(cpr_keys: cpr.CprKeys | None) -> dict[str, Callable[[Connection], object]]:
+def _data_steps(cpr_keys: cpr.CprKeys | None) -> dict[str, Callable[[SyncConn], object]]:
     return {
         "0062_patients_cpr_encrypted.sql": lambda conn: cpr.encrypt_plaintext(conn, cpr_keys),
     }
 
 
-def check_owner(conn: Connection) -> None:
+def check_owner(conn: SyncConn) -> None:
     """Refuse to migrate as any role but the database's owner: objects made by another role
     would escape the owner's default privileges, and the application role must own nothing."""
     with conn.cursor(row_factory=tuple_row) as cur:
@@ -67,7 +67,7 @@ def check_owner(conn: Connection) -> None:
 
 
 def apply_migrations(
-    conn: Connection, folder: Path, *, cpr_keys: cpr.CprKeys | None = None
+    conn: SyncConn, folder: Path, *, cpr_keys: cpr.CprKeys | None = None
 ) -> list[str]:
     """Apply pending migrations in order; return the names applied. Autocommit connection,
     as the database's owner. `cpr_keys` encrypt CPR numbers stored in plain text, if any."""

@@ -9,14 +9,14 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from psycopg import AsyncConnection, errors
+from psycopg import errors
 
 from telemed import audit
 from telemed import cpr as cpr_store
 from telemed.access import Actor, patients_in_scope, require_patient, require_role
 from telemed.catalogue import programs as catalogue
 from telemed.cpr import CprError, birth_date, normalise_cpr
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.directory import get_organisation
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 
@@ -154,7 +154,7 @@ def _validate_patient(data: PatientCreate) -> str | None:
 
 
 async def create_patient(
-    conn: AsyncConnection, actor: Actor, data: PatientCreate, cpr_keys: cpr_store.CprKeys
+    conn: AsyncConn, actor: Actor, data: PatientCreate, cpr_keys: cpr_store.CprKeys
 ) -> PatientOut:
     require_role(actor, ["admin"])
     cpr = _validate_patient(data)
@@ -202,7 +202,7 @@ async def create_patient(
     return await _get(conn, patient["id"])
 
 
-async def _get(conn: AsyncConnection, patient_id: uuid.UUID) -> PatientOut:
+async def _get(conn: AsyncConn, patient_id: uuid.UUID) -> PatientOut:
     cur = await conn.execute(Q.get_patient, {"id": patient_id})
     row = await cur.fetchone()
     if row is None:
@@ -210,7 +210,7 @@ async def _get(conn: AsyncConnection, patient_id: uuid.UUID) -> PatientOut:
     return msgspec.convert(row, PatientOut)
 
 
-async def list_patients(conn: AsyncConnection, actor: Actor) -> list[PatientOut]:
+async def list_patients(conn: AsyncConn, actor: Actor) -> list[PatientOut]:
     """Admins see the register; clinicians see the patients in their organisation's scope."""
     if actor.role == "admin":
         cur = await conn.execute(Q.list_patients)
@@ -227,7 +227,7 @@ async def list_patients(conn: AsyncConnection, actor: Actor) -> list[PatientOut]
     return msgspec.convert(rows, list[PatientOut])
 
 
-async def get_patient(conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID) -> PatientDetail:
+async def get_patient(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> PatientDetail:
     relations = await require_patient(
         conn, actor, patient_id, roles=("nurse", "specialist", "admin")
     )
@@ -245,7 +245,7 @@ async def get_patient(conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
 
 
 async def _insert_enrollment(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
 ) -> dict:
     try:
         async with conn.transaction():
@@ -273,7 +273,7 @@ async def _insert_enrollment(
 
 
 async def enroll(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
 ) -> EnrollmentOut:
     require_role(actor, ["admin"])
     check_stratum(data.program, data.stratum)
@@ -293,7 +293,7 @@ async def enroll(
 
 
 async def end_enrollment(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     enrollment_id: uuid.UUID,
@@ -325,7 +325,7 @@ async def end_enrollment(
 
 
 async def _read_audited(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, query: str, object_type: str
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, query: str, object_type: str
 ) -> list[dict]:
     """Rows about one patient that the actor may see, with the audit row for reading them."""
     await require_patient(conn, actor, patient_id, roles=("nurse", "specialist", "admin"))
@@ -337,14 +337,14 @@ async def _read_audited(
 
 
 async def list_enrollments(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
 ) -> list[EnrollmentOut]:
     rows = await _read_audited(conn, actor, patient_id, Q.list_enrollments, "enrollment")
     return msgspec.convert(rows, list[EnrollmentOut])
 
 
 async def hand_over(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: Handover
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: Handover
 ) -> ResponsibilityOut:
     """Give the baton to another organisation: a new row; the history is kept."""
     require_role(actor, ["admin"])
@@ -389,14 +389,14 @@ async def hand_over(
 
 
 async def responsibility_history(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
 ) -> list[ResponsibilityOut]:
     rows = await _read_audited(conn, actor, patient_id, Q.responsibility_history, "responsibility")
     return msgspec.convert(rows, list[ResponsibilityOut])
 
 
 async def add_care_relation(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, data: CareRelationCreate
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: CareRelationCreate
 ) -> CareRelationOut:
     require_role(actor, ["admin"])
     await _get(conn, patient_id)
@@ -427,7 +427,7 @@ async def add_care_relation(
 
 
 async def end_care_relation(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, relation_id: int
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, relation_id: int
 ) -> CareRelationOut:
     require_role(actor, ["admin"])
     async with conn.transaction():
@@ -447,14 +447,14 @@ async def end_care_relation(
 
 
 async def list_care_relations(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+    conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
 ) -> list[CareRelationOut]:
     rows = await _read_audited(conn, actor, patient_id, Q.list_care_relations, "care_relation")
     return msgspec.convert(rows, list[CareRelationOut])
 
 
 async def access_log(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     patient_id: uuid.UUID,
     *,

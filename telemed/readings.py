@@ -20,11 +20,10 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection
 from psycopg.rows import args_row
 from psycopg.types.json import Jsonb
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 
 Q = Queries("readings")
 
@@ -120,7 +119,7 @@ def _reference_problem(row: dict) -> str:
     return f"user {row['entered_by']} does not exist"
 
 
-Hook = Callable[[AsyncConnection, list[StoredReading]], Awaitable[None]]
+Hook = Callable[[AsyncConn, list[StoredReading]], Awaitable[None]]
 
 # name -> hook, in the order registered; filled by each process at start (app.wiring).
 _hooks: dict[str, Hook] = {}
@@ -154,13 +153,13 @@ def require_hooks() -> None:
         )
 
 
-async def _ensure_staging(conn: AsyncConnection) -> None:
+async def _ensure_staging(conn: AsyncConn) -> None:
     # One temporary table per connection, emptied at each commit.
     await conn.execute(Q.create_staging)
 
 
 async def store(
-    conn: AsyncConnection, rows: Sequence[ReadingRow], *, run_hooks: bool = True
+    conn: AsyncConn, rows: Sequence[ReadingRow], *, run_hooks: bool = True
 ) -> list[StoredReading]:
     """Insert readings once each, inside the caller's transaction; return those inserted.
 
@@ -195,7 +194,7 @@ async def store(
 
 
 async def query_raw(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     patient_id: uuid.UUID,
     metric: str | None,
     start: datetime,
@@ -210,7 +209,7 @@ async def query_raw(
 
 
 async def query_buckets(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     patient_id: uuid.UUID,
     metric: str | None,
     start: datetime,

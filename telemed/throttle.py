@@ -16,9 +16,8 @@ import ipaddress
 import math
 
 import msgspec
-from psycopg import AsyncConnection
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 
 Q = Queries("signin")
 UNKNOWN_ADDRESS = "unknown"
@@ -92,7 +91,7 @@ def retry_after(wait_s: float) -> int:
     return max(1, math.ceil(wait_s))
 
 
-async def attempt(conn: AsyncConnection, keys: Keys, limits: Limits) -> Decision:
+async def attempt(conn: AsyncConn, keys: Keys, limits: Limits) -> Decision:
     """Check and count one attempt (its own transaction, short: no password work inside)."""
     async with conn.transaction():
         cur = await conn.execute(
@@ -115,5 +114,5 @@ async def attempt(conn: AsyncConnection, keys: Keys, limits: Limits) -> Decision
     return Decision(True, 0, trips)
 
 
-async def succeeded(conn: AsyncConnection, keys: Keys) -> None:
+async def succeeded(conn: AsyncConn, keys: Keys) -> None:
     await conn.execute(Q.succeeded, {"account": keys.account, "address": keys.address})

@@ -9,12 +9,11 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 
 from telemed import audit
 from telemed.access import Actor, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import (
     Conflict,
     FieldProblem,
@@ -68,7 +67,7 @@ class ServiceLevelOut(msgspec.Struct, kw_only=True):
     updated_at: datetime
 
 
-async def _specialist_org(conn: AsyncConnection, org_id: uuid.UUID, field: str) -> None:
+async def _specialist_org(conn: AsyncConn, org_id: uuid.UUID, field: str) -> None:
     cur = await conn.execute("SELECT kind FROM organisations WHERE id = %s", (org_id,))
     row = await cur.fetchone()
     if row is None or row["kind"] != "hospital_department":
@@ -78,15 +77,13 @@ async def _specialist_org(conn: AsyncConnection, org_id: uuid.UUID, field: str) 
         )
 
 
-async def list_rules(conn: AsyncConnection, actor: Actor) -> list[RoutingRuleOut]:
+async def list_rules(conn: AsyncConn, actor: Actor) -> list[RoutingRuleOut]:
     require_role(actor, ["admin"])
     cur = await conn.execute(Q.list_routing_rules)
     return msgspec.convert(await cur.fetchall(), list[RoutingRuleOut])
 
 
-async def create_rule(
-    conn: AsyncConnection, actor: Actor, data: RoutingRuleCreate
-) -> RoutingRuleOut:
+async def create_rule(conn: AsyncConn, actor: Actor, data: RoutingRuleCreate) -> RoutingRuleOut:
     require_role(actor, ["admin"])
     params = {**msgspec.to_builtins(data), "specialist_org_id": data.specialist_org_id}
     try:
@@ -107,7 +104,7 @@ async def create_rule(
     return next(r for r in await list_rules(conn, actor) if r.id == rule_id)
 
 
-async def delete_rule(conn: AsyncConnection, actor: Actor, rule_id: int) -> None:
+async def delete_rule(conn: AsyncConn, actor: Actor, rule_id: int) -> None:
     require_role(actor, ["admin"])
     async with conn.transaction():
         cur = await conn.execute(Q.delete_routing_rule, {"id": rule_id})
@@ -118,15 +115,13 @@ async def delete_rule(conn: AsyncConnection, actor: Actor, rule_id: int) -> None
         )
 
 
-async def list_levels(conn: AsyncConnection, actor: Actor) -> list[ServiceLevelOut]:
+async def list_levels(conn: AsyncConn, actor: Actor) -> list[ServiceLevelOut]:
     require_role(actor, ["admin", "specialist", "nurse"])
     cur = await conn.execute(Q.list_service_levels)
     return msgspec.convert(await cur.fetchall(), list[ServiceLevelOut])
 
 
-async def set_level(
-    conn: AsyncConnection, actor: Actor, data: ServiceLevelSet
-) -> list[ServiceLevelOut]:
+async def set_level(conn: AsyncConn, actor: Actor, data: ServiceLevelSet) -> list[ServiceLevelOut]:
     require_role(actor, ["admin"])
     try:
         routing.ServiceLevel(

@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
-from psycopg import AsyncConnection
 
 from telemed.access import Actor, require_role
+from telemed.db import AsyncConn
 from telemed.settings import Settings
 from wounds import admin, cases, steps, views
 from wounds.multipart import MIB, Form, UploadLimits, read_form
@@ -130,7 +130,7 @@ class WoundCaseController(Controller):
     )
     async def queue(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         case_state: Annotated[QueueState, QueryParameter(name="state")] = "open",
         limit: Annotated[int, Parameter(ge=1, le=500)] = 200,
@@ -148,7 +148,7 @@ class WoundCaseStepController(Controller):
         summary="A case with photos, instructions, history and the wound's earlier cases",
     )
     async def get_case(
-        self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, case_id: uuid.UUID
     ) -> views.WoundCaseOut:
         return await views.get_case(conn, actor, case_id)
 
@@ -159,7 +159,7 @@ class WoundCaseStepController(Controller):
         status_code=201,
     )
     async def answer(
-        self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID, data: WoundInstructions
+        self, conn: AsyncConn, actor: Actor, case_id: uuid.UUID, data: WoundInstructions
     ) -> steps.CaseStep:
         return await steps.answer(conn, actor, case_id, data)
 
@@ -171,7 +171,7 @@ class WoundCaseStepController(Controller):
     )
     async def ask(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         case_id: uuid.UUID,
         data: steps.SpecialistQuestion,
@@ -184,7 +184,7 @@ class WoundCaseStepController(Controller):
         summary="The nurse confirms she read the instructions; the case is closed",
         status_code=200,
     )
-    async def read(self, conn: AsyncConnection, actor: Actor, case_id: uuid.UUID) -> steps.CaseStep:
+    async def read(self, conn: AsyncConn, actor: Actor, case_id: uuid.UUID) -> steps.CaseStep:
         return await steps.confirm_read(conn, actor, case_id)
 
 
@@ -194,7 +194,7 @@ class PatientWoundController(Controller):
 
     @get("/", operation_id="listPatientWounds", summary="A patient's wounds and their latest case")
     async def list_wounds(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> list[views.WoundSummary]:
         return await views.list_wounds(conn, actor, patient_id)
 
@@ -221,7 +221,7 @@ class WoundPhotoController(Controller):
         summary="The display copy (JPEG, no metadata)",
     )
     async def display(
-        self, state: State, conn: AsyncConnection, actor: Actor, photo_id: uuid.UUID
+        self, state: State, conn: AsyncConn, actor: Actor, photo_id: uuid.UUID
     ) -> Response[bytes]:
         photo = await views.photo_file(conn, actor, media_store(state), photo_id, "display")
         return _photo_response(photo, attachment=False)
@@ -230,7 +230,7 @@ class WoundPhotoController(Controller):
     async def thumb(
         self,
         state: State,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         photo_id: uuid.UUID,
         size: Annotated[int, Parameter(ge=1, le=4096)] = 240,
@@ -244,7 +244,7 @@ class WoundPhotoController(Controller):
         summary="The bytes as uploaded, as a download only",
     )
     async def original(
-        self, state: State, conn: AsyncConnection, actor: Actor, photo_id: uuid.UUID
+        self, state: State, conn: AsyncConn, actor: Actor, photo_id: uuid.UUID
     ) -> Response[bytes]:
         photo = await views.photo_file(conn, actor, media_store(state), photo_id, "original")
         return _photo_response(photo, attachment=True)
@@ -259,7 +259,7 @@ class WoundRoutingController(Controller):
         operation_id="listWoundRoutingRules",
         summary="Which specialist team receives which wounds",
     )
-    async def list_rules(self, conn: AsyncConnection, actor: Actor) -> list[admin.RoutingRuleOut]:
+    async def list_rules(self, conn: AsyncConn, actor: Actor) -> list[admin.RoutingRuleOut]:
         return await admin.list_rules(conn, actor)
 
     @post(
@@ -268,7 +268,7 @@ class WoundRoutingController(Controller):
         summary="Route a wound type (and/or region, hospital) to a specialist team",
     )
     async def create_rule(
-        self, conn: AsyncConnection, actor: Actor, data: admin.RoutingRuleCreate
+        self, conn: AsyncConn, actor: Actor, data: admin.RoutingRuleCreate
     ) -> admin.RoutingRuleOut:
         return await admin.create_rule(conn, actor, data)
 
@@ -277,7 +277,7 @@ class WoundRoutingController(Controller):
         operation_id="deleteWoundRoutingRule",
         summary="Remove a routing rule",
     )
-    async def delete_rule(self, conn: AsyncConnection, actor: Actor, rule_id: int) -> None:
+    async def delete_rule(self, conn: AsyncConn, actor: Actor, rule_id: int) -> None:
         await admin.delete_rule(conn, actor, rule_id)
 
     @get(
@@ -285,7 +285,7 @@ class WoundRoutingController(Controller):
         operation_id="listWoundServiceLevels",
         summary="How soon specialist teams answer wound cases",
     )
-    async def list_levels(self, conn: AsyncConnection, actor: Actor) -> list[admin.ServiceLevelOut]:
+    async def list_levels(self, conn: AsyncConn, actor: Actor) -> list[admin.ServiceLevelOut]:
         return await admin.list_levels(conn, actor)
 
     @put(
@@ -294,7 +294,7 @@ class WoundRoutingController(Controller):
         summary="Set the default or a team's service level for urgent or normal cases",
     )
     async def set_level(
-        self, conn: AsyncConnection, actor: Actor, data: admin.ServiceLevelSet
+        self, conn: AsyncConn, actor: Actor, data: admin.ServiceLevelSet
     ) -> list[admin.ServiceLevelOut]:
         return await admin.set_level(conn, actor, data)
 

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from events import outbox
 from telemed import audit, inputs
 from telemed.access import Actor, require_patient, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import (
     BadRequest,
     Conflict,
@@ -145,7 +144,7 @@ def check_case(data: WoundCaseCreate, raw: bytes | None = None) -> list[FieldPro
 
 
 async def case_event(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     case_id: uuid.UUID,
     kind: str,
@@ -191,7 +190,7 @@ def event_payload(case: dict, state: str, **extra: Any) -> dict[str, Any]:
 
 
 async def route_case(
-    conn: AsyncConnection, patient_id: uuid.UUID, wound_type: str, nurse_org: uuid.UUID | None
+    conn: AsyncConn, patient_id: uuid.UUID, wound_type: str, nurse_org: uuid.UUID | None
 ) -> tuple[uuid.UUID, int | None]:
     """The specialist team for the case and the rule that chose it. Without a matching rule a
     hospital department responsible for the patient takes it."""
@@ -216,9 +215,7 @@ async def route_case(
     )
 
 
-async def due_time(
-    conn: AsyncConnection, org: uuid.UUID, urgent: bool, received: datetime
-) -> datetime:
+async def due_time(conn: AsyncConn, org: uuid.UUID, urgent: bool, received: datetime) -> datetime:
     urgency = "urgent" if urgent else "normal"
     cur = await conn.execute(Q.service_level, {"urgency": urgency, "org": org})
     row = await cur.fetchone()
@@ -227,7 +224,7 @@ async def due_time(
 
 
 async def submit_case(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     store: MediaStore,
     *,
@@ -288,7 +285,7 @@ async def submit_case(
 
 
 async def _insert_case(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     data: WoundCaseCreate,
     org_id: uuid.UUID,

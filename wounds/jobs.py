@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-
+from telemed.db import AsyncConn
 from telemed.jobs import Job
 from telemed.settings import Settings
 from wounds import media, steps
@@ -20,7 +19,7 @@ def jobs(settings: Settings) -> list[Job]:
     grace_s = settings.wounds.sweep_grace_h * 3600
     keep_days = settings.wounds.orphans_keep_days
 
-    async def sweep(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+    async def sweep(conn: AsyncConn, now: datetime) -> dict[str, Any]:
         return await media_sweep(conn, now, store, grace_s=grace_s, keep_days=keep_days)
 
     return [
@@ -29,12 +28,12 @@ def jobs(settings: Settings) -> list[Job]:
     ]
 
 
-async def escalations(conn: AsyncConnection, now: datetime) -> dict[str, int]:
+async def escalations(conn: AsyncConn, now: datetime) -> dict[str, int]:
     return {"wound_cases": await steps.escalate_overdue(conn, now=now)}
 
 
 async def media_sweep(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     now: datetime,
     store: MediaStore,
     *,

@@ -32,9 +32,8 @@ from typing import Any, Final
 
 import anyio
 import anyio.to_thread
-from psycopg import AsyncConnection
 
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from wounds.storage import MediaStore, Staged
 
 log = logging.getLogger("telemed.wounds.media")
@@ -49,12 +48,12 @@ MIN_GRACE_S: Final = 3600.0  # far longer than an upload takes
 LOCK_TIMEOUT: Final = "60s"  # the sweep waits this long for the uploads in flight
 
 
-async def installation(conn: AsyncConnection) -> str:
+async def installation(conn: AsyncConn) -> str:
     cur = await conn.execute("SELECT id::text AS id FROM installation")
     return (await cur.fetchone())["id"]
 
 
-async def hold_for_upload(conn: AsyncConnection, store: MediaStore, digests: list[str]) -> None:
+async def hold_for_upload(conn: AsyncConn, store: MediaStore, digests: list[str]) -> None:
     """In the transaction that writes an upload's files and commits its rows: the locks, and the
     check that the media folder is this database's (storage.MediaStore.claim)."""
     await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (MEDIA_LOCK,))
@@ -66,7 +65,7 @@ async def hold_for_upload(conn: AsyncConnection, store: MediaStore, digests: lis
     await anyio.to_thread.run_sync(store.claim, await installation(conn))
 
 
-async def discard(conn: AsyncConnection, store: MediaStore, staged: Staged) -> None:
+async def discard(conn: AsyncConn, store: MediaStore, staged: Staged) -> None:
     """After a failed transaction: remove this request's files; keep any original that a
     committed row refers to, or that an upload in flight is about to."""
     with anyio.CancelScope(shield=True):
@@ -87,7 +86,7 @@ async def discard(conn: AsyncConnection, store: MediaStore, staged: Staged) -> N
 
 
 async def sweep(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     store: MediaStore,
     *,
     grace_s: float = GRACE_S,

@@ -18,10 +18,9 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 import msgspec
-from psycopg import AsyncConnection
 
 from telemed.access import Actor
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import BadRequest, DomainError, FieldProblem, Invalid, TooLarge, Unsupported
 from wounds import images, media
 from wounds.multipart import FilePart
@@ -113,7 +112,7 @@ async def sanitize_all(
 
 @contextlib.asynccontextmanager
 async def written(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     store: MediaStore,
     parts: list[FilePart],
     clean: list[images.SanitizedPhoto],
@@ -149,7 +148,7 @@ async def store_photos(
 
 
 async def insert_photos(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     case_id: uuid.UUID,
     event_id: int,

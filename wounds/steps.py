@@ -12,13 +12,12 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from events import outbox
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_patient, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import (
     Conflict,
     Forbidden,
@@ -68,7 +67,7 @@ class CaseStep(msgspec.Struct, kw_only=True):
 
 
 async def _locked_case(
-    conn: AsyncConnection, actor: Actor, case_id: uuid.UUID, role: str
+    conn: AsyncConn, actor: Actor, case_id: uuid.UUID, role: str
 ) -> dict[str, Any]:
     cur = await conn.execute(Q.case_for_update, {"id": case_id})
     case = await cur.fetchone()
@@ -99,7 +98,7 @@ STEP_EVENTS: Final = {
 
 
 async def _take_step(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     case: dict[str, Any],
     step: str,
@@ -140,7 +139,7 @@ async def _take_step(
 
 
 async def answer(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     case_id: uuid.UUID,
     data: observations.WoundInstructions,
@@ -176,7 +175,7 @@ async def answer(
 
 
 async def ask(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     case_id: uuid.UUID,
     data: SpecialistQuestion,
@@ -194,7 +193,7 @@ async def ask(
 
 
 async def reply(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     store: MediaStore,
     case_id: uuid.UUID,
@@ -232,7 +231,7 @@ async def reply(
 
 
 async def confirm_read(
-    conn: AsyncConnection, actor: Actor, case_id: uuid.UUID, *, now: datetime | None = None
+    conn: AsyncConn, actor: Actor, case_id: uuid.UUID, *, now: datetime | None = None
 ) -> CaseStep:
     """The nurse confirms she read the instructions; the case is closed."""
     require_role(actor, ["nurse"])
@@ -257,7 +256,7 @@ async def confirm_read(
     )
 
 
-async def escalate_overdue(conn: AsyncConnection, *, now: datetime) -> int:
+async def escalate_overdue(conn: AsyncConn, *, now: datetime) -> int:
     """Mark every case whose answer is overdue as escalated, once per wait for the specialist,
     and tell the routed team and the nurse's organisation. Returns how many were escalated."""
     async with conn.transaction():

@@ -13,11 +13,10 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 import msgspec
-from psycopg import AsyncConnection
 
 from telemed import audit
 from telemed.access import Actor, require_patient, require_role
-from telemed.db import Queries
+from telemed.db import AsyncConn, Queries
 from telemed.errors import (
     FieldProblem,
     Invalid,
@@ -176,7 +175,7 @@ def _instruction_out(row: dict[str, Any]) -> InstructionOut:
     return msgspec.convert({**row, "instructions": fields}, InstructionOut, from_attributes=False)
 
 
-async def get_case(conn: AsyncConnection, actor: Actor, case_id: uuid.UUID) -> WoundCaseOut:
+async def get_case(conn: AsyncConn, actor: Actor, case_id: uuid.UUID) -> WoundCaseOut:
     """The case with its photos, instructions and history, and the same wound's earlier cases
     side by side."""
     require_role(actor, ["nurse", "specialist"])
@@ -239,9 +238,7 @@ class WoundSummary(WoundOut, kw_only=True):
     last_area_cm2: float | None
 
 
-async def list_wounds(
-    conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
-) -> list[WoundSummary]:
+async def list_wounds(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> list[WoundSummary]:
     """A patient's wounds with their latest case: what a nurse picks from for a new case."""
     require_role(actor, ["nurse", "specialist"])
     async with conn.transaction():
@@ -259,7 +256,7 @@ QUEUE_STATES: Final = {
 
 
 async def list_queue(
-    conn: AsyncConnection, actor: Actor, state: str | None = None, *, limit: int = 200
+    conn: AsyncConn, actor: Actor, state: str | None = None, *, limit: int = 200
 ) -> list[QueueItem]:
     """Specialists: the cases routed to their team. Nurses: the cases of their patients."""
     require_role(actor, ["nurse", "specialist"])
@@ -291,7 +288,7 @@ async def list_queue(
 
 
 async def photo_file(
-    conn: AsyncConnection,
+    conn: AsyncConn,
     actor: Actor,
     store: MediaStore,
     photo_id: uuid.UUID,

@@ -6,10 +6,10 @@ import uuid
 
 from litestar import Controller, get, patch, post
 from litestar.datastructures import State
-from psycopg import AsyncConnection
 
 from telemed import directory, patients
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class AdminController(Controller):
@@ -18,25 +18,25 @@ class AdminController(Controller):
 
     @post("/organisations", operation_id="createOrganisation", summary="Create an organisation")
     async def create_organisation(
-        self, conn: AsyncConnection, actor: Actor, data: directory.OrganisationCreate
+        self, conn: AsyncConn, actor: Actor, data: directory.OrganisationCreate
     ) -> directory.OrganisationOut:
         return await directory.create_organisation(conn, actor, data)
 
     @get("/organisations", operation_id="listOrganisations", summary="List organisations")
     async def list_organisations(
-        self, conn: AsyncConnection, actor: Actor
+        self, conn: AsyncConn, actor: Actor
     ) -> list[directory.OrganisationOut]:
         return await directory.list_organisations(conn, actor)
 
     @post("/users", operation_id="createUser", summary="Create a user")
     async def create_user(
-        self, conn: AsyncConnection, actor: Actor, data: directory.UserCreate
+        self, conn: AsyncConn, actor: Actor, data: directory.UserCreate
     ) -> directory.UserOut:
         return await directory.create_user(conn, actor, data)
 
     @get("/users", operation_id="listUsers", summary="List users, optionally of one organisation")
     async def list_users(
-        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID | None = None
+        self, conn: AsyncConn, actor: Actor, organisation_id: uuid.UUID | None = None
     ) -> list[directory.UserOut]:
         return await directory.list_users(conn, actor, organisation_id)
 
@@ -47,7 +47,7 @@ class AdminController(Controller):
         status_code=200,
     )
     async def deactivate_user(
-        self, conn: AsyncConnection, actor: Actor, user_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, user_id: uuid.UUID
     ) -> directory.UserOut:
         return await directory.set_user_active(conn, actor, user_id, False)
 
@@ -57,7 +57,7 @@ class AdminController(Controller):
         summary="Register a patient with the organisation responsible for them",
     )
     async def create_patient(
-        self, conn: AsyncConnection, actor: Actor, data: patients.PatientCreate, state: State
+        self, conn: AsyncConn, actor: Actor, data: patients.PatientCreate, state: State
     ) -> patients.PatientOut:
         return await patients.create_patient(conn, actor, data, state.settings.cpr_keys)
 
@@ -68,7 +68,7 @@ class AdminController(Controller):
     )
     async def enroll(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         data: patients.EnrollmentCreate,
@@ -82,7 +82,7 @@ class AdminController(Controller):
     )
     async def end_enrollment(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         enrollment_id: uuid.UUID,
@@ -97,7 +97,7 @@ class AdminController(Controller):
     )
     async def hand_over(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         data: patients.Handover,
@@ -111,7 +111,7 @@ class AdminController(Controller):
     )
     async def add_care_relation(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         data: patients.CareRelationCreate,
@@ -125,6 +125,6 @@ class AdminController(Controller):
         status_code=200,
     )
     async def end_care_relation(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID, relation_id: int
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, relation_id: int
     ) -> patients.CareRelationOut:
         return await patients.end_care_relation(conn, actor, patient_id, relation_id)

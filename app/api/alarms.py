@@ -6,10 +6,10 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import Parameter
-from psycopg import AsyncConnection
 
 from telemed import alarms
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class AlarmController(Controller):
@@ -19,7 +19,7 @@ class AlarmController(Controller):
     @get("/", operation_id="listAlarms", summary="Operational alarms, open ones first")
     async def list_alarms(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         include_cleared: bool = False,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,

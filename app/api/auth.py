@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from psycopg import AsyncConnection
 
 from app.api.middleware import client_addr
 from telemed import auth
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class AuthController(Controller):
@@ -40,6 +40,9 @@ class AuthController(Controller):
 
     @get("/me", operation_id="me", summary="The signed-in user")
     async def me(self, actor: Actor) -> auth.Me:
+        if actor.user_id is None or actor.organisation_id is None:
+            # Only a token resolves to an actor here, and a token is a user's, who has both.
+            raise RuntimeError(f"/me reached as {actor.username!r}, who is no signed-in user")
         return auth.Me(
             id=actor.user_id,
             username=actor.username,
@@ -54,5 +57,5 @@ class AuthController(Controller):
         summary="Revoke the token used for this request",
         status_code=204,
     )
-    async def revoke(self, request: Request, conn: AsyncConnection) -> None:
+    async def revoke(self, request: Request, conn: AsyncConn) -> None:
         await auth.revoke(conn, request.auth)

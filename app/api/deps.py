@@ -7,12 +7,12 @@ from collections.abc import AsyncGenerator
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
-from psycopg import AsyncConnection
 
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
-async def provide_conn(state: State) -> AsyncGenerator[AsyncConnection, None]:
+async def provide_conn(state: State) -> AsyncGenerator[AsyncConn, None]:
     async with state.pool.connection() as conn:
         yield conn
 

@@ -13,6 +13,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from app.api.inputs import query_name
 from telemed.errors import DomainError, validation_code
@@ -50,7 +51,7 @@ def _body(
     request: Request,
     status: int,
     detail: str,
-    problems: list[dict] | None = None,
+    problems: list[Problem] | None = None,
     code: str | None = None,
 ) -> ErrorBody:
     rid = request.scope.get("state", {}).get("request_id")
@@ -58,7 +59,7 @@ def _body(
         status=status,
         detail=detail,
         code=code or msgspec.UNSET,
-        problems=msgspec.convert(problems, list[Problem]) if problems else msgspec.UNSET,
+        problems=problems or msgspec.UNSET,
         request_id=rid or msgspec.UNSET,
     )
 
@@ -77,11 +78,16 @@ def field_of(message: str, key: object) -> str:
     return base or "body"
 
 
-def _problem(field: str, message: str, code: str, params: dict | None) -> dict:
-    problem = {"field": field, "message": message, "code": code}
-    if params:
-        problem["params"] = params
-    return problem
+def _problem(
+    field: str,
+    message: str,
+    code: str,
+    params: dict[str, Any] | None,
+    source: str | msgspec.UnsetType = msgspec.UNSET,
+) -> Problem:
+    return Problem(
+        field=field, message=message, code=code, params=params or msgspec.UNSET, source=source
+    )
 
 
 def domain_error(request: Request, exc: DomainError) -> Response:
@@ -98,21 +104,25 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
     for item in exc.extra or []:
         if isinstance(item, dict):
             message = str(item.get("message", ""))
-            source = item.get("source")
+            source = _text(item.get("source")) or "body"
             field = field_of(message, item.get("key"))
             if source == "query":
                 field = query_name(request, field)
-            code = item.get("code") or validation_code(message)
-            problem = _problem(field, message, code, None)
-            problems.append({**problem, "source": source or "body"})
+            code = _text(item.get("code")) or validation_code(message)
+            problems.append(_problem(field, message, code, None, source))
     detail = "the request is not valid" + (
-        f": {problems[0]['field']}: {problems[0]['message']}" if problems else f": {exc.detail}"
+        f": {problems[0].field}: {problems[0].message}" if problems else f": {exc.detail}"
     )
     return Response(_body(request, 400, detail, problems), status_code=400)
 
 
 # Refusals that Litestar raises itself, with the code a page says them by.
 _HTTP_CODES = {413: ("body", "too_large"), 415: ("content-type", "unsupported_format")}
+
+
+def _text(value: object) -> str | None:
+    """A text entry of a validation problem (Litestar's `source` is a str enum); None if absent."""
+    return value if isinstance(value, str) and value else None
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
@@ -167,7 +177,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error,
     ValidationException: validation_error,
     RequestEntityTooLarge: body_too_large,

@@ -105,7 +105,9 @@ def _forwarded_hops(value: str | None) -> list[tuple[str | None, str | None]] | 
 
 def _split(text: str, sep: str) -> list[str]:
     """Split on `sep` outside double quotes (an IPv6 address with a port is quoted)."""
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -23,6 +23,7 @@ import msgspec
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 
+from telemed.db import Pool
 from telemed.settings import ReadinessSettings, Settings
 
 log = logging.getLogger("telemed.health")
@@ -80,12 +81,13 @@ class _Probe:
         ago = None if self.last_ok_at is None else round(now - self.last_ok_at, 1)
         ready = ago is not None and ago <= self.grace_s
         last = self.last
-        return Dependency(ready, last and last.ok, last and last.ms, last and last.detail, ago,
-                          self.grace_s)  # fmt: skip
+        if last is None:
+            return Dependency(ready, None, None, None, ago, self.grace_s)
+        return Dependency(ready, last.ok, last.ms, last.detail, ago, self.grace_s)
 
 
 class Monitor:
-    def __init__(self, config: ReadinessSettings, settings: Settings, pool: object) -> None:
+    def __init__(self, config: ReadinessSettings, settings: Settings, pool: Pool) -> None:
         self.config = config
         self.settings = settings
         self.pool = pool
@@ -110,7 +112,7 @@ class Monitor:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.database_timeout_s):
-                async with self.pool.connection() as conn:  # type: ignore[attr-defined]
+                async with self.pool.connection() as conn:
                     self.alarms = await count_open(conn)
             return Check(True, _ms(start), "answers")
         except Exception as exc:

@@ -6,6 +6,7 @@ telemed.inputs there."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -79,7 +80,7 @@ def _refuse(problems: list[FieldProblem], source: str) -> None:
         )
 
 
-def _text_problems(items: list[tuple[str, Any]]) -> list[FieldProblem]:
+def _text_problems(items: Iterable[tuple[str, Any]]) -> list[FieldProblem]:
     return [
         p
         for key, value in items

@@ -7,12 +7,21 @@ import ipaddress
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 from app.api.forwarded import Proxies
 from telemed import auth
@@ -49,13 +58,15 @@ async def send_request_id(message: Message, scope: Scope) -> None:
             MutableScopeHeaders.from_message(message)["x-request-id"] = rid
 
 
-def _json_refusal(status: int, code: str, detail: str, scope: Scope) -> tuple[dict, dict]:
-    body = {"status": status, "detail": detail, "code": code}
+def _json_refusal(
+    status: int, code: str, detail: str, scope: Scope
+) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    body: dict[str, str | int] = {"status": status, "detail": detail, "code": code}
     rid = scope.get("state", {}).get("request_id")
     if rid:
         body["request_id"] = rid
     raw = json.dumps(body).encode()
-    start = {
+    start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
         "headers": [
@@ -64,10 +75,10 @@ def _json_refusal(status: int, code: str, detail: str, scope: Scope) -> tuple[di
             (b"connection", b"close"),
         ],
     }
-    return start, {"type": "http.response.body", "body": raw}
+    return start, {"type": "http.response.body", "body": raw, "more_body": False}
 
 
-def header_limits(settings: Settings):
+def header_limits(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
     """At most `max_headers` headers of at most `max_header_bytes` together, else 431 in the
     API's error shape. The server refuses a header block larger than that before it reaches the
     app (`telemed serve`, app/server.py); this also counts them, under any server."""
@@ -75,7 +86,7 @@ def header_limits(settings: Settings):
 
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            headers = scope.get("headers") or []
+            headers = list(scope.get("headers") or ())  # ASGI promises an iterable, no more
             if scope["type"] == "http" and (
                 len(headers) > most or sum(len(k) + len(v) + 4 for k, v in headers) > most_bytes
             ):
@@ -90,7 +101,7 @@ def header_limits(settings: Settings):
     return factory
 
 
-def forwarded_client(settings: Settings):
+def forwarded_client(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
     """Behind trusted proxies (TELEMED_TRUSTED_PROXIES), the client's address and scheme come
     from the forwarded headers, for everything downstream: audit rows, sign-in limits, tokens,
     Secure cookies and HSTS. From any other peer those headers are ignored."""
@@ -103,7 +114,8 @@ def forwarded_client(settings: Settings):
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] in ("http", "websocket"):
                 peer = scope.get("client")
-                address, scheme = proxies.resolve(peer[0] if peer else None, scope["headers"])
+                headers = list(scope["headers"])
+                address, scheme = proxies.resolve(peer[0] if peer else None, headers)
                 if address is not None:
                     scope["client"] = (address, 0)
                 if scheme is not None:
@@ -118,7 +130,7 @@ def forwarded_client(settings: Settings):
 _WS = {"http": "ws", "https": "wss"}
 
 
-def transport_security(settings: Settings):
+def transport_security(settings: Settings) -> Callable[[Message, Scope], Awaitable[None]]:
     """`before_send` hook: over TLS (directly, or as a trusted proxy reports it) every response
     carries HSTS and every cookie is Secure, whatever set it (session, CSRF, language)."""
     hsts = f"max-age={settings.hsts_max_age_s}".encode() if settings.hsts_max_age_s > 0 else None

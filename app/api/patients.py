@@ -8,10 +8,10 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import Parameter
-from psycopg import AsyncConnection
 
 from telemed import patients
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class PatientController(Controller):
@@ -19,12 +19,12 @@ class PatientController(Controller):
     tags = ["patients"]
 
     @get("/", operation_id="listPatients", summary="Patients in the caller's scope")
-    async def list_patients(self, conn: AsyncConnection, actor: Actor) -> list[patients.PatientOut]:
+    async def list_patients(self, conn: AsyncConn, actor: Actor) -> list[patients.PatientOut]:
         return await patients.list_patients(conn, actor)
 
     @get("/{patient_id:uuid}", operation_id="getPatient", summary="One patient")
     async def get_patient(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> patients.PatientDetail:
         return await patients.get_patient(conn, actor, patient_id)
 
@@ -34,7 +34,7 @@ class PatientController(Controller):
         summary="The patient's program enrollments",
     )
     async def enrollments(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> list[patients.EnrollmentOut]:
         return await patients.list_enrollments(conn, actor, patient_id)
 
@@ -44,7 +44,7 @@ class PatientController(Controller):
         summary="Who held responsibility for the patient, and since when",
     )
     async def responsibility(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> list[patients.ResponsibilityOut]:
         return await patients.responsibility_history(conn, actor, patient_id)
 
@@ -54,7 +54,7 @@ class PatientController(Controller):
         summary="Organisations serving or consulted on the patient",
     )
     async def care_relations(
-        self, conn: AsyncConnection, actor: Actor, patient_id: uuid.UUID
+        self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
     ) -> list[patients.CareRelationOut]:
         return await patients.list_care_relations(conn, actor, patient_id)
 
@@ -65,7 +65,7 @@ class PatientController(Controller):
     )
     async def access_log(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         since: datetime | None = None,

@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post
 from litestar.params import Parameter, QueryParameter
-from psycopg import AsyncConnection
 
 from telemed import measurements
 from telemed.access import Actor
+from telemed.db import AsyncConn
 
 
 class ReadingController(Controller):
@@ -25,7 +25,7 @@ class ReadingController(Controller):
     )
     async def enter(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         data: measurements.NurseReadings,
@@ -37,9 +37,9 @@ class ReadingController(Controller):
         operation_id="listReadings",
         summary="Raw readings, or min/avg/max/count per time bucket for plots",
     )
-    async def list(
+    async def list_readings(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
         metric: str | None = None,

@@ -38,7 +38,7 @@ def _error_page(request: Request, exc: DomainError) -> Response:
     return page(request, "error.html", status=exc.status, key=key, detail=exc.detail)
 
 
-def routers() -> list:
+def routers() -> list[Router]:
     pages = Router(
         path="/",
         route_handlers=[SignInController, ConsoleController, NurseController],

@@ -8,13 +8,13 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.di import Provide
 from litestar.response import Template
-from psycopg import AsyncConnection
 
 from app.web import session
 from app.web.render import page
 from app.web.views import patient_view, wound_choices
 from telemed import patients
 from telemed.access import Actor
+from telemed.db import AsyncConn
 from wounds import views as wounds
 
 SCRIPT_TEXTS = (
@@ -37,7 +37,7 @@ class ConsoleController(Controller):
     dependencies = {"me": Provide(session.require("specialist"))}
 
     @get("/", name="console:home")
-    async def home(self, request: Request, conn: AsyncConnection, me: Actor) -> Template:
+    async def home(self, request: Request, conn: AsyncConn, me: Actor) -> Template:
         # The queue itself is drawn by the page from the alert and wound-case APIs, so that
         # the core never imports the alerts package.
         listed = await patients.list_patients(conn, me)
@@ -51,7 +51,7 @@ class ConsoleController(Controller):
 
     @get("/patients/{patient_id:uuid}", name="console:patient")
     async def patient(
-        self, request: Request, conn: AsyncConnection, me: Actor, patient_id: uuid.UUID
+        self, request: Request, conn: AsyncConn, me: Actor, patient_id: uuid.UUID
     ) -> Template:
         detail = await patients.get_patient(conn, me, patient_id)
         return page(
@@ -65,7 +65,7 @@ class ConsoleController(Controller):
 
     @get("/wounds/{case_id:uuid}", name="console:wound")
     async def wound(
-        self, request: Request, conn: AsyncConnection, me: Actor, case_id: uuid.UUID
+        self, request: Request, conn: AsyncConn, me: Actor, case_id: uuid.UUID
     ) -> Template:
         found = await wounds.get_case(conn, me, case_id)
         sizes = [

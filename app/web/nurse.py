@@ -8,13 +8,13 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.di import Provide
 from litestar.response import Template
-from psycopg import AsyncConnection
 
 from app.web import session
 from app.web.render import page
 from app.web.views import nurse_view, wound_choices, wounds_of
 from telemed import patients
 from telemed.access import Actor
+from telemed.db import AsyncConn
 from wounds import views as wounds
 
 SCRIPT_TEXTS = ("nurse.", "wound.", "metric.", "alert.", "dose.")
@@ -25,7 +25,7 @@ class NurseController(Controller):
     dependencies = {"me": Provide(session.require("nurse"))}
 
     @get("/", name="nurse:home")
-    async def home(self, request: Request, conn: AsyncConnection, me: Actor) -> Template:
+    async def home(self, request: Request, conn: AsyncConn, me: Actor) -> Template:
         listed = await patients.list_patients(conn, me)
         cases = await wounds.list_queue(conn, me, "open")
         return page(
@@ -38,14 +38,14 @@ class NurseController(Controller):
         )
 
     @get("/cases", name="nurse:cases")
-    async def cases_fragment(self, request: Request, conn: AsyncConnection, me: Actor) -> Template:
+    async def cases_fragment(self, request: Request, conn: AsyncConn, me: Actor) -> Template:
         """Her open cases alone, swapped in when the event stream says one changed."""
         cases = await wounds.list_queue(conn, me, "open")
         return page(request, "nurse/_cases.html", me=me, cases=cases)
 
     @get("/patients/{patient_id:uuid}", name="nurse:patient")
     async def patient(
-        self, request: Request, conn: AsyncConnection, me: Actor, patient_id: uuid.UUID
+        self, request: Request, conn: AsyncConn, me: Actor, patient_id: uuid.UUID
     ) -> Template:
         detail = await patients.get_patient(conn, me, patient_id)
         every = await wounds.list_queue(conn, me, "all")
@@ -63,14 +63,14 @@ class NurseController(Controller):
 
     @get("/cases/{case_id:uuid}", name="nurse:case")
     async def case(
-        self, request: Request, conn: AsyncConnection, me: Actor, case_id: uuid.UUID
+        self, request: Request, conn: AsyncConn, me: Actor, case_id: uuid.UUID
     ) -> Template:
         found = await wounds.get_case(conn, me, case_id)
         return page(request, "nurse/case.html", me=me, case=found, script_texts=SCRIPT_TEXTS)
 
     @get("/cases/{case_id:uuid}/answer", name="nurse:case_answer")
     async def case_answer(
-        self, request: Request, conn: AsyncConnection, me: Actor, case_id: uuid.UUID
+        self, request: Request, conn: AsyncConn, me: Actor, case_id: uuid.UUID
     ) -> Template:
         found = await wounds.get_case(conn, me, case_id)
         return page(request, "nurse/_answer.html", me=me, case=found)

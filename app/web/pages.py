@@ -10,12 +10,12 @@ from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
-from psycopg import AsyncConnection
 
 from app.api.middleware import SESSION_COOKIE, client_addr
 from app.web import session
 from app.web.render import page
 from telemed import auth
+from telemed.db import AsyncConn
 from telemed.errors import TooManyRequests, Unauthorized, Unavailable
 
 
@@ -97,7 +97,7 @@ class SignInController(Controller):
         return response
 
     @post("/logout", name="web:sign_out", status_code=303)
-    async def sign_out(self, request: Request, conn: AsyncConnection) -> Redirect:
+    async def sign_out(self, request: Request, conn: AsyncConn) -> Redirect:
         token = request.cookies.get(SESSION_COOKIE, "").strip()
         if token:
             await auth.revoke(conn, token)

@@ -44,7 +44,7 @@ SECURITY_HEADERS = {
 
 
 @functools.cache
-def number_specs() -> dict:
+def number_specs() -> dict[str, dict[str, Any]]:
     """What each number field of a form accepts (telemed.numbers), for the pages' reader."""
     return numbers.for_page()
 

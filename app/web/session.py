@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from litestar import Request, Response
@@ -65,7 +66,7 @@ async def current_actor(request: Request) -> Actor | None:
         )
 
 
-def require(*roles: str):
+def require(*roles: str) -> Callable[[Request], Awaitable[Actor]]:
     """A dependency provider: the signed-in Actor of one of `roles`, for a page."""
 
     async def provide(request: Request) -> Actor:

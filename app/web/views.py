@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from telemed import numbers
 from telemed.catalogue.programs import parse_ak_stratum
 from telemed.patients import PatientDetail
+
+if TYPE_CHECKING:
+    from wounds.views import QueueItem
 
 # What a program's patient measures, in the order the console shows the plots.
 PROGRAM_METRICS = {
@@ -58,7 +65,9 @@ def running(detail: PatientDetail) -> list:
     return [e for e in detail.enrollments if e.end_date is None]
 
 
-def patient_view(detail: PatientDetail, table: dict = PROGRAM_METRICS) -> PatientView:
+def patient_view(
+    detail: PatientDetail, table: dict[str, tuple[str, ...]] = PROGRAM_METRICS
+) -> PatientView:
     programs = [e.program for e in running(detail)]
     codes: list[str] = []
     for program in programs:
@@ -82,7 +91,7 @@ def nurse_view(detail: PatientDetail) -> PatientView:
     return view
 
 
-def _values(enum: type) -> list[str]:
+def _values(enum: type[StrEnum]) -> list[str]:
     return [member.value for member in enum]
 
 
@@ -108,9 +117,9 @@ def wound_choices() -> dict[str, list[str]]:
 FOR_SPECIALIST = ("submitted", "awaiting_specialist")
 
 
-def wounds_of(cases: list, patient_id: object) -> list:
+def wounds_of(cases: list[QueueItem], patient_id: uuid.UUID) -> list[QueueItem]:
     """The patient's distinct wounds among queue items, newest case first."""
-    seen: dict = {}
+    seen: dict[uuid.UUID, QueueItem] = {}
     for case in sorted(cases, key=lambda c: c.submitted_at, reverse=True):
         if case.patient_id == patient_id and case.wound_id not in seen:
             seen[case.wound_id] = case
