@@ -22,6 +22,18 @@ import msgspec
 from telemed.catalogue.schedules import Schedule
 
 Comparator = Literal["<", "<=", ">", ">="]
+COMPARATORS: tuple[Comparator, ...] = ("<", "<=", ">", ">=")
+
+
+def as_comparator(text: str | None) -> Comparator | None:
+    """A stored reading's comparator as the rules take it; anything else is refused loudly, as
+    a censored value read as exact (or the other way round) would be judged wrongly."""
+    if text is None:
+        return None
+    for comparator in COMPARATORS:
+        if text == comparator:
+            return comparator
+    raise ValueError(f"unknown comparator {text!r}: expected one of {', '.join(COMPARATORS)}")
 
 
 class InvalidRule(ValueError):

@@ -30,7 +30,7 @@ from alerts.defaults import (
 )
 from alerts.hooks import program_defaults
 from alerts.nomogram import DEFAULT_STEP_MG, Suggestion, suggest_weekly_dose
-from alerts.rules import InrRule, Rule
+from alerts.rules import InrRule, Rule, as_comparator
 from alerts.schedule import LOCAL_TZ
 from alerts.threshold_changes import (
     ThresholdChange,
@@ -421,7 +421,7 @@ async def dose_suggestion(
         low,
         high,
         current_weekly_mg,
-        comparator=comparator,  # type: ignore[arg-type]
+        comparator=as_comparator(comparator),
         step_mg=step,
     )
     if suggestion is None:
