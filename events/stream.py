@@ -45,7 +45,7 @@ from events import notify
 from events.outbox import CHANNEL
 from telemed import audit, auth
 from telemed.access import CLINICAL_RELATIONS, Actor
-from telemed.db import AsyncConn, Pool
+from telemed.db import AsyncConn, Pool, one_row
 from telemed.settings import EventStreamSettings
 
 log = logging.getLogger("telemed.events")
@@ -307,7 +307,7 @@ async def stream(
                     "SELECT coalesce(max(id), 0) AS id,"
                     " pg_snapshot_xmin(pg_current_snapshot())::text AS horizon FROM outbox"
                 )
-                start = await cur.fetchone()
+                start = one_row(await cur.fetchone(), "the outbox's latest id")
                 since = Resume(start["id"], int(start["horizon"]))
         yield {"comment": "connected", "retry": RETRY_MS, "data": None}
         next_check = time.monotonic() + check_every_s
