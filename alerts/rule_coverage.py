@@ -155,12 +155,12 @@ def diagnose(program: str, stratum: str, overrides_json: str | bytes) -> list[Pr
                 )
             )
     _, invalid = effective_per_rule(defaults, overrides)
-    for exc in invalid:
+    for refused in invalid:
         problems.append(
             Problem(
                 "yellow",
-                f"rule {exc.rule_key} runs at its program default, not as set for the patient: "
-                f"{exc}; set the threshold again",
+                f"rule {refused.rule_key} runs at its program default, not as set for the "
+                f"patient: {refused}; set the threshold again",
             )
         )
     return problems
