@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import psycopg
@@ -52,12 +52,18 @@ log = logging.getLogger("telemed.events")
 
 RETRY_MS = 2000
 QUEUE_MAX = 1000
-KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
+
+
+class Keepalive(TypedDict):
+    """libpq's TCP keepalive parameters (seconds), so a LISTEN connection notices a dead peer."""
+
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+
+
+KEEPALIVE = Keepalive(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 REPLAY_PAGE = 500
 
 _ROWS = (
