@@ -11,6 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
 
 from alerts import doses, escalation, failures, instructions, service, thresholds
+from alerts.instructions import InstructionOut
 from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
 from telemed.db import AsyncConn
@@ -128,7 +129,7 @@ class PatientAlertController(Controller):
     )
     async def instructions(
         self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, limit: Limit = 200
-    ) -> list[instructions.InstructionOut]:
+    ) -> list[InstructionOut]:
         return await instructions.patient_instructions(conn, actor, patient_id, limit=limit)
 
     @get(

@@ -96,12 +96,13 @@ def check_absolute(rule: AbsoluteRule, reading: Obs, history: Sequence[Obs]) -> 
     hit = classify(rule.bands, reading.value)
     if hit is None:
         return None
-    severity: Severity | None = hit.severity
+    severity = hit.severity
     detail: dict[str, Any] = {"side": hit.side}
     if rule.sustain is not None:
-        severity, held = _sustained(rule, rule.sustain, reading, history, hit)
-        if severity is None:
+        sustained, held = _sustained(rule, rule.sustain, reading, history, hit)
+        if sustained is None:
             return None
+        severity = sustained
         detail.update(held)
     limit = getattr(rule.bands, f"{severity.value}_{hit.side}")
     where = "below" if hit.side == "low" else "above"

@@ -239,19 +239,22 @@ def _holder(rule: Rule) -> msgspec.Struct:
 
 def _coerce(override: Override) -> OverrideValue:
     value, name = override.value, override.field
-    where = f"override of {override.rule_key}.{name}"
-    at = {"rule_key": override.rule_key, "fields": (name,)}
+
+    def refused(problem: str) -> InvalidOverride:
+        message = f"override of {override.rule_key}.{name} {problem}"
+        return InvalidOverride(message, rule_key=override.rule_key, fields=(name,))
+
     if isinstance(value, bool):
-        raise InvalidOverride(f"{where} needs a number, got {value}", **at)
+        raise refused(f"needs a number, got {value}")
     if value is None:
         if name not in _OPTIONAL_FIELDS:
-            raise InvalidOverride(f"{where} cannot be removed", **at)
+            raise refused("cannot be removed")
         return None
     if not math.isfinite(value):
-        raise InvalidOverride(f"{where} must be finite", **at)
+        raise refused("must be finite")
     if name in _INTEGER_FIELDS:
         if value != int(value):
-            raise InvalidOverride(f"{where} must be a whole number, got {value}", **at)
+            raise refused(f"must be a whole number, got {value}")
         return int(value)
     return float(value)
 
@@ -305,23 +308,27 @@ def effective_rules(defaults: Sequence[Rule], overrides: Sequence[Override]) -> 
             fields.append(
                 FieldValue(name, value, "override", default, item.set_by, item.set_at, item.reason)
             )
-        result.append(EffectiveRule(_apply(rule, holder, changes), enabled, tuple(fields)))
+        result.append(EffectiveRule(_apply(rule, changes), enabled, tuple(fields)))
     return result
 
 
-def _apply(rule: Rule, holder: msgspec.Struct, changes: dict[str, OverrideValue]) -> Rule:
+def _apply(rule: Rule, changes: dict[str, OverrideValue]) -> Rule:
+    """The rule with `changes` made to its holder (`_holder`: the bands, the schedule or the
+    rule itself), validated again."""
     if not changes:
         return rule
+    structs = msgspec.structs
     try:
-        changed = msgspec.structs.replace(holder, **changes)
         if isinstance(rule, AbsoluteRule):
-            return msgspec.structs.replace(rule, bands=changed)
+            return structs.replace(rule, bands=structs.replace(rule.bands, **changes))
         if isinstance(rule, MissedRule):
-            return msgspec.structs.replace(rule, schedule=changed)
-        return changed  # type: ignore[return-value]
+            return structs.replace(rule, schedule=structs.replace(rule.schedule, **changes))
+        return structs.replace(rule, **changes)
     except ValueError as exc:
         raise InvalidOverride(
-            f"overrides make rule {rule.key!r} invalid: {exc}", rule_key=rule.key, fields=changes
+            f"overrides make rule {rule.key!r} invalid: {exc}",
+            rule_key=rule.key,
+            fields=tuple(changes),
         ) from exc
 
 

@@ -27,7 +27,7 @@ from alerts.lifecycle import arrival
 from events import outbox
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_role
-from telemed.db import AsyncConn
+from telemed.db import AsyncConn, one_row
 from telemed.errors import FieldProblem, Invalid, NotFound
 
 Program = Literal["copd", "ak"]
@@ -351,7 +351,7 @@ async def set_escalation_setting(
             "RETURNING escalation_organisation_id, updated_at, updated_by",
             (organisation_id, target, actor.user_id),
         )
-        row = await cur.fetchone()
+        row = one_row(await cur.fetchone(), "the organisation's escalation setting")
         await audit.record(
             conn,
             actor,

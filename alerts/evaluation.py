@@ -42,6 +42,7 @@ from alerts.rules import (
     Obs,
     ReadingRef,
     Rule,
+    as_comparator,
 )
 from telemed.db import AsyncConn
 from telemed.readings import StoredReading
@@ -77,7 +78,8 @@ def job_for(reading: StoredReading, sets: Sequence[Any]) -> Job:
     need = sets[0].need(reading.metric, reading.value)
     for rs in sets[1:]:
         need = need.merge(rs.need(reading.metric, reading.value))
-    obs = Obs(reading.metric, reading.value, reading.measured_at, reading.comparator)  # type: ignore[arg-type]
+    comparator = as_comparator(reading.comparator)
+    obs = Obs(reading.metric, reading.value, reading.measured_at, comparator)
     return Job(reading, obs, list(sets), need)
 
 

@@ -20,7 +20,7 @@ import msgspec
 from psycopg.rows import tuple_row
 
 from alerts.checks import Baseline
-from alerts.rules import HistoryNeed, Obs
+from alerts.rules import HistoryNeed, Obs, as_comparator
 from telemed.db import AsyncConn, Queries
 from telemed.readings import StoredReading
 
@@ -162,7 +162,8 @@ async def load_history(
                 job.baseline = Baseline(value, n)
             continue
         key = (value, measured_at, comparator)
-        found.setdefault(idx, {})[key] = Obs(job.reading.metric, value, measured_at, comparator)
+        obs = Obs(job.reading.metric, value, measured_at, as_comparator(comparator))
+        found.setdefault(idx, {})[key] = obs
     for idx, history in found.items():
         jobs[idx].history = list(history.values())
     return again

@@ -56,7 +56,7 @@ from alerts.rules import (
     reach_seconds,
 )
 from alerts.schedule import LOCAL_TZ
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from telemed.readings import StoredReading
 
 log = logging.getLogger("alerts.hooks")
@@ -371,7 +371,7 @@ async def after_readings(conn: AsyncConn, stored: list[StoredReading]) -> None:
     if not stored:
         return
     cur = await conn.execute(Q.planner_settings)
-    settings = await cur.fetchone()
+    settings = one_row(await cur.fetchone(), "the alert rules' planner settings")
     if settings["isolation"] != "read committed":
         raise RuntimeError(
             f"the alert rules need READ COMMITTED transactions, not {settings['isolation']}"

@@ -21,7 +21,7 @@ from alerts.access import Note, Q
 from events import outbox
 from telemed import audit, numbers
 from telemed.access import Actor, require_patient, require_role
-from telemed.db import AsyncConn
+from telemed.db import AsyncConn, one_row
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound, refuse_nul
 
 
@@ -192,7 +192,7 @@ async def add_instruction(
                 "fields": Jsonb(fields),
             },
         )
-        instruction_id = (await cur.fetchone())["id"]
+        instruction_id = one_row(await cur.fetchone(), "the new instruction")["id"]
         await outbox.enqueue(
             conn,
             "alert.instruction",

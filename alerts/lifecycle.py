@@ -337,7 +337,9 @@ async def _upsert(conn: AsyncConn, items: Sequence[BreachItem], now: datetime) -
                 if change.upgraded:
                     upgraded.add(change.id)
         for row in await _update(conn, merged, now):
-            kind = "upgraded" if row["id"] in upgraded else "repeated"
+            kind: Literal["upgraded", "repeated"] = (
+                "upgraded" if row["id"] in upgraded else "repeated"
+            )
             changes.append(_change(row, kind))
             if kind == "upgraded":
                 events.append(("alert.upgraded", row, addressees(row)))

@@ -27,7 +27,7 @@ from alerts.rules import AbsoluteRule, Breach, InrRule, MissedRule, Rule, Severi
 from alerts.schedule import LOCAL_TZ
 from telemed.catalogue.programs import PROGRAM_METRICS, PROGRAMS, accepted_strata
 from telemed.catalogue.schedules import AK_SCHEDULES, COPD_SCHEDULES
-from telemed.db import AsyncConn
+from telemed.db import AsyncConn, one_row
 from telemed.errors import Conflict
 
 RULE_PREFIX = "coverage"
@@ -155,12 +155,12 @@ def diagnose(program: str, stratum: str, overrides_json: str | bytes) -> list[Pr
                 )
             )
     _, invalid = effective_per_rule(defaults, overrides)
-    for exc in invalid:
+    for refused in invalid:
         problems.append(
             Problem(
                 "yellow",
-                f"rule {exc.rule_key} runs at its program default, not as set for the patient: "
-                f"{exc}; set the threshold again",
+                f"rule {refused.rule_key} runs at its program default, not as set for the "
+                f"patient: {refused}; set the threshold again",
             )
         )
     return problems
@@ -270,7 +270,7 @@ async def _fixed(conn: AsyncConn, alert: dict[str, Any], now: datetime, *, ended
         {"patient_id": alert["patient_id"], "metrics": list(PROGRAM_METRICS[program]),
          "since": since},
     )  # fmt: skip
-    seen = await cur.fetchone()
+    seen = one_row(await cur.fetchone(), "readings since the rules failed")
     what = "The enrolment ended" if ended else "The alert rules build again"
     if not seen["n"]:
         note = (

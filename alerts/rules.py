@@ -22,6 +22,18 @@ import msgspec
 from telemed.catalogue.schedules import Schedule
 
 Comparator = Literal["<", "<=", ">", ">="]
+COMPARATORS: tuple[Comparator, ...] = ("<", "<=", ">", ">=")
+
+
+def as_comparator(text: str | None) -> Comparator | None:
+    """A stored reading's comparator as the rules take it; anything else is refused loudly, as
+    a censored value read as exact (or the other way round) would be judged wrongly."""
+    if text is None:
+        return None
+    for comparator in COMPARATORS:
+        if text == comparator:
+            return comparator
+    raise ValueError(f"unknown comparator {text!r}: expected one of {', '.join(COMPARATORS)}")
 
 
 class InvalidRule(ValueError):
@@ -142,10 +154,11 @@ class Sustain(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class _Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
-    pass
+    """The base of the rule kinds. msgspec passes `frozen` (and the other options) on to
+    subclasses; each kind says `frozen=True` again so that a type checker knows it too."""
 
 
-class AbsoluteRule(_Rule, tag="absolute"):
+class AbsoluteRule(_Rule, frozen=True, tag="absolute"):
     metric: str
     bands: Bands
     sustain: Sustain | None = None
@@ -155,7 +168,7 @@ class AbsoluteRule(_Rule, tag="absolute"):
         return f"absolute:{self.metric}"
 
 
-class BaselineRule(_Rule, tag="baseline"):
+class BaselineRule(_Rule, frozen=True, tag="baseline"):
     """Compare with the median of the patient's own readings of the last `window_days`, at
     most the latest `max_readings` of them.
 
@@ -198,7 +211,7 @@ class BaselineRule(_Rule, tag="baseline"):
         return f"baseline:{self.metric}"
 
 
-class ChangeRule(_Rule, tag="change"):
+class ChangeRule(_Rule, frozen=True, tag="change"):
     """A change of at least `delta` against any reading of the last `within_hours`."""
 
     metric: str
@@ -216,7 +229,7 @@ class ChangeRule(_Rule, tag="change"):
         return f"change:{self.metric}"
 
 
-class InrRule(_Rule, tag="inr"):
+class InrRule(_Rule, frozen=True, tag="inr"):
     """Outside [low, high] is yellow; at or beyond the urgent bounds, or censored, is red."""
 
     metric: ClassVar[str] = "inr"
@@ -240,7 +253,7 @@ class InrRule(_Rule, tag="inr"):
         return "inr:range"
 
 
-class MissedRule(_Rule, tag="missed"):
+class MissedRule(_Rule, frozen=True, tag="missed"):
     """No measurement of `metric` for a due slot; checked by the scheduler, not per reading."""
 
     metric: str
@@ -335,16 +348,13 @@ class HistoryNeed(msgspec.Struct, frozen=True):
     baseline_max: int = 0
 
     def merge(self, other: "HistoryNeed") -> "HistoryNeed":
-        pairs = zip(_astuple(self), _astuple(other), strict=True)
-        return HistoryNeed(*(max(a, b) for a, b in pairs))
+        """The larger of the two needs, field by field (a count stays an int)."""
+        names = self.__struct_fields__
+        return HistoryNeed(**{n: max(getattr(self, n), getattr(other, n)) for n in names})
 
     @property
     def empty(self) -> bool:
         return self == HistoryNeed()
-
-
-def _astuple(need: HistoryNeed) -> tuple[float, ...]:
-    return msgspec.structs.astuple(need)
 
 
 def history_need(rule: Rule) -> HistoryNeed:

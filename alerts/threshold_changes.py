@@ -72,12 +72,18 @@ def plausible_bounds(rule: Rule, field: str) -> numbers.NumberSpec | None:
     if isinstance(rule, BaselineRule) and field.endswith(("_drop", "_rise")):
         if rule.mode == "percent":
             return numbers.NumberSpec(unit="%", min=0, max=100, min_exclusive=True)
-        span = numbers.metric_spec(rule.metric)
-        return msgspec.structs.replace(span, min=0, max=span.max - span.min, min_exclusive=True)
+        return _difference(rule.metric)
     if isinstance(rule, ChangeRule) and field == "delta":
-        span = numbers.metric_spec(rule.metric)
-        return msgspec.structs.replace(span, min=0, max=span.max - span.min, min_exclusive=True)
+        return _difference(rule.metric)
     return None
+
+
+def _difference(metric: str) -> numbers.NumberSpec:
+    """A difference between two values of the metric: above 0, at most its plausible span."""
+    span = numbers.metric_spec(metric)
+    if span.min is None or span.max is None:
+        raise ValueError(f"metric {metric!r} has no plausible range to bound a change by")
+    return msgspec.structs.replace(span, min=0, max=span.max - span.min, min_exclusive=True)
 
 
 def _code_of(exc: InvalidOverride, rule: Rule) -> str:

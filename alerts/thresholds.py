@@ -30,7 +30,7 @@ from alerts.defaults import (
 )
 from alerts.hooks import program_defaults
 from alerts.nomogram import DEFAULT_STEP_MG, Suggestion, suggest_weekly_dose
-from alerts.rules import InrRule, Rule
+from alerts.rules import InrRule, Rule, as_comparator
 from alerts.schedule import LOCAL_TZ
 from alerts.threshold_changes import (
     ThresholdChange,
@@ -144,6 +144,14 @@ def _spec(rule: Rule, field: str) -> dict[str, Any] | None:
     return msgspec.to_builtins(spec) if spec is not None else None
 
 
+def _kind(rule: Rule) -> str:
+    """The rule's kind as its JSON form tags it (`kind`); every rule kind is tagged by name."""
+    tag = rule.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"rule {rule.key!r} has no kind tag, got {tag!r}")
+    return tag
+
+
 def _rule_out(item: EffectiveRule, current: _Current) -> RuleOut:
     names = current.names
     fields = [
@@ -166,7 +174,7 @@ def _rule_out(item: EffectiveRule, current: _Current) -> RuleOut:
     rule: Rule = item.rule
     return RuleOut(
         key=item.key,
-        kind=type(rule).__struct_config__.tag,  # type: ignore[attr-defined]
+        kind=_kind(rule),
         metric=rule.metric,
         enabled=item.enabled,
         fields=fields,
@@ -413,7 +421,7 @@ async def dose_suggestion(
         low,
         high,
         current_weekly_mg,
-        comparator=comparator,  # type: ignore[arg-type]
+        comparator=as_comparator(comparator),
         step_mg=step,
     )
     if suggestion is None:

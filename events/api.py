@@ -4,7 +4,7 @@ controllers for the application."""
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
@@ -122,9 +122,9 @@ class WebhookController(Controller):
         webhook_id: uuid.UUID,
         limit: int = Parameter(default=50, ge=1, le=500),
         before: int | None = Parameter(default=None, ge=1),
-        delivery_state: Literal["pending", "delivered", "failed"] | None = QueryParameter(
-            name="state", default=None
-        ),
+        delivery_state: Annotated[
+            Literal["pending", "delivered", "failed"] | None, QueryParameter(name="state")
+        ] = None,
     ) -> list[webhooks.DeliveryOut]:
         return await webhooks.delivery_log(
             conn, actor, webhook_id, limit=limit, before=before, state=delivery_state

@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import psycopg
@@ -45,19 +45,25 @@ from events import notify
 from events.outbox import CHANNEL
 from telemed import audit, auth
 from telemed.access import CLINICAL_RELATIONS, Actor
-from telemed.db import AsyncConn, Pool
+from telemed.db import AsyncConn, Pool, one_row
 from telemed.settings import EventStreamSettings
 
 log = logging.getLogger("telemed.events")
 
 RETRY_MS = 2000
 QUEUE_MAX = 1000
-KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
+
+
+class Keepalive(TypedDict):
+    """libpq's TCP keepalive parameters (seconds), so a LISTEN connection notices a dead peer."""
+
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+
+
+KEEPALIVE = Keepalive(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 REPLAY_PAGE = 500
 
 _ROWS = (
@@ -307,7 +313,7 @@ async def stream(
                     "SELECT coalesce(max(id), 0) AS id,"
                     " pg_snapshot_xmin(pg_current_snapshot())::text AS horizon FROM outbox"
                 )
-                start = await cur.fetchone()
+                start = one_row(await cur.fetchone(), "the outbox's latest id")
                 since = Resume(start["id"], int(start["horizon"]))
         yield {"comment": "connected", "retry": RETRY_MS, "data": None}
         next_check = time.monotonic() + check_every_s

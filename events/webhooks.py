@@ -23,7 +23,7 @@ from msgspec import UNSET, Meta, UnsetType
 from events import notify
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_role
-from telemed.db import AsyncConn
+from telemed.db import AsyncConn, one_row
 from telemed.errors import FieldProblem, Invalid, NotFound
 
 log = logging.getLogger("telemed.webhooks")
@@ -127,7 +127,7 @@ async def create_webhook(
             f"RETURNING {_COLUMNS}, secret",
             (organisation_id, data.url, secret, data.events, data.description, actor.user_id),
         )
-        row = await cur.fetchone()
+        row = one_row(await cur.fetchone(), "the new webhook")
         await audit.record(
             conn,
             actor,
