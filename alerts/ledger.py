@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from alerts.lifecycle import BreachItem, addressees, write_events
+from alerts.lifecycle import BreachItem, addressees, update_alerts, write_events
 from alerts.rules import Breach, Severity
 from telemed.db import AsyncConn, Queries
 
@@ -153,9 +153,8 @@ async def revise(conn: AsyncConn, revision: Revision, *, now: datetime) -> None:
     rows = [_recomputed(r) for r in await cur.fetchall()]
     if not rows:
         return
-    cur = await conn.execute(Q.revise_alerts, {"rows": _json(rows), "now": now})
     events = []
-    for row in await cur.fetchall():
+    for row in await update_alerts(conn, _json(rows), now):
         if row["state"] == "resolved":
             events.append(("alert.resolved", row, addressees(row)))
         elif any(r["id"] == row["id"] and r["upgraded"] for r in rows):

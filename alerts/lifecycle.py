@@ -250,7 +250,14 @@ async def _lock(conn: AsyncConn, pending: Sequence[Incoming]) -> dict[tuple, Exi
 async def _update(conn: AsyncConn, merged: Sequence[Merged], now: datetime) -> list[dict]:
     if not merged:
         return []
-    cur = await conn.execute(Q.update_open, {"merged": _json(merged), "now": now})
+    return await update_alerts(conn, _json(merged), now)
+
+
+async def update_alerts(conn: AsyncConn, rows: str, now: datetime) -> list[dict]:
+    """Write changed alerts (`rows`, a JSON array of the fields sql/lifecycle.sql's update_alerts
+    names) and return them as alert events need them: the one writer of an alert's changes for
+    merged breaches (here) and recomputed alerts (alerts.ledger)."""
+    cur = await conn.execute(Q.update_alerts, {"rows": rows, "now": now})
     return await cur.fetchall()
 
 

@@ -62,35 +62,3 @@ CROSS JOIN LATERAL (
     FROM alert_readings ar
     WHERE ar.alert_id = l.id
 ) s;
-
--- name: revise_alerts
--- The recomputed alerts (alerts.ledger), with what every alert event needs. A withdrawn alert
--- keeps what it said, and is resolved by no user with the note saying why.
-WITH u AS (
-    SELECT *
-    FROM json_to_recordset(%(rows)s::json)
-         AS u (id bigint, severity text, message text, detail jsonb,
-               first_measured_at timestamptz, last_measured_at timestamptz, last_value float8,
-               count int, upgraded bool, resolve bool, note text)
-), changed AS (
-    UPDATE alerts a
-    SET severity = u.severity,
-        message = u.message,
-        detail = u.detail,
-        first_measured_at = u.first_measured_at,
-        last_measured_at = u.last_measured_at,
-        last_value = u.last_value,
-        count = u.count,
-        updated_at = %(now)s,
-        severity_changed_at = CASE WHEN u.upgraded THEN %(now)s ELSE a.severity_changed_at END,
-        state = CASE WHEN u.resolve THEN 'resolved' WHEN u.upgraded THEN 'open' ELSE a.state END,
-        resolved_at = CASE WHEN u.resolve THEN %(now)s ELSE a.resolved_at END,
-        resolution_note = CASE WHEN u.resolve THEN u.note ELSE a.resolution_note END
-    FROM u
-    WHERE a.id = u.id
-    RETURNING a.*
-)
-SELECT c.*, p.pseudonym, h.organisation_id AS holder_id
-FROM changed c
-JOIN patients p ON p.id = c.patient_id
-LEFT JOIN LATERAL holder_at(c.patient_id, %(now)s) h ON true;

@@ -11,13 +11,18 @@ WHERE a.state <> 'resolved'
 ORDER BY a.id
 FOR UPDATE OF a;
 
--- name: update_open
+-- name: update_alerts
+-- Changed alerts (a merged breach, alerts.lifecycle; a recomputed one, alerts.ledger), with what
+-- every alert event needs. A red breach on an acknowledged yellow alert (`upgraded`) needs a
+-- clinician again: it re-opens, so the red acknowledgement deadline (and escalation) runs from
+-- the upgrade. A withdrawn alert (`resolve`) keeps what it said, and is resolved by no user with
+-- the note saying why; rows without `resolve` leave the state alone.
 WITH u AS (
     SELECT *
-    FROM json_to_recordset(%(merged)s::json)
+    FROM json_to_recordset(%(rows)s::json)
          AS u (id bigint, severity text, message text, detail jsonb,
                first_measured_at timestamptz, last_measured_at timestamptz, last_value float8,
-               count int, upgraded bool)
+               count int, upgraded bool, resolve bool, note text)
 ), changed AS (
     UPDATE alerts a
     SET severity = u.severity,
@@ -29,9 +34,9 @@ WITH u AS (
         count = u.count,
         updated_at = %(now)s,
         severity_changed_at = CASE WHEN u.upgraded THEN %(now)s ELSE a.severity_changed_at END,
-        -- A red breach on an acknowledged yellow alert needs a clinician again: it re-opens, so
-        -- the red acknowledgement deadline (and escalation) runs from the upgrade.
-        state = CASE WHEN u.upgraded THEN 'open' ELSE a.state END
+        state = CASE WHEN u.resolve THEN 'resolved' WHEN u.upgraded THEN 'open' ELSE a.state END,
+        resolved_at = CASE WHEN u.resolve THEN %(now)s ELSE a.resolved_at END,
+        resolution_note = CASE WHEN u.resolve THEN u.note ELSE a.resolution_note END
     FROM u
     WHERE a.id = u.id
     RETURNING a.*
