@@ -29,7 +29,7 @@ from telemed import audit
 from telemed.access import Actor, require_patient
 from telemed.catalogue.programs import AK_PRODUCTS, AkProduct
 from telemed.db import AsyncConn, Queries
-from telemed.errors import FieldProblem, Invalid, refuse_nul
+from telemed.errors import FieldProblem, refuse_nul, required_reason
 
 Q = Queries("doses", folder=Path(__file__).parent / "sql")
 
@@ -239,11 +239,7 @@ async def set_product(
     """An administrator records the product the patient takes, with a reason; audited."""
     await require_patient(conn, actor, patient_id, roles=("admin",))
     refuse_nul(data)
-    reason = data.reason.strip()
-    if not reason:
-        raise Invalid(
-            "a reason is required", [FieldProblem("reason", "must not be blank", "reason_required")]
-        )
+    reason = required_reason(data.reason)
     async with conn.transaction():
         await conn.execute(
             Q.insert_product,

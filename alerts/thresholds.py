@@ -44,7 +44,7 @@ from alerts.ttr import InrResult, TtrResult, ttr
 from telemed import audit
 from telemed.access import Actor, require_patient
 from telemed.db import AsyncConn, Queries
-from telemed.errors import FieldProblem, Invalid, refuse_nul
+from telemed.errors import FieldProblem, Invalid, refuse_nul, required_reason
 
 Q = Queries("thresholds", folder=Path(__file__).parent / "sql")
 DEFAULTS_SOURCE = "program defaults (alerts/defaults.py; sources in docs/alert-rules.md)"
@@ -239,11 +239,7 @@ async def set_thresholds(
     """A specialist of the patient's care changes thresholds, all or nothing, with a reason."""
     await require_patient(conn, actor, patient_id, roles=("specialist",))
     refuse_nul(data)
-    reason = data.reason.strip()
-    if not reason:
-        raise Invalid(
-            "a reason is required", [FieldProblem("reason", "must not be blank", "reason_required")]
-        )
+    reason = required_reason(data.reason)
     async with conn.transaction():
         await conn.execute(Q.lock_patient, {"patient_id": patient_id})
         defaults_by_key: dict[str, Rule] = {}

@@ -136,3 +136,12 @@ def refuse_nul(value: object, prefix: str = "") -> None:
     holds a NUL character."""
     if problems := nul_problems(value, prefix):
         raise BadRequest("a text holds a NUL character", problems)
+
+
+def required_reason(reason: str, field: str = "reason") -> str:
+    """The reason a clinical change must carry, stripped; blank is refused (422 reason_required)."""
+    if not (stripped := reason.strip()):
+        raise Invalid(
+            "a reason is required", [FieldProblem(field, "must not be blank", "reason_required")]
+        )
+    return stripped
