@@ -1,5 +1,5 @@
 """The broker's view of the device registry, kept by Mosquitto's telemed_auth plugin
-(devices/broker_plugin/telemed_auth.c).
+(devices/broker_plugin/; its account files are read by accounts.c).
 
 The plugin checks every login (password, and the client id: a device's is its own id), every
 publish and every subscribe (a device may publish to its own two topics and subscribe to

@@ -1,7 +1,7 @@
 """The application's control connection to the broker's telemed_auth plugin.
 
 Changes to the broker's accounts travel as one QoS 1 message to `$CONTROL/telemed-auth/v1`
-(devices/broker_plugin/telemed_auth.c), one command per line after `request <id>`; the plugin
+(devices/broker_plugin/control.c), one command per line after `request <id>`; the plugin
 applies the batch, or none of it, and answers `<id> ok <accounts>` or `<id> error <why>` to this
 connection's client id. A batch costs the broker a hash-table update per line, whatever the
 number of registered devices.

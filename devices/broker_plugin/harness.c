@@ -2,12 +2,13 @@
  * The telemed_auth plugin outside the broker, for AddressSanitizer and UndefinedBehaviorSanitizer
  * (tests/test_broker_plugin.py builds and runs it):
  *
- *   gcc -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=address,undefined \
- *       -fno-sanitize-recover=all -o harness harness.c -lcrypto
+ *   gcc -std=c11 -D_POSIX_C_SOURCE=200809L -DTELEMED_AUTH_HARNESS -g -O1 \
+ *       -fsanitize=address,undefined -fno-sanitize-recover=all -o harness \
+ *       harness.c telemed_auth.c accounts.c access.c control.c -lcrypto
  *   ./harness <scratch folder> <iterations> <seed>
  *
- * It includes telemed_auth.c whole (to reach its static functions) and stands in for the few
- * broker functions the plugin calls. First the cases the plugin must decide in a given way
+ * It is linked with the plugin's files (reaching their shared functions through
+ * telemed_auth.h) and stands in for the few broker functions the plugin calls. First the cases the plugin must decide in a given way
  * (each prints "ok <case>", or "FAIL <case>" and exits 1); then <iterations> rounds of hostile
  * input: control messages mutated from valid ones (NUL bytes, cut lines, long words, odd
  * whitespace, huge numbers), account files mutated the same way and reloaded, logins with
@@ -22,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mosquitto.h>
+#include "telemed_auth.h"
 
 struct mosquitto {
 	const char *id;
@@ -77,9 +78,6 @@ int mosquitto_broker_publish_copy(const char *clientid, const char *topic, int p
 	last_response[payloadlen] = '\0';
 	return 0;
 }
-
-#define TELEMED_AUTH_HARNESS
-#include "telemed_auth.c"
 
 int mosquitto_callback_register(mosquitto_plugin_id_t *identifier, int event,
 		MOSQ_FUNC_generic_callback cb_func, const void *event_data, void *userdata)
