@@ -156,6 +156,10 @@ class _Decoder(Protocol[_T_co]):
     def decode(self, buf: bytes, /) -> _T_co: ...
 
 
+class _Encoder(Protocol):
+    def encode(self, obj: Any, /) -> bytes: ...
+
+
 _READING_DECODERS: dict[str, _Decoder[ReadingMessage]] = {
     "json": msgspec.json.Decoder(ReadingMessage),
     "msgpack": msgspec.msgpack.Decoder(ReadingMessage),
@@ -164,7 +168,10 @@ _STATUS_DECODERS: dict[str, _Decoder[StatusMessage]] = {
     "json": msgspec.json.Decoder(StatusMessage),
     "msgpack": msgspec.msgpack.Decoder(StatusMessage),
 }
-_ENCODERS = {"json": msgspec.json.Encoder(), "msgpack": msgspec.msgpack.Encoder()}
+_ENCODERS: dict[Format, _Encoder] = {
+    "json": msgspec.json.Encoder(),
+    "msgpack": msgspec.msgpack.Encoder(),
+}
 _FORMAT_NAMES = {"json": "JSON", "msgpack": "msgpack"}
 _MSGPACK_TYPES = {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
 _MSGPACK_MAP_MARKERS = frozenset((*range(0x80, 0x90), 0xDE, 0xDF))

@@ -110,9 +110,9 @@ def format_exception(exc: BaseException) -> str:
 def scrub_record(record: logging.LogRecord) -> None:
     """Make a record safe to hand to any handler (see the module's docstring)."""
     args, msg = record.args, record.msg
-    replaced = isinstance(msg, psycopg.Error)
-    if replaced:
-        msg = describe_db_error(msg)
+    replaced = False
+    if isinstance(msg, psycopg.Error):
+        msg, replaced = describe_db_error(msg), True
     if isinstance(args, Mapping) and any(isinstance(v, psycopg.Error) for v in args.values()):
         args, replaced = {k: _safe_arg(v) for k, v in args.items()}, True
     elif isinstance(args, tuple) and any(isinstance(v, psycopg.Error) for v in args):

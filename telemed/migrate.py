@@ -100,7 +100,7 @@ def apply_migrations(
                 continue
             log.info("applying %s", path.name)
             with conn.transaction():
-                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute(text)
                 if path.name in steps:
                     steps[path.name](conn)
                 conn.execute(
