@@ -23,7 +23,7 @@ from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 Q = Queries("patients")
 AQ = Queries("access")
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Program = Literal[catalogue.PROGRAMS]  # type: ignore[valid-type]
+Program = catalogue.Program
 _PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
