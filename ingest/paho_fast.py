@@ -78,7 +78,7 @@ def install() -> bool:
         return True
     if _packet.Properties is not Properties:
         return False
-    _packet.Properties = DecodedProperties  # type: ignore[misc]
+    _packet.Properties = DecodedProperties  # type: ignore[misc]  # replacing paho's class: the pin
     return True
 
 
