@@ -89,8 +89,12 @@ def send_commands(
             rid = f"{request}-{start}"
             body = "\n".join([f"request {rid}", *lines[start : start + BATCH_LINES]])
             client.publish(CONTROL_TOPIC, body.encode(), qos=1)
+
+            def arrived(rid: str = rid) -> bool:
+                return rid in answers
+
             with answered:
-                if not answered.wait_for(lambda rid=rid: rid in answers, timeout_s):
+                if not answered.wait_for(arrived, timeout_s):
                     raise BrokerError("the broker did not answer a control message")
                 text = answers.pop(rid)
             if not text.startswith("ok"):

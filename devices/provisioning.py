@@ -17,13 +17,13 @@ import re
 import secrets
 import uuid
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NoReturn, get_args
 
 import msgspec
 from psycopg import errors
 
 from devices.broker import hash_password
-from telemed.db import AsyncConn, SyncConn
+from telemed.db import AsyncConn, Row, SyncConn
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 
 Kind = Literal[
@@ -284,7 +284,7 @@ async def rotate_async(conn: AsyncConn, device_id: str) -> tuple[ProvisionedDevi
     return _rotated(row, password), password_hash
 
 
-def _not_rotatable(row: dict | None) -> None:
+def _not_rotatable(row: Row | None) -> NoReturn:
     if row is None:
         raise NotFound("device not found")
     raise Conflict(
@@ -293,7 +293,7 @@ def _not_rotatable(row: dict | None) -> None:
     )
 
 
-def _rotated(row: dict, password: str) -> ProvisionedDevice:
+def _rotated(row: Row, password: str) -> ProvisionedDevice:
     return ProvisionedDevice(
         device_id=row["id"],
         mqtt_username=row["id"],

@@ -321,12 +321,12 @@ def malformed(kind: str, at: datetime, rng: random.Random, fmt: Format = "json")
     """A payload that the backend must reject, whole or its one reading: broken JSON, a unit
     the metric does not take, an impossible value, or a timestamp without a UTC offset."""
     mid = message_id(at, "bad")
+    reading: dict[str, object] = {"type": "spo2", "value": rng.randint(90, 97), "unit": "%"}
     body: dict[str, object] = {
         "message_id": mid,
         "measured_at": at.isoformat(),
-        "readings": [{"type": "spo2", "value": rng.randint(90, 97), "unit": "%"}],
+        "readings": [reading],
     }
-    reading = body["readings"][0]  # type: ignore[index]
     if kind == "wrong_unit":
         reading["unit"] = rng.choice(["mmHg", "kg", "{fraction}%"])
     elif kind == "impossible":

@@ -20,6 +20,7 @@ import msgspec
 from telemed.device_contract import (
     TOPIC_PREFIX,
     ParsedMessage,
+    Payload,
     PayloadError,
     decode_status,
     is_device_id,
@@ -46,7 +47,7 @@ class Incoming(NamedTuple):
     mid: int
     qos: int
     topic: str
-    payload: bytes
+    payload: Payload
     content_type: str | None
     generation: int  # which connection delivered it; an ack only makes sense on that one
 
@@ -59,7 +60,7 @@ class DeviceInfo(msgspec.Struct, frozen=True):
 
 # rejected_messages columns, in COPY order.
 Rejection = tuple[
-    datetime, str, str | None, str | None, int | None, str, bytes | None, int, str | None
+    datetime, str, str | None, str | None, int | None, str, Payload | None, int, str | None
 ]
 # device_status columns: device_id, state, battery, firmware, at.
 Status = tuple[str, str, float | None, str | None, datetime]

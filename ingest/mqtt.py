@@ -23,6 +23,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import paho_fast
 from ingest.batch import Incoming
+from telemed.device_contract import Payload
 from telemed.settings import Settings
 
 log = logging.getLogger("ingest.mqtt")
@@ -43,8 +44,8 @@ class Subscriber:
         receive_maximum: int,
         session_expiry_s: int,
         deliver: Callable[[Incoming], None],
-        on_fatal: Callable[[str], None],
-        on_subscribed: Callable[[], None] | None = None,
+        on_fatal: Callable[[str], object],
+        on_subscribed: Callable[[], object] | None = None,
     ) -> None:
         self._settings = settings
         self.client_id = client_id
@@ -89,7 +90,7 @@ class Subscriber:
     # --- paho's thread ----------------------------------------------------------------------
 
     def _publish(
-        self, mid: int, qos: int, topic: str, payload: bytes, properties: Properties | None
+        self, mid: int, qos: int, topic: str, payload: Payload, properties: Properties | None
     ) -> None:
         try:
             content_type = getattr(properties, "ContentType", None)

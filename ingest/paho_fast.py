@@ -78,11 +78,13 @@ def install() -> bool:
         return True
     if _packet.Properties is not Properties:
         return False
-    _packet.Properties = DecodedProperties  # type: ignore[misc]
+    _packet.Properties = DecodedProperties  # type: ignore[misc]  # replacing paho's class: the pin
     return True
 
 
-def parse_publish(header: int, packet: bytes) -> tuple[int, int, bytes, Properties, bytes] | None:
+def parse_publish(
+    header: int, packet: bytes | bytearray
+) -> tuple[int, int, bytes | bytearray, Properties, bytes | bytearray] | None:
     """An MQTT v5 PUBLISH after its fixed header, as paho's `decode_publish` reads it:
     (qos, mid, topic, properties, payload); None when the packet is short (paho's own decoder
     then says how)."""
@@ -104,7 +106,7 @@ def parse_publish(header: int, packet: bytes) -> tuple[int, int, bytes, Properti
     return qos, mid, topic, properties, packet[end + used :]
 
 
-Deliver = Callable[[int, int, str, bytes, Properties], None]
+Deliver = Callable[[int, int, str, bytes | bytearray, Properties], None]
 
 
 _READ_SIZE = 65536

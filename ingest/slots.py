@@ -160,7 +160,8 @@ class SlotLock:
     def application_name(self) -> str:
         return f"{self.slot.client_id} lock pid {self.pid} on {self.host}"[:63]
 
-    async def _take(self, register: bool) -> None:
+    async def _take(self, register: bool) -> AsyncConn:
+        """Connect and take the slot's lock; the connection holding it."""
         conn = self._conn = await connect(self.dsn, self.application_name)
         taken = await self._try_lock(conn)
         if not taken and await self._end_own_stale_session(conn):
@@ -171,6 +172,7 @@ class SlotLock:
             raise SlotTaken(text)
         if register:
             await conn.execute(Q.register_start, self._params())
+        return conn
 
     async def _try_lock(self, conn: AsyncConn) -> bool:
         cur = await conn.execute(Q.try_lock, {"name": self.slot.lock_name})
@@ -203,14 +205,15 @@ class SlotLock:
             if stop.is_set():
                 break
             try:
-                if self._conn is None or self._conn.closed:
-                    await self._take(register=False)
+                conn = self._conn
+                if conn is None or conn.closed:
+                    conn = await self._take(register=False)
                     log.info("slot %d's lock taken again", self.slot.slot)
                 if pending:
-                    await self._conn.execute(Q.mark_subscribed, self._params())
+                    await conn.execute(Q.mark_subscribed, self._params())
                     pending = False
                 else:
-                    await self._conn.execute("SELECT 1")
+                    await conn.execute("SELECT 1")
                 delay = 0.5
             except DATABASE_AWAY as exc:
                 if self._conn is not None:

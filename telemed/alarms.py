@@ -15,7 +15,7 @@ from typing import Literal
 import msgspec
 
 from telemed.access import Actor, require_role
-from telemed.db import AsyncConn, Queries, SyncConn
+from telemed.db import AsyncConn, Queries, SyncConn, one_row
 
 log = logging.getLogger("telemed.alarms")
 Q = Queries("alarms")
@@ -40,7 +40,7 @@ def raise_alarm(conn: SyncConn, key: str, severity: Severity, source: str, messa
     """Open the alarm `key` (or count a repeat of the open one); returns its occurrences."""
     params = {"key": key, "severity": severity, "source": source, "message": message}
     with conn.transaction():
-        row = conn.execute(Q.raise_alarm, params).fetchone()
+        row = one_row(conn.execute(Q.raise_alarm, params).fetchone(), "the raised alarm")
     return row["occurrences"]
 
 
@@ -61,5 +61,4 @@ async def list_alarms(
 
 async def count_open(conn: AsyncConn) -> int:
     cur = await conn.execute(Q.count_open)
-    row = await cur.fetchone()
-    return row["n"]
+    return one_row(await cur.fetchone(), "the count of open alarms")["n"]

@@ -145,6 +145,11 @@ ORDER BY a.chain_seq NULLS LAST, a.id
 """
 
 
+_NO_HEAD = ChainBreak(
+    None, None, "the chain's head (the one row of audit_chain) is missing: it was deleted"
+)
+
+
 def verify_chain(conn: SyncConn, *, anchor: tuple[int, bytes] | None = None) -> ChainReport:
     """Recompute the chain from the first row to the head, in one snapshot; the first row
     that does not fit is named. `anchor` (position, hash) is a head recorded earlier."""
@@ -153,7 +158,9 @@ def verify_chain(conn: SyncConn, *, anchor: tuple[int, bytes] | None = None) -> 
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         with conn.cursor(row_factory=tuple_row) as cur:
             row = cur.execute("SELECT seq, hash FROM audit_chain").fetchone()
-        head_seq, head = row[0], bytes(row[1])  # type: ignore[index]
+        if row is None:
+            return ChainReport(0, 0, "", _NO_HEAD)
+        head_seq, head = row[0], bytes(row[1])
         with conn.cursor("audit_chain_rows", row_factory=tuple_row) as rows:
             rows.itersize = 2000
             rows.execute(_ROWS)

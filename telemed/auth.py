@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from telemed import audit, throttle
 from telemed.access import SYSTEM, Actor
-from telemed.db import AsyncConn, Pool, Queries
+from telemed.db import AsyncConn, Pool, Queries, one_row
 from telemed.errors import TooManyRequests, Unauthorized, Unavailable
 from telemed.security import Busy, PasswordWork, new_token, token_digest
 
@@ -128,7 +128,7 @@ async def _issue(
                 "client_addr": client_addr,
             },
         )
-        expires = (await cur.fetchone())["expires_at"]
+        expires = one_row(await cur.fetchone(), "the inserted token")["expires_at"]
     return token, expires, msgspec.convert(row, Me, from_attributes=False)
 
 

@@ -15,9 +15,9 @@ import re
 from datetime import date
 
 import msgspec
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 
-from telemed.db import AsyncConn, SyncConn
+from telemed.db import AsyncConn, SyncConn, one_row
 
 _CPR = re.compile(r"^(\d{2})(\d{2})(\d{2})-?(\d{4})$")
 
@@ -166,6 +166,7 @@ _KEY_MISMATCH = (
 )
 _CLAIM_KEY = "INSERT INTO cpr_lookup_key (fingerprint) VALUES (%s) ON CONFLICT DO NOTHING"
 _KEY_IN_USE = "SELECT fingerprint FROM cpr_lookup_key"
+_KEY_CLAIMED = "the CPR look-up key just claimed"
 
 
 async def protect(conn: AsyncConn, keys: CprKeys, cpr: str | None) -> dict[str, object]:
@@ -174,19 +175,19 @@ async def protect(conn: AsyncConn, keys: CprKeys, cpr: str | None) -> dict[str, 
     that stores the number."""
     if cpr is None:
         return {"cpr_hmac": None, "cpr_enc": None, "cpr_key": None}
-    async with conn.cursor(row_factory=tuple_row) as cur:
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_CLAIM_KEY, (keys.fingerprint,))
         await cur.execute(_KEY_IN_USE)
-        (in_use,) = await cur.fetchone()  # type: ignore[misc]
+        in_use = one_row(await cur.fetchone(), _KEY_CLAIMED)["fingerprint"]
     if bytes(in_use) != keys.fingerprint:
         raise CprKeyError(_KEY_MISMATCH)
     return seal(keys, cpr)
 
 
 def claim_lookup_key(conn: SyncConn, keys: CprKeys) -> None:
-    with conn.cursor(row_factory=tuple_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(_CLAIM_KEY, (keys.fingerprint,))
-        (in_use,) = cur.execute(_KEY_IN_USE).fetchone()  # type: ignore[misc]
+        in_use = one_row(cur.execute(_KEY_IN_USE).fetchone(), _KEY_CLAIMED)["fingerprint"]
     if bytes(in_use) != keys.fingerprint:
         raise CprKeyError(_KEY_MISMATCH)
 

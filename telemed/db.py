@@ -105,7 +105,7 @@ async def check_application_role(pool: Pool) -> None:
     owner role): the application runs as the role that owns nothing (docs/deployment.md)."""
     async with pool.connection() as conn:
         cur = await conn.execute(_ROLE_RIGHTS)
-        row = await cur.fetchone()
+        row = one_row(await cur.fetchone(), "the application role's rights")
     if row["superuser"] or row["audit_changeable"] or row["owns_tables"]:
         raise RoleError(
             f"the application connects as {row['role']}, who owns tables or may change the "

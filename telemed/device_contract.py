@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeAlias, TypeVar
 
 import msgspec
 
@@ -38,6 +38,8 @@ MAX_READINGS = 32
 MAX_BYTES = 65536
 
 Format = Literal["json", "msgpack"]
+# A message's payload as the MQTT client hands it over: paho reads packets into a bytearray.
+Payload: TypeAlias = bytes | bytearray
 
 MessageId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")
@@ -153,7 +155,11 @@ _T_co = TypeVar("_T_co", covariant=True)
 
 
 class _Decoder(Protocol[_T_co]):
-    def decode(self, buf: bytes, /) -> _T_co: ...
+    def decode(self, buf: Payload, /) -> _T_co: ...
+
+
+class _Encoder(Protocol):
+    def encode(self, obj: Any, /) -> bytes: ...
 
 
 _READING_DECODERS: dict[str, _Decoder[ReadingMessage]] = {
@@ -164,7 +170,10 @@ _STATUS_DECODERS: dict[str, _Decoder[StatusMessage]] = {
     "json": msgspec.json.Decoder(StatusMessage),
     "msgpack": msgspec.msgpack.Decoder(StatusMessage),
 }
-_ENCODERS = {"json": msgspec.json.Encoder(), "msgpack": msgspec.msgpack.Encoder()}
+_ENCODERS: dict[Format, _Encoder] = {
+    "json": msgspec.json.Encoder(),
+    "msgpack": msgspec.msgpack.Encoder(),
+}
 _FORMAT_NAMES = {"json": "JSON", "msgpack": "msgpack"}
 _MSGPACK_TYPES = {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
 _MSGPACK_MAP_MARKERS = frozenset((*range(0x80, 0x90), 0xDE, 0xDF))
@@ -172,7 +181,7 @@ _ERROR_AT = re.compile(r"(?P<text>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]*)`")
 
 
-def payload_format(payload: bytes, content_type: str | None = None) -> Format | None:
+def payload_format(payload: Payload, content_type: str | None = None) -> Format | None:
     """The format of a payload, or None when neither declared nor recognisable.
 
     The MQTT v5 content type decides when it names JSON or msgpack. Otherwise a JSON object
@@ -190,16 +199,16 @@ def payload_format(payload: bytes, content_type: str | None = None) -> Format | 
     return None
 
 
-def decode(payload: bytes, *, content_type: str | None = None) -> ReadingMessage:
+def decode(payload: Payload, *, content_type: str | None = None) -> ReadingMessage:
     """Decode a readings payload into its Struct; raises PayloadError. No size limit here."""
     return _decode(_READING_DECODERS, payload, content_type)
 
 
-def decode_status(payload: bytes, *, content_type: str | None = None) -> StatusMessage:
+def decode_status(payload: Payload, *, content_type: str | None = None) -> StatusMessage:
     return _decode(_STATUS_DECODERS, payload, content_type)
 
 
-def _decode(decoders: Mapping[str, _Decoder[_T]], payload: bytes, content_type: str | None) -> _T:
+def _decode(decoders: Mapping[str, _Decoder[_T]], payload: Payload, content_type: str | None) -> _T:
     if not payload:
         raise PayloadError("payload: empty")
     fmt = payload_format(payload, content_type)
@@ -248,7 +257,7 @@ OFFLINE_PAYLOAD = encode_status(StatusMessage(state="offline"))
 
 
 def parse_message(
-    payload: bytes,
+    payload: Payload,
     *,
     now: datetime,
     content_type: str | None = None,

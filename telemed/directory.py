@@ -13,7 +13,7 @@ from psycopg import errors
 
 from telemed import audit
 from telemed.access import Actor, require_role
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 from telemed.security import check_password_strength, hash_password
 
@@ -67,7 +67,7 @@ async def create_organisation(
     try:
         async with conn.transaction():
             cur = await conn.execute(Q.insert_organisation, msgspec.structs.asdict(data))
-            row = await cur.fetchone()
+            row = one_row(await cur.fetchone(), "the inserted organisation")
             await audit.record(
                 conn, actor, "create", object_type="organisation", object_id=row["id"]
             )
@@ -102,7 +102,7 @@ async def create_user(conn: AsyncConn, actor: Actor, data: UserCreate) -> UserOu
     try:
         async with conn.transaction():
             cur = await conn.execute(Q.insert_user, params)
-            row = await cur.fetchone()
+            row = one_row(await cur.fetchone(), "the inserted user")
             await audit.record(conn, actor, "create", object_type="user", object_id=row["id"])
     except errors.UniqueViolation:
         raise Conflict("this username is taken", [FieldProblem("username", "taken")]) from None

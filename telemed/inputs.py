@@ -47,7 +47,9 @@ _LONE_SURROGATE = re.compile(
 )
 
 
-def _mark_bad_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+def _mark_bad_bytes(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):  # registered for decoding only
+        raise error
     return _MARK_ESCAPED, error.end
 
 

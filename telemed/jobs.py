@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from telemed.db import AsyncConn
+from telemed.db import AsyncConn, one_row
 from telemed.settings import Settings
 
 log = logging.getLogger("telemed.jobs")
@@ -165,4 +165,4 @@ async def last_success(conn: AsyncConn, job: str) -> datetime | None:
         cur = await conn.execute(
             "SELECT max(started_at) AS at FROM job_runs WHERE job = %s AND ok", (job,)
         )
-        return (await cur.fetchone())["at"]
+        return one_row(await cur.fetchone(), "the job's last run")["at"]

@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import psycopg
@@ -110,9 +110,9 @@ def format_exception(exc: BaseException) -> str:
 def scrub_record(record: logging.LogRecord) -> None:
     """Make a record safe to hand to any handler (see the module's docstring)."""
     args, msg = record.args, record.msg
-    replaced = isinstance(msg, psycopg.Error)
-    if replaced:
-        msg = describe_db_error(msg)
+    replaced = False
+    if isinstance(msg, psycopg.Error):
+        msg, replaced = describe_db_error(msg), True
     if isinstance(args, Mapping) and any(isinstance(v, psycopg.Error) for v in args.values()):
         args, replaced = {k: _safe_arg(v) for k, v in args.items()}, True
     elif isinstance(args, tuple) and any(isinstance(v, psycopg.Error) for v in args):
@@ -133,18 +133,24 @@ def _safe_arg(value: object) -> object:
     return describe_db_error(value) if isinstance(value, psycopg.Error) else value
 
 
+class _ScrubbingFactory:
+    """The record factory: the one before it, then `scrub_record`. Marked, so that importing
+    this module again does not wrap it twice."""
+
+    telemed_scrubs = True
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self._inner = inner
+
+    def __call__(self, *args: object, **kwargs: object) -> logging.LogRecord:
+        record = self._inner(*args, **kwargs)
+        scrub_record(record)
+        return record
+
+
 _factory = logging.getLogRecordFactory()
-
-
-def _scrubbed_record(*args: object, **kwargs: object) -> logging.LogRecord:
-    record = _factory(*args, **kwargs)
-    scrub_record(record)
-    return record
-
-
 if not getattr(_factory, "telemed_scrubs", False):
-    _scrubbed_record.telemed_scrubs = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(_scrubbed_record)
+    logging.setLogRecordFactory(_ScrubbingFactory(_factory))
 
 
 class JsonFormatter(logging.Formatter):

@@ -19,10 +19,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row
 
 from telemed import cpr
-from telemed.db import SyncConn
+from telemed.db import SyncConn, one_row
 
 log = logging.getLogger("telemed.migrate")
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
@@ -54,11 +54,13 @@ def _data_steps(cpr_keys: cpr.CprKeys | None) -> dict[str, Callable[[SyncConn], 
 def check_owner(conn: SyncConn) -> None:
     """Refuse to migrate as any role but the database's owner: objects made by another role
     would escape the owner's default privileges, and the application role must own nothing."""
-    with conn.cursor(row_factory=tuple_row) as cur:
-        user, owner = cur.execute(
-            "SELECT current_user, pg_get_userbyid(datdba) FROM pg_database "
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT current_user AS user, pg_get_userbyid(datdba) AS owner FROM pg_database "
             "WHERE datname = current_database()"
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone()
+    row = one_row(row, "the current database's owner")
+    user, owner = row["user"], row["owner"]
     if user != owner:
         raise MigrationError(
             f"migrations run as the owner of the database ({owner}), not as {user}: "
@@ -100,7 +102,7 @@ def apply_migrations(
                 continue
             log.info("applying %s", path.name)
             with conn.transaction():
-                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute(text)
                 if path.name in steps:
                     steps[path.name](conn)
                 conn.execute(

@@ -16,14 +16,14 @@ from telemed import cpr as cpr_store
 from telemed.access import Actor, patients_in_scope, require_patient, require_role
 from telemed.catalogue import programs as catalogue
 from telemed.cpr import CprError, birth_date, normalise_cpr
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, Row, one_row
 from telemed.directory import get_organisation
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound
 
 Q = Queries("patients")
 AQ = Queries("access")
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Program = Literal[catalogue.PROGRAMS]  # type: ignore[valid-type]
+Program = catalogue.Program
 _PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -173,7 +173,7 @@ async def create_patient(
                     "created_by": actor.user_id,
                 },
             )
-            patient = await cur.fetchone()
+            patient = one_row(await cur.fetchone(), "the inserted patient")
             await conn.execute(
                 Q.insert_responsibility,
                 {
@@ -221,7 +221,7 @@ async def list_patients(conn: AsyncConn, actor: Actor) -> list[PatientOut]:
         rows = []
         for pid in ids:
             cur = await conn.execute(Q.get_patient, {"id": pid})
-            rows.append(await cur.fetchone())
+            rows.append(one_row(await cur.fetchone(), f"patient {pid} in scope"))
     async with conn.transaction():
         await audit.record_many(conn, actor, "list", [r["id"] for r in rows], object_type="patient")
     return msgspec.convert(rows, list[PatientOut])
@@ -233,7 +233,7 @@ async def get_patient(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> P
     )
     async with conn.transaction():
         cur = await conn.execute(Q.get_patient, {"id": patient_id})
-        row = await cur.fetchone()
+        row = one_row(await cur.fetchone(), f"patient {patient_id}, whose access was checked")
         cur = await conn.execute(Q.list_enrollments, {"patient_id": patient_id})
         enrollments = await cur.fetchall()
         await audit.record(
@@ -246,7 +246,7 @@ async def get_patient(conn: AsyncConn, actor: Actor, patient_id: uuid.UUID) -> P
 
 async def _insert_enrollment(
     conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, data: EnrollmentCreate
-) -> dict:
+) -> Row:
     try:
         async with conn.transaction():
             cur = await conn.execute(
@@ -257,7 +257,7 @@ async def _insert_enrollment(
                     "created_by": actor.user_id,
                 },
             )
-            return await cur.fetchone()
+            return one_row(await cur.fetchone(), "the inserted enrollment")
     except errors.UniqueViolation:
         raise Conflict(f"the patient already has a running {data.program} enrollment") from None
     except errors.CheckViolation as exc:
@@ -370,7 +370,7 @@ async def hand_over(
                     "by": actor.user_id,
                 },
             )
-            row = await cur.fetchone()
+            row = one_row(await cur.fetchone(), "the inserted hand-over")
             await audit.record(
                 conn,
                 actor,

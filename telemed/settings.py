@@ -19,7 +19,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import msgspec
 
@@ -232,7 +232,9 @@ def _get(e: Mapping[str, str], name: str, parse: Callable[[str], T], default: T)
     try:
         return parse(e[name])
     except ValueError:
-        kind = {int: "a whole number", float: "a number"}.get(parse, parse.__name__)
+        kind = (
+            "a whole number" if parse is int else "a number" if parse is float else parse.__name__
+        )
         raise ValueError(f"{name}: {e[name]!r} is not {kind}") from None
 
 
@@ -325,7 +327,28 @@ def _cpr_keys(e: Mapping[str, str], state: Path) -> CprKeys:
     return local_keys(_local_secret(state, "cpr"))
 
 
-def _http_settings(e: Mapping[str, str], state: Path) -> dict:
+class _HttpSettings(TypedDict):
+    """The HTTP fields of `Settings`, as `_http_settings` reads them."""
+
+    trusted_proxies: tuple[str, ...]
+    proxy_headers: str
+    hsts_max_age_s: int
+    tls_certfile: str
+    tls_keyfile: str
+    max_body_bytes: int
+    max_header_bytes: int
+    max_headers: int
+    signin_account_free: int
+    signin_address_free: int
+    signin_delay_base_s: float
+    signin_delay_max_s: float
+    signin_window_s: float
+    signin_key: str
+    hash_workers: int
+    hash_queue: int
+
+
+def _http_settings(e: Mapping[str, str], state: Path) -> _HttpSettings:
     proxies = tuple(p.strip() for p in e.get("TELEMED_TRUSTED_PROXIES", "").split(",") if p.strip())
     for proxy in proxies:
         try:
@@ -337,7 +360,7 @@ def _http_settings(e: Mapping[str, str], state: Path) -> dict:
     header = e.get("TELEMED_PROXY_HEADERS", "x-forwarded").strip().lower()
     if header not in ("x-forwarded", "forwarded"):
         raise ValueError(f"TELEMED_PROXY_HEADERS must be x-forwarded or forwarded, not {header!r}")
-    values = {
+    values: _HttpSettings = {
         "trusted_proxies": proxies,
         "proxy_headers": header,
         "hsts_max_age_s": _get(e, "TELEMED_HSTS_MAX_AGE_S", int, 365 * 86400),
@@ -364,11 +387,14 @@ def _http_settings(e: Mapping[str, str], state: Path) -> dict:
     return values
 
 
-def _at_least(values: dict, least: float, *names: str) -> None:
+def _at_least(values: Mapping[str, object], least: float, *names: str) -> None:
     """Refuse to start on a limit that would switch its protection off or lock everyone out."""
     for name in names:
-        if values[name] < least:
-            raise ValueError(f"TELEMED_{name.upper()} must be at least {least}, not {values[name]}")
+        value = values[name]
+        if not isinstance(value, int | float):
+            raise TypeError(f"{name} is not a number but {value!r}")
+        if value < least:
+            raise ValueError(f"TELEMED_{name.upper()} must be at least {least}, not {value}")
 
 
 def _local_secret(state: Path, name: str, *, nbytes: int = 24) -> str:

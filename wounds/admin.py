@@ -13,7 +13,7 @@ from psycopg.errors import UniqueViolation
 
 from telemed import audit
 from telemed.access import Actor, require_role
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from telemed.errors import (
     Conflict,
     FieldProblem,
@@ -90,7 +90,7 @@ async def create_rule(conn: AsyncConn, actor: Actor, data: RoutingRuleCreate) ->
         async with conn.transaction():
             await _specialist_org(conn, data.specialist_org_id, "specialist_org_id")
             cur = await conn.execute(Q.insert_routing_rule, {**params, "by": actor.user_id})
-            rule_id = (await cur.fetchone())["id"]
+            rule_id = one_row(await cur.fetchone(), "the inserted routing rule")["id"]
             await audit.record(
                 conn,
                 actor,

@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from events import outbox
 from telemed import audit, inputs
 from telemed.access import Actor, require_patient, require_role
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from telemed.errors import (
     BadRequest,
     Conflict,
@@ -171,7 +171,7 @@ async def case_event(
             "detail": Jsonb(detail) if detail else None,
         },
     )
-    return (await cur.fetchone())["id"]
+    return one_row(await cur.fetchone(), "the inserted case event")["id"]
 
 
 def event_payload(case: dict, state: str, **extra: Any) -> dict[str, Any]:
@@ -195,7 +195,7 @@ async def route_case(
     """The specialist team for the case and the rule that chose it. Without a matching rule a
     hospital department responsible for the patient takes it."""
     cur = await conn.execute(Q.patient_place, {"patient_id": patient_id})
-    place_row = await cur.fetchone()
+    place_row = one_row(await cur.fetchone(), f"the place of patient {patient_id}")
     region = place_row["region"]
     if region is None and nurse_org is not None:
         cur = await conn.execute("SELECT region FROM organisations WHERE id = %s", (nurse_org,))
@@ -305,7 +305,7 @@ async def _insert_case(
                 "created_by_org": actor.organisation_id,
             },
         )
-        wound_id = (await cur.fetchone())["id"]
+        wound_id = one_row(await cur.fetchone(), "the inserted wound")["id"]
         await audit.record(
             conn,
             actor,

@@ -33,7 +33,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from wounds.storage import MediaStore, Staged
 
 log = logging.getLogger("telemed.wounds.media")
@@ -50,7 +50,7 @@ LOCK_TIMEOUT: Final = "60s"  # the sweep waits this long for the uploads in flig
 
 async def installation(conn: AsyncConn) -> str:
     cur = await conn.execute("SELECT id::text AS id FROM installation")
-    return (await cur.fetchone())["id"]
+    return one_row(await cur.fetchone(), "the installation's id")["id"]
 
 
 async def hold_for_upload(conn: AsyncConn, store: MediaStore, digests: list[str]) -> None:

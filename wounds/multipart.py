@@ -18,7 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
-from multipart import ParserError, ParserLimitReached, PushMultipartParser
+from multipart import (  # type: ignore[import-untyped]  # multipart 2.0.1: no hints, no py.typed
+    ParserError,
+    ParserLimitReached,
+    PushMultipartParser,
+)
 
 from telemed.errors import BadRequest, FieldProblem, Invalid, TooLarge, Unsupported
 from telemed.settings import WoundSettings

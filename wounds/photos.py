@@ -20,7 +20,7 @@ import anyio.to_thread
 import msgspec
 
 from telemed.access import Actor
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from telemed.errors import BadRequest, DomainError, FieldProblem, Invalid, TooLarge, Unsupported
 from wounds import images, media
 from wounds.multipart import FilePart
@@ -158,7 +158,7 @@ async def insert_photos(
     now: datetime,
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(Q.next_position, {"case_id": case_id})
-    first = (await cur.fetchone())["position"]
+    first = one_row(await cur.fetchone(), "the case's next photo position")["position"]
     rows = [
         {
             "id": pid,

@@ -121,7 +121,7 @@ def _bands(png: _Png, rows: int) -> Iterator[Image.Image]:
                 _chunk(b"IEND", b""),
             ]
         )
-        band = Image.open(io.BytesIO(band_png), formats=("PNG",))
+        band: Image.Image = Image.open(io.BytesIO(band_png), formats=("PNG",))
         band.load()
         if above:
             band = band.crop((0, 1, png.width, count))

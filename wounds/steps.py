@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from events import outbox
 from telemed import audit
 from telemed.access import SYSTEM, Actor, require_patient, require_role
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, one_row
 from telemed.errors import (
     Conflict,
     Forbidden,
@@ -161,7 +161,7 @@ async def answer(
              "author_org_id": actor.organisation_id, "at": now, "text": text,
              "fields": Jsonb(fields)},
         )  # fmt: skip
-        instruction_id = (await cur.fetchone())["id"]
+        instruction_id = one_row(await cur.fetchone(), "the inserted instruction")["id"]
         to, event_id = await _take_step(
             conn, actor, case, "answered", now, instruction_id=instruction_id
         )
@@ -240,7 +240,7 @@ async def confirm_read(
         case = await _locked_case(conn, actor, case_id, "nurse")
         next_state(case["state"], "read")
         cur = await conn.execute(Q.latest_instruction, {"case_id": case_id})
-        instruction_id = (await cur.fetchone())["id"]
+        instruction_id = one_row(await cur.fetchone(), "the answered case's instruction")["id"]
         await conn.execute(
             Q.confirm_read, {"instruction_id": instruction_id, "user_id": actor.user_id, "at": now}
         )

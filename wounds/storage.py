@@ -239,7 +239,7 @@ def _entries(folder: Path, depth: int) -> list[Path]:
     """The entries `depth` levels below `folder` (1: its own entries)."""
     level = [folder]
     for _ in range(depth):
-        below = []
+        below: list[Path] = []
         for parent in level:
             try:
                 with os.scandir(parent) as it:

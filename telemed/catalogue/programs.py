@@ -22,11 +22,13 @@ from __future__ import annotations
 import re
 from functools import cache
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
-PROGRAMS = ("copd", "ak")
+# The programs, as a type (what an enrollment's `program` may be) and as a tuple.
+Program = Literal["copd", "ak"]
+PROGRAMS: tuple[Program, ...] = get_args(Program)
 PROGRAM_NAMES = MappingProxyType(
     {"copd": "COPD (KOL) home monitoring", "ak": "oral anticoagulation (AK), INR self-testing"}
 )
