@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 
@@ -35,7 +34,7 @@ from telemed.db import Queries, SyncConn, connect_sync, one_row
 from telemed.settings import SupervisorSettings
 
 log = logging.getLogger("telemed.up")
-Q = Queries("supervisor", folder=Path(__file__).parent / "sql")
+Q = Queries("named_locks")
 
 PR_SET_PDEATHSIG = 1
 SUPERVISOR_LOCK = "telemed up"

@@ -29,6 +29,7 @@ from telemed.db import AsyncConn, Queries
 
 log = logging.getLogger("ingest.slots")
 Q = Queries("slots", folder=Path(__file__).parent / "sql")
+LOCKS = Queries("named_locks")
 
 LOCK_PREFIX = "telemed ingest slot "
 EXIT_SLOT_TAKEN = 3  # exit status of a worker (or retire-slot) refused a slot that is taken
@@ -93,7 +94,7 @@ async def connect(dsn: str, application_name: str) -> AsyncConn:
 
 
 async def describe_holder(conn: AsyncConn, slot: Slot) -> str:
-    cur = await conn.execute(Q.holder, {"name": slot.lock_name})
+    cur = await conn.execute(LOCKS.holder, {"name": slot.lock_name})
     row = await cur.fetchone()
     if row is None:
         return f"slot {slot.slot} ({slot.client_id}) is free"
@@ -175,14 +176,14 @@ class SlotLock:
         return conn
 
     async def _try_lock(self, conn: AsyncConn) -> bool:
-        cur = await conn.execute(Q.try_lock, {"name": self.slot.lock_name})
+        cur = await conn.execute(LOCKS.try_lock, {"name": self.slot.lock_name})
         row = await cur.fetchone()
         return bool(row and row["taken"])
 
     async def _end_own_stale_session(self, conn: AsyncConn) -> bool:
         """After a lost connection, the server may not have noticed yet that our old session
         is gone (it still holds the lock): end it, as it is ours."""
-        cur = await conn.execute(Q.holder, {"name": self.slot.lock_name})
+        cur = await conn.execute(LOCKS.holder, {"name": self.slot.lock_name})
         row = await cur.fetchone()
         if row is None or row["application_name"] != self.application_name:
             return False
@@ -232,7 +233,7 @@ class SlotLock:
         with contextlib.suppress(*DATABASE_AWAY):
             if stopped:
                 await self._conn.execute(Q.mark_stopped, self._params())
-            await self._conn.execute(Q.unlock, {"name": self.slot.lock_name})
+            await self._conn.execute(LOCKS.unlock, {"name": self.slot.lock_name})
         await self._drop()
 
     async def _drop(self) -> None:

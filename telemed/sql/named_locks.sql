@@ -1,10 +1,17 @@
--- `telemed up`'s lock: a session advisory lock on a 64-bit hash of a name, released by
--- PostgreSQL when the holding connection ends.
+-- Named locks: a session advisory lock on a 64-bit hash of a name, held for as long as the
+-- connection that took it stays (or until unlocked); PostgreSQL releases it when that connection
+-- ends, also when its process is killed. `telemed up`'s supervisor (app.supervise) and each
+-- ingest slot (ingest.slots) hold one.
 
 -- name: try_lock
 SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 0)) AS taken;
 
+-- name: unlock
+SELECT pg_advisory_unlock(hashtextextended(%(name)s, 0)) AS released;
+
 -- name: holder
+-- Who holds the lock `name`: its database session, whose application name says which
+-- process (for a slot: `<client id> lock pid <pid> on <host>`).
 SELECT a.pid AS backend_pid, a.application_name, host(a.client_addr) AS client_addr,
        a.backend_start
 FROM pg_locks l
