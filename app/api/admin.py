@@ -7,7 +7,7 @@ import uuid
 from litestar import Controller, get, patch, post
 from litestar.datastructures import State
 
-from telemed import directory, patients
+from telemed import care, directory, patients
 from telemed.access import Actor
 from telemed.db import AsyncConn
 
@@ -100,9 +100,9 @@ class AdminController(Controller):
         conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
-        data: patients.Handover,
-    ) -> patients.ResponsibilityOut:
-        return await patients.hand_over(conn, actor, patient_id, data)
+        data: care.Handover,
+    ) -> care.ResponsibilityOut:
+        return await care.hand_over(conn, actor, patient_id, data)
 
     @post(
         "/patients/{patient_id:uuid}/care-relations",
@@ -114,9 +114,9 @@ class AdminController(Controller):
         conn: AsyncConn,
         actor: Actor,
         patient_id: uuid.UUID,
-        data: patients.CareRelationCreate,
-    ) -> patients.CareRelationOut:
-        return await patients.add_care_relation(conn, actor, patient_id, data)
+        data: care.CareRelationCreate,
+    ) -> care.CareRelationOut:
+        return await care.add_care_relation(conn, actor, patient_id, data)
 
     @post(
         "/patients/{patient_id:uuid}/care-relations/{relation_id:int}/end",
@@ -126,5 +126,5 @@ class AdminController(Controller):
     )
     async def end_care_relation(
         self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID, relation_id: int
-    ) -> patients.CareRelationOut:
-        return await patients.end_care_relation(conn, actor, patient_id, relation_id)
+    ) -> care.CareRelationOut:
+        return await care.end_care_relation(conn, actor, patient_id, relation_id)

@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from telemed import patients
+from telemed import care, patients
 from telemed.access import Actor
 from telemed.db import AsyncConn
 
@@ -45,8 +45,8 @@ class PatientController(Controller):
     )
     async def responsibility(
         self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
-    ) -> list[patients.ResponsibilityOut]:
-        return await patients.responsibility_history(conn, actor, patient_id)
+    ) -> list[care.ResponsibilityOut]:
+        return await care.responsibility_history(conn, actor, patient_id)
 
     @get(
         "/{patient_id:uuid}/care-relations",
@@ -55,8 +55,8 @@ class PatientController(Controller):
     )
     async def care_relations(
         self, conn: AsyncConn, actor: Actor, patient_id: uuid.UUID
-    ) -> list[patients.CareRelationOut]:
-        return await patients.list_care_relations(conn, actor, patient_id)
+    ) -> list[care.CareRelationOut]:
+        return await care.list_care_relations(conn, actor, patient_id)
 
     @get(
         "/{patient_id:uuid}/access-log",
