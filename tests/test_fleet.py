@@ -18,7 +18,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from telemed.settings import REPO_ROOT, Settings
-from tests.mqtt_helpers import DeviceLink, IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import (
+    DeviceLink,
+    IngestRig,
+    message,
+    open_rig,
+    restart_postgres,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -173,10 +180,8 @@ def test_retire_slot_refuses_a_running_slot_and_a_group_without_other_members(
 def test_a_slot_keeps_its_lock_across_a_database_restart(
     rig: IngestRig, service_env: dict[str, str]
 ) -> None:
-    from tests.test_ingest_faults import _restart_postgres
-
     worker = rig.start(0)
-    _restart_postgres(service_env, lambda: None)
+    restart_postgres(service_env, lambda: None)
     wait_for(lambda: worker.saw("slot 0's lock taken again"), timeout=60, what="the lock again")
     second = telemed(rig, "ingest", "--slot", "0")
     assert second.returncode == 3, second.stderr
