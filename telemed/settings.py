@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signin_key: str = ""
     hash_workers: int = 1
     hash_queue: int = 32
+    # The ingest workers' MQTT keep-alive, and the most messages a worker holds waiting for a
+    # batch before it stops reading from the broker (0: (lanes + 1) x batch size); docs/ingest.md.
+    ingest_keepalive_s: int = 30
+    ingest_inbox_max: int = 0
 
     @property
     def broker_pidfile(self) -> Path:
@@ -85,6 +89,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         token_ttl_s=int(e.get("TELEMED_TOKEN_TTL_S", str(8 * 3600))),
         ingest_username=e.get("TELEMED_INGEST_USERNAME", "telemed-ingest"),
         ingest_password=e.get("TELEMED_INGEST_PASSWORD", "") or _local_secret(state, "ingest"),
+        ingest_keepalive_s=int(e.get("TELEMED_INGEST_KEEPALIVE_S", "30")),
+        ingest_inbox_max=int(e.get("TELEMED_INGEST_INBOX_MAX", "0")),
         broker_admin_password=e.get("TELEMED_BROKER_ADMIN_PASSWORD", "")
         or _local_secret(state, "broker-admin"),
         # The devices' TLS listener and the files a device (or the simulator) connects with.
