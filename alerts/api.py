@@ -11,7 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.params import Parameter, QueryParameter
 from psycopg import AsyncConnection
 
-from alerts import doses, failures, instructions, service, thresholds
+from alerts import doses, escalation, failures, instructions, service, thresholds
 from alerts.rule_coverage_api import RuleCoverageController
 from telemed.access import Actor
 
@@ -235,6 +235,58 @@ class RuleFailureController(Controller):
         return await failures.recent_failures(conn, actor, patient_id, limit)
 
 
+class EscalationController(Controller):
+    path = "/api/v1/admin"
+    tags = ["escalation"]
+
+    @get(
+        "/alert-deadlines",
+        operation_id="listAlertDeadlines",
+        summary="Acknowledgement deadlines and escalation repeats per program and severity",
+    )
+    async def deadlines(self, conn: AsyncConnection, actor: Actor) -> list[escalation.DeadlineOut]:
+        return await escalation.list_deadlines(conn, actor)
+
+    @put(
+        "/alert-deadlines/{program:str}/{severity:str}",
+        operation_id="setAlertDeadline",
+        summary="Set the acknowledgement deadline of a program and severity",
+    )
+    async def set_deadline(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        program: escalation.Program,
+        severity: escalation.SeverityName,
+        data: escalation.DeadlineUpdate,
+    ) -> escalation.DeadlineOut:
+        return await escalation.set_deadline(conn, actor, program, severity, data)
+
+    @get(
+        "/organisations/{organisation_id:uuid}/escalation",
+        operation_id="getEscalationTarget",
+        summary="Where an organisation's unacknowledged alerts escalate to",
+    )
+    async def get_target(
+        self, conn: AsyncConnection, actor: Actor, organisation_id: uuid.UUID
+    ) -> escalation.EscalationSettingOut:
+        return await escalation.get_escalation_setting(conn, actor, organisation_id)
+
+    @put(
+        "/organisations/{organisation_id:uuid}/escalation",
+        operation_id="setEscalationTarget",
+        summary="Set (or clear) where an organisation's unacknowledged alerts escalate to",
+    )
+    async def set_target(
+        self,
+        conn: AsyncConnection,
+        actor: Actor,
+        organisation_id: uuid.UUID,
+        data: escalation.EscalationSettingUpdate,
+    ) -> escalation.EscalationSettingOut:
+        return await escalation.set_escalation_setting(conn, actor, organisation_id, data)
+
+
 def routers() -> list[type[Controller]]:
     return [
         AlertController,
@@ -243,4 +295,5 @@ def routers() -> list[type[Controller]]:
         AnticoagulantController,
         RuleCoverageController,
         RuleFailureController,
+        EscalationController,
     ]

@@ -25,7 +25,8 @@ from msgspec import Meta
 from psycopg import AsyncConnection
 
 from alerts.lifecycle import arrival
-from telemed import audit, outbox
+from events import outbox
+from telemed import audit
 from telemed.access import SYSTEM, Actor, require_role
 from telemed.errors import FieldProblem, Invalid, NotFound
 

@@ -19,7 +19,8 @@ from psycopg.types.json import Jsonb
 
 from alerts import access, doses, lifecycle
 from alerts.access import Note, Q
-from telemed import audit, numbers, outbox
+from events import outbox
+from telemed import audit, numbers
 from telemed.access import Actor, require_patient, require_role
 from telemed.errors import Conflict, FieldProblem, Invalid, NotFound, refuse_nul
 

@@ -1,38 +1,30 @@
-"""The scheduler's jobs. Each takes a connection and `now`, so tests run them on any clock, and
-each is safe to run twice: a slot raises one alert, an escalation is guarded by its level, a
-delivery by its row, a rollup is an upsert and a dropped chunk stays dropped.
+"""The alerts' scheduler jobs (telemed.jobs.Job): missed measurements, escalation of alerts
+nobody acknowledged, the check that every enrolment has rules, and the pruning of remembered
+missed slots. Each takes a connection and `now` and is safe to run twice: a slot raises one
+alert, an escalation is guarded by its level.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 from psycopg import AsyncConnection
-from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
 
-from alerts import coverage, escalation
+from alerts import coverage, escalation, rule_coverage
 from alerts.checks import check_missed
 from alerts.defaults import Override
 from alerts.hooks import patient_rules, program_defaults
 from alerts.lifecycle import upsert_breaches
 from alerts.rules import Breach, MissedRule
 from alerts.schedule import LOCAL_TZ
+from telemed.jobs import Job
+from telemed.settings import Settings
 
 log = logging.getLogger("telemed.jobs")
 
-# Danish patient records are kept at least 10 years after the last entry
-# (journalføringsbekendtgørelsen §15); readings are part of the record, so no configuration
-# keeps them for less.
-READINGS_FLOOR_YEARS = 10
-LOG_KEEP_DAYS = 30
 MISSED_SLOTS_KEEP_DAYS = 400
 
 _OVERRIDES = msgspec.json.Decoder(list[Override])
@@ -55,10 +47,7 @@ SELECT e.patient_id, e.program, e.stratum, e.start_date, e.created_at,
            SELECT json_agg(json_build_object(
                       'rule_key', o.rule_key, 'field', o.field, 'value', o.value,
                       'set_by', o.set_by, 'set_at', o.set_at, 'reason', o.reason))
-           FROM (SELECT DISTINCT ON (rule_key, field) * FROM threshold_overrides
-                 WHERE patient_id = e.patient_id
-                 ORDER BY rule_key, field, set_at DESC, id DESC) o
-           WHERE NOT o.reset
+           FROM overrides_in_force(e.patient_id) o
        ), '[]')::text AS overrides
 FROM enrollments e
 WHERE e.start_date <= %(today)s AND (e.end_date IS NULL OR e.end_date >= %(today)s)
@@ -140,202 +129,34 @@ async def _raise_slot(
     return True
 
 
-WoundEscalation = Callable[..., Awaitable[int]]
+def jobs(settings: Settings) -> list[Job]:
+    every = settings.scheduler
+    return [
+        Job("missed_measurements", every.missed_measurements_s, _missed),
+        Job("escalations", every.escalations_s, escalations),
+        Job("rule_coverage", every.rule_coverage_s, _rule_coverage),
+        Job("alerts_retention", every.retention_s, retention),
+    ]
 
 
-def wound_escalation() -> WoundEscalation | None:
-    """`telemed.wounds.steps.escalate_overdue` when this installation has it."""
-    try:
-        from telemed.wounds import steps
-    except ImportError:
-        return None
-    return getattr(steps, "escalate_overdue", None)
+async def _missed(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+    return await missed_measurements(conn, now=now)
 
 
-async def escalations(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:
+async def _rule_coverage(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+    return await rule_coverage.check_rule_coverage(conn, now=now)
+
+
+async def escalations(conn: AsyncConnection, now: datetime) -> dict[str, int]:
     done = await escalation.escalate_due(conn, now=now)
-    result = {"alerts": len(done)}
-    overdue = wound_escalation()
-    if overdue is not None:
-        result["wound_cases"] = await overdue(conn, now=now)
-    return result
+    return {"alerts": len(done)}
 
 
-async def media_sweep(
-    conn: AsyncConnection, *, now: datetime, media_dir: Path | None
-) -> dict[str, Any]:
-    """Set aside the wound photo files a crash left without a row, and prune what was set aside
-    long ago (telemed.wounds.media.sweep)."""
-    if media_dir is None:
-        return {"skipped": "no media folder given"}
-    from telemed.wounds import media
-    from telemed.wounds.storage import MediaStore
-
-    grace_h = float(os.environ.get("TELEMED_MEDIA_SWEEP_GRACE_H", media.GRACE_S / 3600))
-    keep = int(os.environ.get("TELEMED_MEDIA_ORPHANS_KEEP_DAYS", media.ORPHANS_KEEP_DAYS))
-    store = MediaStore(media_dir)
-    return await media.sweep(
-        conn, store, grace_s=grace_h * 3600, keep_days=keep, now=now.timestamp()
-    )
-
-
-def readings_keep_years(env: dict[str, str] | None = None) -> int:
-    e = os.environ if env is None else env
-    wanted = int(e.get("TELEMED_RETENTION_READINGS_YEARS", str(READINGS_FLOOR_YEARS)))
-    if wanted < READINGS_FLOOR_YEARS:
-        log.warning(
-            "TELEMED_RETENTION_READINGS_YEARS=%s is below the floor; keeping %s years",
-            wanted,
-            READINGS_FLOOR_YEARS,
-        )
-    return max(wanted, READINGS_FLOOR_YEARS)
-
-
-async def retention(
-    conn: AsyncConnection, *, now: datetime, years: int | None = None, log_days: int | None = None
-) -> dict[str, Any]:
-    """Drop reading chunks entirely older than the retention period (never below the floor),
-    and prune the delivery log, job runs, remembered slots and old outbox events (those no
-    webhook delivery still refers to: a pending delivery keeps its event)."""
-    years = max(READINGS_FLOOR_YEARS, years if years is not None else readings_keep_years())
-    log_days = max(log_days or LOG_KEEP_DAYS, 8)  # must outlive the webhook fan-out window
+async def retention(conn: AsyncConnection, now: datetime) -> dict[str, int]:
+    """Forget missed slots raised long ago (their alerts stay)."""
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT drop_reading_chunks(%s::timestamptz - make_interval(years => %s)) AS chunk",
-            (now, years),
-        )
-        dropped = [r["chunk"] for r in await cur.fetchall()]
-        log_cutoff = now - timedelta(days=log_days)
-        cur = await conn.execute(
-            "DELETE FROM webhook_deliveries WHERE coalesce(delivered_at, failed_at) < %s",
-            (log_cutoff,),
-        )
-        deliveries = cur.rowcount
-        cur = await conn.execute("DELETE FROM job_runs WHERE started_at < %s", (log_cutoff,))
-        runs = cur.rowcount
         cur = await conn.execute(
             "DELETE FROM missed_slots WHERE raised_at < %s",
             (now - timedelta(days=MISSED_SLOTS_KEEP_DAYS),),
         )
-        slots = cur.rowcount
-        # The events themselves: what they told of stays in the alerts and wound cases.
-        cur = await conn.execute(
-            "DELETE FROM outbox o WHERE o.created_at < %s AND NOT EXISTS "
-            "(SELECT 1 FROM webhook_deliveries d WHERE d.outbox_id = o.id)",
-            (log_cutoff,),
-        )
-        events = cur.rowcount
-    if dropped:
-        log.info("retention dropped %s reading chunks older than %s years", len(dropped), years)
-    return {
-        "chunks_dropped": len(dropped),
-        "keep_years": years,
-        "deliveries_pruned": deliveries,
-        "job_runs_pruned": runs,
-        "missed_slots_pruned": slots,
-        "outbox_events_pruned": events,
-    }
-
-
-_ROLLUP = """
-WITH touched AS (
-    SELECT DISTINCT patient_id, metric,
-           time_bucket('1 day', measured_at, 'Europe/Copenhagen') AS bucket
-    FROM readings
-    WHERE measured_at >= %(measured_since)s AND received_at >= %(received_since)s
-), days AS (
-    SELECT patient_id, metric, bucket,
-           ((bucket AT TIME ZONE 'Europe/Copenhagen') + interval '1 day')
-               AT TIME ZONE 'Europe/Copenhagen' AS next_bucket
-    FROM touched
-)
-INSERT INTO daily_rollups AS d (day, patient_id, metric, min, avg, max, count, updated_at)
-SELECT (days.bucket AT TIME ZONE 'Europe/Copenhagen')::date, days.patient_id, days.metric,
-       min(r.value), avg(r.value), max(r.value), count(*), %(now)s
-FROM days
-JOIN readings r ON r.patient_id = days.patient_id AND r.metric = days.metric
- AND r.measured_at >= days.bucket AND r.measured_at < days.next_bucket
-GROUP BY days.bucket, days.patient_id, days.metric
-ON CONFLICT (patient_id, metric, day) DO UPDATE
-SET min = EXCLUDED.min, avg = EXCLUDED.avg, max = EXCLUDED.max, count = EXCLUDED.count,
-    updated_at = EXCLUDED.updated_at
-"""
-
-
-async def timescale_features(conn: AsyncConnection) -> dict[str, Any]:
-    """What this TimescaleDB offers: the Apache-licensed edition has no continuous aggregates,
-    compression or retention policies, so nothing here assumes them."""
-    cur = await conn.execute(
-        "SELECT extversion, current_setting('timescaledb.license', true) AS license "
-        "FROM pg_extension WHERE extname = 'timescaledb'"
-    )
-    row = await cur.fetchone() or {"extversion": None, "license": None}
-    return {
-        "version": row["extversion"],
-        "license": row["license"],
-        "continuous_aggregates": row["license"] == "timescale",
-    }
-
-
-async def daily_rollups(
-    conn: AsyncConnection,
-    *,
-    now: datetime,
-    received_since: datetime | None = None,
-    max_days: int = 60,
-) -> dict[str, Any]:
-    """Recompute min, mean, max and count per patient, metric and local day for every day that
-    got a reading since `received_since` (late readings included, up to `max_days` back)."""
-    since = received_since or now - timedelta(days=3)
-    async with conn.transaction():
-        features = await timescale_features(conn)
-        cur = await conn.execute(
-            _ROLLUP,
-            {
-                "now": now,
-                "received_since": since,
-                "measured_since": now - timedelta(days=max_days),
-            },
-        )
-    return {"rows": cur.rowcount, "continuous_aggregates": features["continuous_aggregates"]}
-
-
-async def last_success(conn: AsyncConnection, job: str) -> datetime | None:
-    async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT max(started_at) AS at FROM job_runs WHERE job = %s AND ok", (job,)
-        )
-        return (await cur.fetchone())["at"]
-
-
-async def record_run(
-    conn: AsyncConnection,
-    job: str,
-    instance: str,
-    work: Callable[[], Awaitable[dict[str, Any]]],
-    *,
-    now: datetime,
-    keep: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[str, Any] | None:
-    """Run `work` and record it in `job_runs` (unless `keep` says the result is not worth a
-    row); a failure is recorded and logged, never raised, so the schedule goes on."""
-    try:
-        result, error = await work(), None
-    except Exception as exc:
-        log.exception("job %s failed", job)
-        if conn.info.transaction_status != TransactionStatus.IDLE:
-            await conn.rollback()
-        result, error = None, f"{type(exc).__name__}: {exc}"
-    if error is None and keep is not None and not keep(result or {}):
-        return result
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO job_runs (job, instance, started_at, finished_at, ok, result, error) "
-            "VALUES (%s, %s, %s, clock_timestamp(), %s, %s, %s)",
-            (job, instance, now, error is None, Jsonb(result) if result else None, error),
-        )
-    return result
-
-
-def new_instance_name() -> str:
-    return f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return {"missed_slots_pruned": cur.rowcount}

@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 
 from alerts.rules import Breach, Severity
-from telemed import outbox
+from events import outbox
 from telemed.db import Queries
 from telemed.errors import Conflict
 
@@ -278,26 +278,17 @@ async def _insert(conn: AsyncConnection, new: Sequence[Incoming], now: datetime)
     return await cur.fetchall()
 
 
-class _Event(msgspec.Struct, frozen=True):
-    n: int
-    event: str
-    patient_id: uuid.UUID
-    organisation_ids: list[uuid.UUID]
-    payload: dict[str, Any]
-
-
 async def write_events(
     conn: AsyncConnection, events: Sequence[tuple[str, dict[str, Any], list[uuid.UUID]]]
 ) -> None:
-    """Outbox rows for alert events, (event, alert row, organisations), in one statement; the
-    same rows `telemed.outbox.enqueue` writes one at a time."""
-    if not events:
-        return
-    rows = [
-        _Event(n, kind, row["patient_id"], orgs, event_payload(row))
-        for n, (kind, row, orgs) in enumerate(events)
-    ]
-    await conn.execute(Q.insert_outbox, {"events": _json(rows)})
+    """Outbox rows for alert events, (event, alert row, organisations), in one statement."""
+    await outbox.enqueue_many(
+        conn,
+        [
+            outbox.Event(kind, event_payload(row), orgs, row["patient_id"])
+            for kind, row, orgs in events
+        ],
+    )
 
 
 def _change(row: dict[str, Any], kind: Literal["raised", "upgraded", "repeated"]) -> AlertChange:

@@ -173,10 +173,7 @@ SELECT e.id AS enrollment_id, e.patient_id, p.pseudonym, e.program, e.stratum, e
            SELECT json_agg(json_build_object(
                       'rule_key', o.rule_key, 'field', o.field, 'value', o.value,
                       'set_by', o.set_by, 'set_at', o.set_at, 'reason', o.reason))
-           FROM (SELECT DISTINCT ON (rule_key, field) * FROM threshold_overrides
-                 WHERE patient_id = e.patient_id
-                 ORDER BY rule_key, field, set_at DESC, id DESC) o
-           WHERE NOT o.reset
+           FROM overrides_in_force(e.patient_id) o
        ), '[]')::text AS overrides
 FROM enrollments e
 JOIN patients p ON p.id = e.patient_id

@@ -383,18 +383,3 @@ def history_needs(rules: Sequence[Rule]) -> dict[str, HistoryNeed]:
             metric = rule.metric
             needs[metric] = needs[metric].merge(need) if metric in needs else need
     return needs
-
-
-_MOVED_TO_CHECKS = frozenset(
-    {"check_absolute", "check_baseline", "check_change", "check_inr", "check_missed", "evaluate"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    # The evaluation functions live in alerts.checks (which imports this module); importing
-    # them from here, as earlier code did, still works.
-    if name in _MOVED_TO_CHECKS:
-        from alerts import checks
-
-        return getattr(checks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.contract import READINGS_FILTER, ReadingMessage
+from telemed.device_contract import READINGS_FILTER, ReadingMessage
 
 DECODER = msgspec.json.Decoder(ReadingMessage)
 COPY = (

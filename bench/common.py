@@ -29,7 +29,6 @@ import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
-from devices.contract import ReadingMessage, encode_message, readings_topic
 from devices.sim_model import (
     BREACHABLE,
     DeviceSpec,
@@ -37,6 +36,7 @@ from devices.sim_model import (
     profile_for,
     readings_for,
 )
+from telemed.device_contract import ReadingMessage, encode_message, readings_topic
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".dev" / "bench"

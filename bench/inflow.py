@@ -40,7 +40,7 @@ from pathlib import Path
 
 from bench import common
 from bench.mqtt_clients import Session
-from devices.contract import READINGS_FILTER
+from telemed.device_contract import READINGS_FILTER
 from telemed.settings import load_settings
 
 RESULTS = common.REPO / "bench" / "results" / "inflow.json"

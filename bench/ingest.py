@@ -86,7 +86,7 @@ class Run:
         return proc
 
     def start_workers(self, n: int) -> list[subprocess.Popen]:
-        exe = [sys.executable, "-m", "telemed.cli", "ingest"]
+        exe = [sys.executable, "-m", "app.cli", "ingest"]
         return [self.spawn(f"ingest-{i}", [*exe, "--slot", str(i)]) for i in range(n)]
 
     def stop(self, procs: list[subprocess.Popen]) -> None:

@@ -48,7 +48,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench import common
-from devices.contract import READINGS_FILTER
+from telemed.device_contract import READINGS_FILTER
 from telemed.settings import load_settings
 
 RESULTS = common.REPO / "bench" / "results" / "mqtt_clients.json"

@@ -73,7 +73,7 @@ def probe(env: dict, device_id: str, password: str, rate: float, pipe) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from devices.contract import readings_topic
+    from telemed.device_contract import readings_topic
 
     settings = load_settings(env)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)

@@ -94,7 +94,7 @@ def free_port() -> int:
 
 
 def start_server(env: dict[str, str], port: int, repo: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "telemed.cli", "--log-level", "WARNING", "serve"]
+    command = [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, env=env, cwd=repo, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

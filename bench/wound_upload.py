@@ -42,25 +42,19 @@ from PIL import Image  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from telemed.security import new_token  # noqa: E402
-from telemed.wounds.images import sanitize  # noqa: E402
 from tests import photos, services  # noqa: E402
+from wounds.images import sanitize  # noqa: E402
 
 RESULT = REPO / "bench" / "results" / "wound_upload.json"
 BOUNDARY = "telemed-bench-boundary"
 
 
 def make_app():
-    """uvicorn's factory: the app with the wound controllers, whether or not create_app has
-    them wired in already."""
-    from telemed.api.wounds import routers
-    from telemed.app import create_app
+    """uvicorn's factory: the app as `telemed serve` builds it."""
+    from app.asgi import create_app
     from telemed.settings import load_settings
 
-    settings = load_settings()
-    app = create_app(settings)
-    if any(r.path.startswith("/api/v1/wound-cases") for r in app.routes):
-        return app
-    return create_app(settings, extra_routers=routers())
+    return create_app(load_settings())
 
 
 def seed(dsn: str) -> tuple[str, str]:
@@ -415,7 +409,7 @@ def main() -> int:
         "concurrent": concurrent,
         "photo": {"bytes": len(photo), "width": width, "height": height, "format": "jpeg"},
         "target": "p95 < 400 ms per single-photo case, sequential",
-        "server": "uvicorn, 1 process, telemed.app:create_app + wound controllers, loopback",
+        "server": "uvicorn, 1 process, app.asgi:create_app + wound controllers, loopback",
         "services": "test instance (.dev/test), fresh database, dropped afterwards",
         "machine": {
             "cpus": os.cpu_count(),

@@ -25,7 +25,7 @@ from devices import provisioning
 from devices.broker_change import registry_change_async
 from devices.provisioning import DeviceOut, Kind, ProvisionedDevice
 from devices.provisioning_bulk import MAX_ROWS, NewDevice, provision_many_async
-from ingest.rejections import RejectionOut, list_rejections_async
+from devices.rejections import RejectionOut, list_rejections_async
 from telemed import audit
 from telemed.access import Actor, require_role
 from telemed.settings import Settings

@@ -13,11 +13,14 @@ import csv
 import functools
 import io
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from telemed.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
 
 DEMO_KINDS = {"copd": "copd_kit", "ak": "inr_meter"}
 
@@ -34,12 +37,9 @@ WHERE patient_id = %(patient_id)s AND kind = %(kind)s AND active ORDER BY create
 """
 
 
-def demo_credentials_path(env: dict[str, str] | None = None) -> Path:
+def demo_credentials_path(settings: Settings) -> Path:
     """$TELEMED_STATE_DIR/demo/devices.json, which the simulator reads."""
-    from telemed.settings import REPO_ROOT
-
-    e = os.environ if env is None else env
-    return Path(e.get("TELEMED_STATE_DIR", REPO_ROOT / ".dev")) / "demo" / "devices.json"
+    return settings.state_dir / "demo" / "devices.json"
 
 
 def _known_passwords(path: Path) -> dict[str, str]:
@@ -56,7 +56,7 @@ def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]
     kind is revoked and replaced, since without its password nothing can drive it."""
     from devices.broker import sync_broker, verify_password, write_atomically
     from devices.provisioning import provision, revoke
-    from telemed import demo
+    from telemed import demo_data as demo
 
     known = _known_passwords(path)
     names = [p[0] for p in demo.PATIENTS]
@@ -97,15 +97,15 @@ def provision_demo(conn: Any, settings: Any, path: Path) -> list[dict[str, Any]]
 # --- commands -----------------------------------------------------------------------------------
 
 
-def _reported(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _reported(func: Command) -> Command:
     """A domain error (unknown patient, bad kind, ...) as one line and exit status 1."""
 
     @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
         from telemed.errors import DomainError
 
         try:
-            return func(args)
+            return func(args, settings)
         except DomainError as exc:
             problems = "".join(f"; {p.field}: {p.message}" for p in exc.problems)
             print(f"telemed devices: {exc.detail}{problems}", file=sys.stderr)
@@ -114,20 +114,18 @@ def _reported(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
     return run
 
 
-def _connect() -> tuple[Any, Any]:
+def _connect(settings: Settings) -> tuple[Any, Settings]:
     from telemed.db import connect_sync
-    from telemed.settings import load_settings
 
-    settings = load_settings()
     return connect_sync(settings.dsn), settings
 
 
 @_reported
-def cmd_provision(args: argparse.Namespace) -> int:
+def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker_change import registry_change
     from devices.provisioning import find_patient, provision_with_hash
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn, registry_change(conn, settings) as change:
         patient_id = find_patient(conn, args.patient)
         device, password_hash = provision_with_hash(
@@ -141,11 +139,11 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_revoke(args: argparse.Namespace) -> int:
+def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker_change import registry_change
     from devices.provisioning import revoke
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn, registry_change(conn, settings) as change:
         devices = [revoke(conn, device_id) for device_id in args.device_id]
         for d in devices:
@@ -157,11 +155,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_rotate(args: argparse.Namespace) -> int:
+def cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker_change import registry_change
     from devices.provisioning import rotate
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn, registry_change(conn, settings) as change:
         device, password_hash = rotate(conn, args.device_id)
         change.add(device.device_id, password_hash)
@@ -203,7 +201,7 @@ def read_bulk_file(path: Path) -> list[Any]:
 
 
 @_reported
-def cmd_provision_bulk(args: argparse.Namespace) -> int:
+def cmd_provision_bulk(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker import write_atomically
     from devices.broker_change import registry_change
     from devices.provisioning_bulk import provision_many
@@ -214,7 +212,7 @@ def cmd_provision_bulk(args: argparse.Namespace) -> int:
         raise Invalid(f"{args.file}: no devices")
     if args.out.exists():
         raise Invalid(f"{args.out} exists; the passwords are written to a new file only")
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     written = False
     try:
         with conn, registry_change(conn, settings) as change:
@@ -240,10 +238,10 @@ def cmd_provision_bulk(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from devices.provisioning import find_patient, list_devices
 
-    conn, _ = _connect()
+    conn, _ = _connect(settings)
     with conn:
         patient_id = find_patient(conn, args.patient) if args.patient else None
         devices = list_devices(conn, patient_id=patient_id, active_only=not args.all)
@@ -254,10 +252,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_sync(args: argparse.Namespace) -> int:
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from devices.broker import sync_broker
 
-    conn, settings = _connect()
+    conn, settings = _connect(settings)
     with conn:
         result = sync_broker(conn, settings)
     reload = "broker reloaded" if result.reloaded else "broker not running"
@@ -266,9 +264,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_demo(args: argparse.Namespace) -> int:
-    conn, settings = _connect()
-    path = demo_credentials_path()
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    conn, settings = _connect(settings)
+    path = demo_credentials_path(settings)
     with conn:
         entries = provision_demo(conn, settings, path)
     print(f"{len(entries)} demo devices; credentials in {path}")
@@ -276,10 +274,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 @_reported
-def cmd_rejected(args: argparse.Namespace) -> int:
-    from ingest.rejections import list_rejections
+def cmd_rejected(args: argparse.Namespace, settings: Settings) -> int:
+    from devices.rejections import list_rejections
 
-    conn, _ = _connect()
+    conn, _ = _connect(settings)
     with conn:
         rows = list_rejections(conn, device_id=args.device, limit=args.limit)
     for r in rows:

@@ -9,7 +9,6 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from devices.contract import Format
 from devices.sim_model import (
     MALFORMED_KINDS,
     CopdProfile,
@@ -26,6 +25,7 @@ from devices.sim_model import (
     readings_for,
     seeded,
 )
+from telemed.device_contract import Format
 
 Window = tuple[datetime, datetime]
 # What a scenario makes of one device's readings `elapsed` seconds into the run.

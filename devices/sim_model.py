@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from devices.contract import Format, Reading, ReadingMessage, encode_message
 from telemed.catalogue.metrics import CAT_ITEM_MAX, CAT_ITEMS
+from telemed.device_contract import Format, Reading, ReadingMessage, encode_message
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 KIT_METRICS = ("spo2", "pulse", "resp_rate", "fev1", "pef", "temperature", "weight")

@@ -22,14 +22,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.contract import (
+from devices.sim_model import DeviceSpec, Outgoing
+from telemed.device_contract import (
     OFFLINE_PAYLOAD,
     StatusMessage,
     encode_status,
     readings_topic,
     status_topic,
 )
-from devices.sim_model import DeviceSpec, Outgoing
 
 log = logging.getLogger("devices.simulator")
 

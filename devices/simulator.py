@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import logging
-import os
 import random
 import signal
 import threading
@@ -27,10 +26,11 @@ from pathlib import Path
 
 import msgspec
 
-from devices.contract import Format
 from devices.sim_device import VirtualDevice, demo_scenarios, offline_windows
 from devices.sim_model import DeviceSpec, Outgoing, Shape, seeded
 from devices.sim_mqtt import DeviceLink, Tls
+from telemed.device_contract import Format
+from telemed.settings import Settings
 
 log = logging.getLogger("devices.simulator")
 
@@ -77,12 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "device certificate of TELEMED_MQTT_CAFILE / _CERTFILE / _KEYFILE",
     )
     p.set_defaults(func=cmd_simulate)
-
-
-def demo_devices_file() -> Path:
-    from telemed.settings import REPO_ROOT
-
-    return Path(os.environ.get("TELEMED_STATE_DIR", REPO_ROOT / ".dev")) / "demo" / "devices.json"
 
 
 def load_devices(path: Path) -> list[DeviceSpec]:
@@ -234,10 +228,10 @@ def _log_stats(stats: Stats, links: list[DeviceLink]) -> None:
     )
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from telemed.settings import load_settings
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from devices.cli import demo_credentials_path
 
-    path = args.devices_file or (demo_devices_file() if args.demo else None)
+    path = args.devices_file or (demo_credentials_path(settings) if args.demo else None)
     if path is None:
         print("telemed simulate: give --demo or --devices-file")
         return 2
@@ -248,7 +242,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not specs:
         print(f"telemed simulate: no devices in {path}")
         return 2
-    settings = load_settings()
     fmt: Format = args.format
     rng = seeded("battery", args.seed)
     port, tls = settings.mqtt_port, None

@@ -13,11 +13,11 @@ import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
-from devices.contract import (
+from telemed.device_contract import (
     TOPIC_PREFIX,
     ParsedMessage,
     PayloadError,
@@ -245,13 +245,6 @@ def _add_readings(
     now: datetime,
 ) -> None:
     for r in parsed.accepted:
-        detail: dict[str, Any] | None = None
-        if r.items is not None:
-            detail = {"items": list(r.items)}
-        if r.original_unit is not None:
-            detail = detail or {}
-            detail["original_value"] = r.original_value
-            detail["original_unit"] = r.original_unit
         work.rows.append(
             ReadingRow(
                 measured_at=parsed.measured_at,
@@ -264,7 +257,7 @@ def _add_readings(
                 origin=device_id,
                 device_id=device_id,
                 message_id=parsed.message_id,
-                detail=detail,
+                detail=r.detail(),
             )
         )
         work.row_msg.append(index)

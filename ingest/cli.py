@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from telemed.settings import Settings
+
 MAX_RECEIVE = 65535  # MQTT's limit for Receive Maximum
 
 
@@ -29,15 +31,32 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def _refuse_without_hooks(command: str) -> bool:
+    """A worker stores readings: with no reading hook registered it would store them with no
+    alert evaluation, so it refuses to start (telemed.readings.require_hooks)."""
+    from telemed.readings import NoReadingHook, require_hooks
+
+    try:
+        require_hooks()
+    except NoReadingHook as exc:
+        print(f"{command}: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return True
+    return False
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: every `telemed` command registers this one, few run it.
     import asyncio
 
-    from ingest.worker import options_from_env, run
-    from telemed.settings import load_settings
+    from ingest.worker import options_from_settings, run
 
-    options = options_from_env(slot=args.slot, batch_size=args.batch_size, batch_ms=args.batch_ms)
-    summary = asyncio.run(run(load_settings(), options))
+    if _refuse_without_hooks("telemed ingest"):
+        return 2
+
+    options = options_from_settings(
+        settings.ingest, slot=args.slot, batch_size=args.batch_size, batch_ms=args.batch_ms
+    )
+    summary = asyncio.run(run(settings, options))
     print(summary.line(), flush=True)
     if summary.error:
         print(f"telemed ingest: {summary.error}", file=sys.stderr, flush=True)
@@ -45,15 +64,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_retire_slot(args: argparse.Namespace) -> int:
+def cmd_retire_slot(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from ingest.retire import retire
-    from ingest.worker import options_from_env
-    from telemed.settings import load_settings
+    from ingest.worker import options_from_settings
 
-    options = options_from_env(slot=args.retire_slot, batch_size=args.batch_size, batch_ms=50)
-    summary = asyncio.run(retire(load_settings(), options, wait_s=args.wait))
+    if _refuse_without_hooks("telemed ingest retire-slot"):
+        return 2
+
+    options = options_from_settings(
+        settings.ingest, slot=args.retire_slot, batch_size=args.batch_size, batch_ms=50
+    )
+    summary = asyncio.run(retire(settings, options, wait_s=args.wait))
     if summary.error:
         print(f"telemed ingest retire-slot: {summary.line()}", file=sys.stderr, flush=True)
         return summary.exit_code or 2
@@ -61,19 +84,17 @@ def cmd_retire_slot(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_slots(args: argparse.Namespace) -> int:
+def cmd_slots(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
-    import os
 
     import msgspec
 
     from ingest.slots import connect, list_slots
-    from telemed.settings import load_settings
 
-    group = None if args.all_groups else os.environ.get("TELEMED_INGEST_GROUP", "ingest")
+    group = None if args.all_groups else settings.ingest.group
 
     async def fetch() -> list:
-        conn = await connect(load_settings().dsn, "telemed ingest slots")
+        conn = await connect(settings.dsn, "telemed ingest slots")
         try:
             return await list_slots(conn, group)
         finally:

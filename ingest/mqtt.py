@@ -95,7 +95,7 @@ class Subscriber:
         self._client.connect_async(
             self._settings.mqtt_host,
             self._settings.mqtt_port,
-            keepalive=self._settings.ingest_keepalive_s,
+            keepalive=self._settings.ingest.keepalive_s,
             clean_start=False,
             properties=self._connect_props,
         )

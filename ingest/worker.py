@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
 
-from devices.contract import READINGS_FILTER, STATUS_FILTER
 from ingest.batch import Incoming, lane_of
 from ingest.inbox import Gate, Inbox
 from ingest.mqtt import Subscriber
 from ingest.slots import DATABASE_AWAY, EXIT_SLOT_TAKEN, Slot, SlotLock, SlotTaken
 from ingest.writer import DeviceCache, GiveUp, Writer
-from telemed.settings import Settings
+from telemed.device_contract import READINGS_FILTER, STATUS_FILTER
+from telemed.settings import IngestSettings, Settings
 
 log = logging.getLogger("ingest.worker")
 
@@ -65,26 +64,25 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
 
     def inbox_max(self, settings: Settings) -> int:
         """The most messages waiting for a batch before reading from the broker stops."""
-        return settings.ingest_inbox_max or (self.lanes + 1) * self.batch_size
+        return settings.ingest.inbox_max or (self.lanes + 1) * self.batch_size
 
     @property
     def subscriptions(self) -> tuple[str, str]:
         return (f"$share/{self.group}/{READINGS_FILTER}", f"$share/{self.group}/{STATUS_FILTER}")
 
 
-def options_from_env(
-    *, slot: int, batch_size: int, batch_ms: int, env: Mapping[str, str] | None = None
+def options_from_settings(
+    settings: IngestSettings, *, slot: int, batch_size: int, batch_ms: int
 ) -> Options:
-    e = os.environ if env is None else env
     return Options(
         slot=slot,
         batch_size=batch_size,
         batch_ms=batch_ms,
-        group=e.get("TELEMED_INGEST_GROUP", "ingest"),
-        client_prefix=e.get("TELEMED_INGEST_CLIENT_PREFIX", "telemed-ingest"),
-        session_expiry_s=int(e.get("TELEMED_INGEST_SESSION_EXPIRY_S", str(7 * 86400))),
-        device_cache_s=float(e.get("TELEMED_INGEST_DEVICE_CACHE_S", "10")),
-        lanes=max(1, int(e.get("TELEMED_INGEST_LANES", "2"))),
+        group=settings.group,
+        client_prefix=settings.client_prefix,
+        session_expiry_s=settings.session_expiry_s,
+        device_cache_s=settings.device_cache_s,
+        lanes=settings.lanes,
     )
 
 
@@ -105,10 +103,10 @@ class Summary(msgspec.Struct, kw_only=True):
 
 def check_settings(settings: Settings) -> str | None:
     """Why the worker refuses to start with these settings, if it does."""
-    if settings.ingest_inbox_max < 0:
-        return f"TELEMED_INGEST_INBOX_MAX must be at least 0, not {settings.ingest_inbox_max}"
-    if not 1 <= settings.ingest_keepalive_s <= 65535:
-        return f"TELEMED_INGEST_KEEPALIVE_S must be 1 to 65535, not {settings.ingest_keepalive_s}"
+    if settings.ingest.inbox_max < 0:
+        return f"TELEMED_INGEST_INBOX_MAX must be at least 0, not {settings.ingest.inbox_max}"
+    if not 1 <= settings.ingest.keepalive_s <= 65535:
+        return f"TELEMED_INGEST_KEEPALIVE_S must be 1 to 65535, not {settings.ingest.keepalive_s}"
     return None
 
 

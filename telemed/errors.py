@@ -1,4 +1,4 @@
-"""Domain errors raised by services and mapped to HTTP in one place (telemed.api.errors).
+"""Domain errors raised by services and mapped to HTTP in one place (app.api.errors).
 
 Every problem carries a stable `code` (docs/errors.md lists them) beside its English message:
 pages say the code in the reader's language at the field it names; clients never parse the

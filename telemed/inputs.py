@@ -8,7 +8,7 @@
 - Dates a client sends or asks about lie between SANE_FIRST and SANE_LAST: nothing in the
   record is older, and date arithmetic near year 1 or 9999 overflows. In a body, every field
   the body's type declares a date or a datetime is checked (`date_problems`); in a query,
-  every date parameter (telemed.api.inputs).
+  every date parameter (app.api.inputs).
 
 Each refusal is a BadRequest (400) with the field in its problems.
 """

@@ -10,9 +10,9 @@ import msgspec
 from msgspec import Meta
 from psycopg import AsyncConnection
 
-from devices.contract import Reading, ReadingProblem, canonical_readings
 from telemed import audit, numbers, readings
 from telemed.access import Actor, require_patient
+from telemed.device_contract import Reading, ReadingProblem, canonical_readings
 from telemed.errors import FieldProblem, Invalid, refuse_nul
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -89,7 +89,7 @@ async def record(
             origin=f"user:{actor.user_id}",
             entered_by=actor.user_id,
             message_id=message_id,
-            detail=_detail(r, data.note),
+            detail=r.detail(data.note),
         )
         for r in accepted
     ]
@@ -135,17 +135,6 @@ def _reading_problem(sent: list[Reading], problem: ReadingProblem) -> FieldProbl
     if field.endswith(".value") and metric in numbers.metric_codes():
         params = numbers.metric_spec(metric).params()
     return FieldProblem(field, text, code, params)
-
-
-def _detail(r, note: str | None) -> dict | None:
-    detail = {}
-    if r.items is not None:
-        detail["items"] = list(r.items)
-    if r.original_unit is not None:
-        detail["original"] = {"value": r.original_value, "unit": r.original_unit}
-    if note:
-        detail["note"] = note
-    return detail or None
 
 
 async def list_readings(

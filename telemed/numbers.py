@@ -1,6 +1,6 @@
 """The numbers people type into clinical forms: what each field accepts, and the server's check.
 
-A page reads what was typed with one parser (`telemed/web/static/js/numbers.js`, rules in
+A page reads what was typed with one parser (`app/web/static/js/numbers.js`, rules in
 docs/web.md) against the field's `NumberSpec`; the spec travels to the page from here, so the
 page and the server judge a value by the same bounds. The server checks every number again with
 `check` — the one function for it — after the JSON is decoded, and refuses with a stable code
@@ -55,7 +55,7 @@ _SPELLINGS: Final = {
 WEEKLY_DOSE_MAX_MG: Final = 200.0
 
 SPECS: Final[dict[str, NumberSpec]] = {
-    # telemed.wounds.observations.WoundObservation: sizes in cm, pain on the 0–10 scale.
+    # wounds.observations.WoundObservation: sizes in cm, pain on the 0–10 scale.
     "wound.length_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=100),
     "wound.width_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=100),
     "wound.depth_cm": NumberSpec(unit="cm", units=("cm",), min=0, max=30),

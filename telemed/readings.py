@@ -2,8 +2,13 @@
 
 `store` is the one way readings enter the database: binary COPY into a temporary table, then
 one INSERT … ON CONFLICT DO NOTHING into the hypertable, so that a redelivered message stores
-nothing twice; the rows really inserted are handed to the hooks registered under the entry-point
-group `telemed.reading_hooks` (alert rules), inside the same transaction.
+nothing twice; the rows really inserted are handed to the reading hooks, inside the same
+transaction.
+
+The hooks are how the alert rules run on every stored reading without the core knowing about
+alerts: each process that stores readings registers them at start (app.wiring, for the API and
+the ingest workers). Storing readings with no hook registered would store them with no alert
+evaluation and say nothing, so `store` refuses instead (NoReadingHook), naming the missing wiring.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import msgspec
@@ -20,7 +24,6 @@ from psycopg import AsyncConnection
 from psycopg.rows import args_row
 from psycopg.types.json import Jsonb
 
-from telemed import plugins
 from telemed.db import Queries
 
 Q = Queries("readings")
@@ -119,10 +122,36 @@ def _reference_problem(row: dict) -> str:
 
 Hook = Callable[[AsyncConnection, list[StoredReading]], Awaitable[None]]
 
+# name -> hook, in the order registered; filled by each process at start (app.wiring).
+_hooks: dict[str, Hook] = {}
 
-@cache
+
+class NoReadingHook(RuntimeError):
+    """Readings were to be stored in a process that registered no reading hook."""
+
+
+def register_hook(name: str, hook: Hook) -> None:
+    """Run `hook` on the readings each `store` inserts; a second hook of the same name replaces
+    the first."""
+    _hooks[name] = hook
+
+
+def unregister_hook(name: str) -> None:
+    _hooks.pop(name, None)
+
+
 def reading_hooks() -> tuple[Hook, ...]:
-    return tuple(hook for _, hook in plugins.load("telemed.reading_hooks"))
+    return tuple(_hooks.values())
+
+
+def require_hooks() -> None:
+    """Refuse, naming the missing wiring, when no reading hook is registered."""
+    if not _hooks:
+        raise NoReadingHook(
+            "no reading hook is registered in this process, so readings would be stored with no "
+            "alert evaluation: a process that stores readings must register the alerts hook at "
+            "start (app.wiring.register_reading_hooks, which `telemed` and create_app call)"
+        )
 
 
 async def _ensure_staging(conn: AsyncConnection) -> None:
@@ -133,7 +162,12 @@ async def _ensure_staging(conn: AsyncConnection) -> None:
 async def store(
     conn: AsyncConnection, rows: Sequence[ReadingRow], *, run_hooks: bool = True
 ) -> list[StoredReading]:
-    """Insert readings once each, inside the caller's transaction; return those inserted."""
+    """Insert readings once each, inside the caller's transaction; return those inserted.
+
+    `run_hooks=False` stores without the hooks; only for loading history that was judged
+    already (tests and benchmarks). Otherwise NoReadingHook when no hook is registered."""
+    if run_hooks:
+        require_hooks()
     if not rows:
         return []
     await _ensure_staging(conn)

@@ -17,6 +17,16 @@ from telemed.settings import Settings
 from tests import services
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reading_hooks() -> None:
+    """The test process stores readings as the API and the ingest workers do: with the alert
+    rules' hook registered at start, as app.wiring does for them (tests/test_wiring.py shows a
+    process without it refuses)."""
+    from app import wiring
+
+    wiring.register_reading_hooks()
+
+
 @pytest.fixture(scope="session")
 def service_env() -> dict[str, str]:
     return services.ensure_services()
@@ -71,7 +81,7 @@ def owner_db(owner_dsn: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     return create_app(settings)
 
@@ -100,7 +110,7 @@ def live_server(settings: Settings) -> Iterator[str]:
 
     import uvicorn
 
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     port = free_port()
     server = uvicorn.Server(

@@ -48,7 +48,7 @@ def telemed_serve(
     full = {**os.environ, "TELEMED_DSN": dsn, **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "telemed.cli", "serve", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)],
             env=full,
             cwd=REPO_ROOT,
             stdout=out,

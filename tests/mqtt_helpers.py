@@ -30,8 +30,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.broker import sync_broker
-from devices.contract import OFFLINE_PAYLOAD, readings_topic, status_topic
 from devices.provisioning import ProvisionedDevice, provision
+from telemed.device_contract import OFFLINE_PAYLOAD, readings_topic, status_topic
 from telemed.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")
@@ -180,7 +180,7 @@ class DeviceLink:
 
 
 class IngestWorker:
-    """`python -m telemed.cli ingest --slot N` as a real process."""
+    """`python -m app.cli ingest --slot N` as a real process."""
 
     def __init__(self, env: dict[str, str], slot: int, args: Sequence[str] = ()) -> None:
         self.slot = slot
@@ -192,7 +192,7 @@ class IngestWorker:
     def start(self, *, wait: bool = True) -> IngestWorker:
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telemed.cli", "ingest", "--slot", str(self.slot), *self.args],
+            [sys.executable, "-m", "app.cli", "ingest", "--slot", str(self.slot), *self.args],
             env=self.env,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from devices.broker import sync_broker
-from devices.contract import readings_topic
 from devices.provisioning import provision
 from ingest.batch import lane_of
+from telemed.device_contract import readings_topic
 from tests.alert_helpers import row, store
 from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
 

@@ -16,12 +16,13 @@ import httpx
 import psycopg
 import pytest
 
-from alerts import sse
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import enqueue
 
 # Fixtures of the notification tests' own database and server.
 events_server = support.events_server
+events_app = support.events_app
+events_settings = support.events_settings
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory
@@ -50,7 +51,7 @@ class Stream:
                         name, _, value = line.partition(":")
                         fields[name] = value.removeprefix(" ")
                     elif "data" in fields:
-                        # the SSE id is "<outbox id>:<horizon>" (alerts.sse)
+                        # the SSE id is "<outbox id>:<horizon>" (events.stream)
                         fields["outbox_id"] = fields.get("id", "").partition(":")[0]
                         self.items.put(("event", fields))
                         fields = {}
@@ -203,23 +204,21 @@ def test_only_signed_in_clinicians_may_listen(events_server: str, own_factory) -
 
 
 def test_heartbeats_and_a_revoked_sign_in_ends_the_stream(
-    open_stream, own_db: psycopg.Connection, own_factory, monkeypatch: pytest.MonkeyPatch
+    open_stream, events_app, own_db: psycopg.Connection, own_factory
 ) -> None:
-    monkeypatch.setattr(sse, "HEARTBEAT_S", 0.2)
     nurse = own_factory.user("nurse", own_factory.org("home_nursing"))
-    s = open_stream(nurse.headers)
-    _connected(s)
+    with support.stream_settings(events_app, heartbeat_s=0.2):
+        s = open_stream(nurse.headers)
+        _connected(s)
     assert s.next(3) == ("comment", "keep-alive")
     own_db.execute("UPDATE auth_tokens SET revoked_at = now() WHERE user_id = %s", (nurse.id,))
     assert s.ended.wait(5)
 
 
-def test_streams_end_after_their_maximum_age(
-    open_stream, own_factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sse, "MAX_STREAM_S", 0.5)
-    s = open_stream(own_factory.user("specialist", own_factory.org()).headers)
-    _connected(s)
+def test_streams_end_after_their_maximum_age(open_stream, events_app, own_factory) -> None:
+    with support.stream_settings(events_app, max_stream_s=0.5):
+        s = open_stream(own_factory.user("specialist", own_factory.org()).headers)
+        _connected(s)
     assert s.ended.wait(5)
 
 

@@ -13,10 +13,12 @@ import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
+import msgspec
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -72,23 +74,41 @@ def own_settings(service_env: dict[str, str], own_dsn: str, tmp_path_factory) ->
     return services.test_settings(service_env, own_dsn, tmp_path_factory.mktemp("own"))
 
 
-def _with_notify_routers() -> list:
-    """The notification controllers, unless the application already mounts them."""
-    from alerts.notify_api import notify_routers
-    from telemed.app import plugin_routers
-
-    mounted = set(plugin_routers())
-    return [r for r in notify_routers() if r not in mounted]
+@pytest.fixture(scope="module")
+def events_settings(own_settings: Settings) -> Settings:
+    """The events server's settings: webhooks may go to the test receiver on loopback."""
+    webhooks = msgspec.structs.replace(
+        own_settings.webhooks, allowed_hosts=frozenset({"127.0.0.1"})
+    )
+    return msgspec.structs.replace(own_settings, webhooks=webhooks)
 
 
 @pytest.fixture(scope="module")
-def events_server(own_settings: Settings) -> Iterator[str]:
+def events_app(events_settings: Settings):
+    from app.asgi import create_app
+
+    return create_app(events_settings)
+
+
+@contextmanager
+def stream_settings(app, **changes: float) -> Iterator[None]:
+    """The event stream's settings of a running app changed for a while (the handler reads
+    them from the app's state at each request)."""
+    settings = app.state.settings
+    events = msgspec.structs.replace(settings.events, **changes)
+    app.state.settings = msgspec.structs.replace(settings, events=events)
+    try:
+        yield
+    finally:
+        app.state.settings = settings
+
+
+@pytest.fixture(scope="module")
+def events_server(events_app) -> Iterator[str]:
     import uvicorn
 
-    from telemed.app import create_app
-
     port = free_port()
-    app = create_app(own_settings, extra_routers=_with_notify_routers())
+    app = events_app
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )

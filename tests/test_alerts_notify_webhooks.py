@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from alerts import notify, webhooks
+from events import notify, webhooks
+from telemed.settings import load_settings
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import Receiver, enqueue, run_async
 
 # Fixtures of the notification tests' own database and server.
 events_server = support.events_server
+events_app = support.events_app
+events_settings = support.events_settings
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory
@@ -71,10 +74,10 @@ def test_backoff_doubles_up_to_the_cap(attempts: int) -> None:
         ("http://engine.internal/hook", True),
     ],
 )
-def test_url_policy(url: str, ok: bool) -> None:
-    policy = notify.UrlPolicy.from_env(
-        {"TELEMED_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1, Engine.Internal"}
-    )
+def test_url_policy(url: str, ok: bool, tmp_path) -> None:
+    env = {"TELEMED_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1, Engine.Internal"}
+    settings = load_settings({**env, "TELEMED_STATE_DIR": str(tmp_path)})
+    policy = notify.UrlPolicy.from_settings(settings.webhooks)
     assert (policy.problem(url) is None) == ok, policy.problem(url)
 
 
@@ -89,8 +92,9 @@ async def _deliver(dsn: str, now: datetime, retry: notify.RetryPolicy) -> webhoo
 
 
 @pytest.fixture
-def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TELEMED_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+def allow_loopback(events_settings) -> None:
+    """The events server of these tests may call webhooks on loopback (the test receiver)."""
+    assert events_settings.webhooks.allowed_hosts == {"127.0.0.1"}
 
 
 def _register(base: str, admin, org: uuid.UUID, url: str, events: list[str]) -> dict:

@@ -223,7 +223,7 @@ def test_a_nul_in_the_json_part_of_a_wound_upload_names_the_field(api, wc) -> No
 def test_a_nul_in_a_page_form_field_is_a_400_page(settings, care) -> None:
     from litestar.testing import TestClient
 
-    from telemed.app import create_app
+    from app.asgi import create_app
     from tests.web_helpers import csrf_from
 
     with TestClient(app=create_app(settings), raise_server_exceptions=False) as browser:

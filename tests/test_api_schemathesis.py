@@ -39,6 +39,7 @@ from schemathesis.generation import GenerationMode
 
 from telemed.security import new_token
 from tests import alert_helpers as ah
+from tests import services
 from tests import test_alerts_notify_support as support
 from tests import wound_helpers as wh
 from tests.conftest import Factory, User, free_port
@@ -160,7 +161,7 @@ def server(service_env: dict[str, str], own_dsn: str, tmp_path_factory) -> Itera
             [
                 sys.executable,
                 "-m",
-                "telemed.cli",
+                "app.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -192,10 +193,12 @@ def server(service_env: dict[str, str], own_dsn: str, tmp_path_factory) -> Itera
 
 def _document() -> dict[str, Any]:
     """The document /schema/openapi.json serves (test_openapi checks they are the same)."""
-    from telemed.api.openapi import finish
-    from telemed.app import create_app
+    from app.api.openapi import finish
+    from app.asgi import create_app
+    from telemed.settings import load_settings
 
-    return msgspec.json.decode(msgspec.json.encode(finish(create_app().openapi_schema.to_schema())))
+    app = create_app(load_settings({**os.environ, **services.TEST_ENV}))
+    return msgspec.json.decode(msgspec.json.encode(finish(app.openapi_schema.to_schema())))
 
 
 schema = schemathesis.openapi.from_dict(_document(), config=CONFIG)

@@ -57,7 +57,7 @@ def rows(dsn: str) -> list[tuple]:
 
 def cli_verify(dsn: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "telemed.cli", "audit", "verify", *args],
+        [sys.executable, "-m", "app.cli", "audit", "verify", *args],
         env={**os.environ, "TELEMED_DSN": dsn},
         capture_output=True,
         text=True,

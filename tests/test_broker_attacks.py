@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices import broker
 from devices.broker_change import apply_changes
 from devices.broker_control import CONTROL_TOPIC, RESPONSE_TOPIC
-from devices.contract import readings_topic, status_topic
+from telemed.device_contract import readings_topic, status_topic
 from tests.mqtt_helpers import DeviceLink, IngestRig, message, open_rig, wait_for
 
 NOT_AUTHORIZED = 0x87

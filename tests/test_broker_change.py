@@ -91,7 +91,7 @@ def own(settings, tmp_path, db) -> Iterator[tuple[OwnBroker, object]]:
 def own_client(own):
     from litestar.testing import TestClient
 
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     _, local = own
     with TestClient(app=create_app(local), raise_server_exceptions=False) as c:

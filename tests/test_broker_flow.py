@@ -23,8 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.broker import sync_broker
-from devices.contract import readings_topic
 from devices.provisioning import provision
+from telemed.device_contract import readings_topic
 from tests.mqtt_helpers import DeviceLink, forget_sessions, message
 
 RECEIVE_MAXIMUM = 10

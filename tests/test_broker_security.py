@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.broker import sync_broker
-from devices.contract import READINGS_FILTER
+from telemed.device_contract import READINGS_FILTER
 from tests.mqtt_helpers import DeviceLink, IngestRig, message, open_rig, wait_for
 
 NOT_AUTHORIZED = 0x87

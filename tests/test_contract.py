@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.contract import (
+from telemed.catalogue.metrics import METRICS
+from telemed.device_contract import (
     MAX_BYTES,
     OFFLINE_PAYLOAD,
     READINGS_FILTER,
@@ -35,7 +36,6 @@ from devices.contract import (
     readings_topic,
     status_topic,
 )
-from telemed.catalogue.metrics import METRICS
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

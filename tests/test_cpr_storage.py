@@ -85,7 +85,7 @@ def test_no_column_holds_the_number_and_the_keyed_hash_finds_it(client, db, care
 
 
 def test_a_process_with_another_look_up_key_stores_nothing(settings, db, care, caplog):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     other = parse_keys(f"other:{key_text()}", key_text())
     cpr, born = new_cpr()
@@ -157,7 +157,7 @@ def _admin(dsn: str):
 
 
 def test_keys_rotate_and_the_old_look_up_key_is_refused_after(own):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     dsn, settings = own
     old = parse_keys(f"k1:{key_text()}", key_text())
@@ -171,7 +171,7 @@ def test_keys_rotate_and_the_old_look_up_key_is_refused_after(own):
     new_enc, new_lookup = key_text(), key_text()
     old_enc = base64.b64encode(old.encryption["k1"]).decode()
     done = subprocess.run(
-        [sys.executable, "-m", "telemed.cli", "cpr", "rotate"],
+        [sys.executable, "-m", "app.cli", "cpr", "rotate"],
         env={
             **os.environ,
             "TELEMED_OWNER_DSN": services.role_dsn(dsn, "owner"),

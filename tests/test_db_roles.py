@@ -199,7 +199,7 @@ def test_retention_through_the_owner_function_keeps_ten_years(db):
 
 
 def test_the_api_refuses_to_start_as_the_owner_role(settings, owner_dsn):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     app = create_app(msgspec.structs.replace(settings, dsn=owner_dsn))
     with pytest.raises(BaseExceptionGroup) as refused, TestClient(app=app):

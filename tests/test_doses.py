@@ -200,7 +200,7 @@ def test_an_administrator_records_the_product_and_it_is_audited(client, db, care
 def test_the_demo_patients_on_anticoagulation_have_their_product(service_env):
     from psycopg.rows import dict_row
 
-    from telemed import demo
+    from app import demo
     from telemed.settings import REPO_ROOT
     from tests import services
 

@@ -105,7 +105,7 @@ def test_a_refused_photo_has_its_code_and_no_library_words(api, wc, make, status
     ],
 )
 def test_a_photos_refusal_says_nothing_of_the_library(data):
-    from telemed.wounds import images
+    from wounds import images
 
     with pytest.raises(images.PhotoError) as refused:
         images.sanitize(data)
@@ -115,7 +115,7 @@ def test_a_photos_refusal_says_nothing_of_the_library(data):
 
 @pytest.fixture
 def limits(wound_app):
-    from telemed.wounds.multipart import UploadLimits
+    from wounds.multipart import UploadLimits
 
     saved = wound_app.state.get("wound_upload_limits")
 
@@ -234,9 +234,13 @@ def test_a_nurses_reading_is_refused_at_its_value_with_a_code(client, care, read
 def test_every_code_is_documented_and_has_a_danish_text():
     """The codes the server gives (grepped from the sources) are in docs/errors.md and in the
     pages' texts."""
-    from telemed.web.texts import TEXT
+    from app.web.texts import TEXT
 
-    sources = [*REPO_ROOT.glob("telemed/**/*.py"), *REPO_ROOT.glob("alerts/*.py")]
+    sources = [
+        path
+        for package in ("telemed", "alerts", "events", "wounds")
+        for path in REPO_ROOT.glob(f"{package}/**/*.py")
+    ]
     found = set()
     for path in sources:
         text = path.read_text()
@@ -245,7 +249,7 @@ def test_every_code_is_documented_and_has_a_danish_text():
                 r'FieldProblem\([^()]*?,\s*(?:f?"[^"]*"|[a-z_.]+),\s*"([a-z_]+)"', text, re.S
             )
         )
-    for path in REPO_ROOT.glob("telemed/wounds/observations.py"):
+    for path in REPO_ROOT.glob("wounds/observations.py"):
         found |= set(
             re.findall(
                 r'FieldProblem\(\s*(?:f?"[^"]*"|[a-z_.]+),\s*"([a-z_0-9]+)"', path.read_text()

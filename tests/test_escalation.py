@@ -28,6 +28,8 @@ from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import run_async
 
 events_server = support.events_server
+events_app = support.events_app
+events_settings = support.events_settings
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory

@@ -12,13 +12,16 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from alerts import sse
+from events import stream
+from telemed.settings import EventStreamSettings
 from tests import alert_helpers as ah
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_sse import _connected, open_stream
 from tests.test_alerts_notify_support import enqueue
 
 events_server = support.events_server
+events_app = support.events_app
+events_settings = support.events_settings
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory
@@ -26,7 +29,7 @@ own_settings = support.own_settings
 __all__ = ["open_stream"]
 
 # The default check interval: the promise is "within seconds" as shipped, not as tuned here.
-ENDS_WITHIN_S = sse.AUTH_CHECK_S + 3
+ENDS_WITHIN_S = EventStreamSettings().auth_check_s + 3
 
 
 @pytest.fixture
@@ -114,7 +117,7 @@ def test_a_replay_skips_patients_whose_care_relation_ended(
 def test_a_replay_of_many_hidden_events_still_reaches_the_visible_ones(
     open_stream, own_db: psycopg.Connection, own_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sse, "REPLAY_PAGE", 5)
+    monkeypatch.setattr(stream, "REPLAY_PAGE", 5)
     hospital, nursing = own_factory.org(), own_factory.org("home_nursing")
     former = own_factory.patient(hospital, serving=[nursing])
     nurse = own_factory.user("nurse", nursing)

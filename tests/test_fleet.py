@@ -36,7 +36,7 @@ def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
 
 def telemed(rig: IngestRig, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "telemed.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         env=rig.env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -144,7 +144,7 @@ def test_retiring_dead_slots_while_devices_publish_stores_every_reading_exactly_
 def test_a_slot_runs_in_one_process_only(rig: IngestRig) -> None:
     first = rig.start(0)
     second = subprocess.run(
-        [sys.executable, "-m", "telemed.cli", "ingest", "--slot", "0"],
+        [sys.executable, "-m", "app.cli", "ingest", "--slot", "0"],
         env=rig.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert second.returncode == 3, second.stderr

@@ -14,10 +14,9 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from app.asgi import create_app
 from telemed import alarms
-from telemed.api.health import ReadinessConfig
-from telemed.app import create_app
-from telemed.settings import REPO_ROOT, Settings
+from telemed.settings import REPO_ROOT, ReadinessSettings, Settings
 from tests import services
 from tests.mqtt_helpers import wait_for
 
@@ -30,9 +29,8 @@ def own_dsn(service_env: dict[str, str]) -> Iterator[str]:
 
 
 @contextmanager
-def app_client(settings: Settings, dsn: str, config: ReadinessConfig) -> Iterator[TestClient]:
-    app = create_app(msgspec.structs.replace(settings, dsn=dsn, pool_max=2))
-    app.state.readiness_config = config
+def app_client(settings: Settings, dsn: str, config: ReadinessSettings) -> Iterator[TestClient]:
+    app = create_app(msgspec.structs.replace(settings, dsn=dsn, pool_max=2, readiness=config))
     with TestClient(app=app, raise_server_exceptions=False) as client:
         yield client
 
@@ -71,7 +69,7 @@ def status(client: TestClient, path: str) -> int:
 def test_liveness_answers_while_neither_database_nor_broker_does(
     settings: Settings, own_dsn: str
 ) -> None:
-    config = ReadinessConfig(interval_s=0.3, database_timeout_s=0.5, broker_timeout_s=0.5,
+    config = ReadinessSettings(interval_s=0.3, database_timeout_s=0.5, broker_timeout_s=0.5,
                              database_grace_s=2, broker_grace_s=2)  # fmt: skip
     with app_client(settings, own_dsn, config) as client:
         wait_for(lambda: status(client, "/readyz") == 200, what="ready")
@@ -93,7 +91,7 @@ def test_liveness_answers_while_neither_database_nor_broker_does(
 def test_readiness_rides_out_a_broker_pause_shorter_than_its_grace(
     settings: Settings, own_dsn: str
 ) -> None:
-    config = ReadinessConfig(interval_s=0.5, database_timeout_s=1, broker_timeout_s=1,
+    config = ReadinessSettings(interval_s=0.5, database_timeout_s=1, broker_timeout_s=1,
                              database_grace_s=6, broker_grace_s=6)  # fmt: skip
     with app_client(settings, own_dsn, config) as client:
         wait_for(lambda: status(client, "/readyz") == 200, what="ready")

@@ -17,9 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.contract import readings_topic, status_topic
 from ingest import paho_fast
 from ingest.batch import DeviceInfo, Incoming, build
+from telemed.device_contract import readings_topic, status_topic
 from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
 
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from devices.broker import sync_broker
-from devices.contract import readings_topic
 from devices.provisioning import revoke
+from telemed.device_contract import readings_topic
 from tests.mqtt_helpers import (
     DeviceLink,
     IngestRig,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.contract import PayloadError, decode_status, parse_message, status_topic
 from telemed.catalogue.metrics import METRICS
+from telemed.device_contract import PayloadError, decode_status, parse_message, status_topic
 from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
 
 NOW = datetime.now(UTC)

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from alerts import hooks
-from devices.contract import readings_topic, status_topic
 from ingest.batch import Incoming, lane_of
 from ingest.inbox import Inbox
 from ingest.worker import _router
+from telemed.device_contract import readings_topic, status_topic
 from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
 
 

@@ -15,12 +15,12 @@ import psycopg
 import pytest
 
 from alerts import hooks
-from devices.contract import readings_topic
 from devices.provisioning import provision
 from ingest import writer as writer_module
 from ingest.batch import Incoming, by_devices
 from ingest.writer import Writer
 from telemed import readings
+from telemed.device_contract import readings_topic
 from tests.alert_helpers import ago, connect, row
 from tests.mqtt_helpers import message, wait_for
 

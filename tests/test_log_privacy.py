@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devices.contract import readings_topic
 from devices.provisioning import provision
 from ingest.batch import Incoming
 from ingest.writer import Writer
+from telemed.device_contract import readings_topic
 from telemed.logs import CPR_MASK, describe_db_error, mask_cpr
 from tests import services
 from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for

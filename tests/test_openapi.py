@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from telemed.api import openapi
-from telemed.api.errors import ErrorBody
-from telemed.api.middleware import SESSION_COOKIE
+from app.api import openapi
+from app.api.errors import ErrorBody
+from app.api.middleware import SESSION_COOKIE
 
 METHODS = ("get", "put", "post", "delete", "patch")
 

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from telemed.settings import REPO_ROOT
 from tests import lockfile, services
 
-PACKAGES = ("telemed", "devices", "ingest", "alerts")
+PACKAGES = ("app", "telemed", "devices", "ingest", "alerts", "events", "wounds")
 FIRST_PARTY = {*PACKAGES, "migrations", "tests", "bench"}
 # What each folder may import beyond the standard library: the extras it may rely on.
 FOLDERS = {
@@ -160,7 +160,7 @@ def test_the_wheel_holds_every_file_the_code_reads(installed):
         or (installed.site / rel).read_bytes() != (REPO_ROOT / rel).read_bytes()
     ]
     assert not missing, f"not in the wheel as in the tree: {missing}"
-    vendor = installed.site / "telemed" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
+    vendor = installed.site / "app" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
     assert vendor.is_file(), "the pages' uPlot is not in the wheel: run scripts/web-assets first"
     migrations = sorted(p.name for p in (installed.site / "migrations").glob("*.sql"))
     assert migrations == sorted(p.name for p in (REPO_ROOT / "migrations").glob("*.sql"))
@@ -168,25 +168,21 @@ def test_the_wheel_holds_every_file_the_code_reads(installed):
 
 _IMPORT_ALL = """
 import importlib, json, pkgutil, sys
-from importlib.metadata import entry_points
-tops = ("telemed", "devices", "ingest", "alerts", "migrations")
+tops = ("app", "telemed", "devices", "ingest", "alerts", "events", "wounds", "migrations")
 for top in tops:
     for info in pkgutil.walk_packages(importlib.import_module(top).__path__, top + "."):
         importlib.import_module(info.name)
 mine = {n: getattr(m, "__file__", None) for n, m in sys.modules.items() if n.split(".")[0] in tops}
-groups = json.loads(sys.argv[1])
-plugins = {g: sorted(e.name for e in entry_points(group=g)) for g in groups}
-print(json.dumps({"modules": mine, "entry_points": plugins}))
+print(json.dumps({"modules": mine}))
 """
 
 
 @pytest.mark.slow
 def test_every_module_imports_from_the_installed_package(installed, service_env):
     """Importing a module loads its SQL files (Queries at import): all of them, every one from
-    site-packages, and the plug-ins found through the wheel's entry points."""
-    groups = lockfile.pyproject()["project"]["entry-points"]
+    site-packages."""
     run = installed.run(
-        [str(installed.venv / "bin" / "python"), "-c", _IMPORT_ALL, json.dumps(sorted(groups))],
+        [str(installed.venv / "bin" / "python"), "-c", _IMPORT_ALL],
         installed.env(service_env, TELEMED_STATE_DIR=str(installed.elsewhere.parent / "state")),
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -197,7 +193,6 @@ def test_every_module_imports_from_the_installed_package(installed, service_env)
     assert not outside, f"imported from outside the installed package: {outside}"
     in_tree = sum(1 for p in PACKAGES for _ in (REPO_ROOT / p).rglob("*.py"))
     assert len(found["modules"]) >= in_tree
-    assert found["entry_points"] == {g: sorted(groups[g]) for g in groups}
 
 
 @dataclass(frozen=True)
@@ -318,13 +313,13 @@ def test_the_installed_command_line_answers(installed, migrated):
 _SERVE = """
 import json, socket, sys, threading, time, urllib.error, urllib.request
 import uvicorn
-import telemed.app
+import app.asgi
 from telemed.settings import load_settings
 
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-app = telemed.app.create_app(load_settings())
+app = app.asgi.create_app(load_settings())
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
@@ -342,7 +337,7 @@ def get(path):
         return e.code, e.read().decode()
 
 found = {path: get(path) for path in json.loads(sys.argv[1])}
-found["app_module"] = telemed.app.__file__
+found["app_module"] = app.asgi.__file__
 server.should_exit = True
 thread.join(30)
 print(json.dumps(found))
@@ -353,7 +348,7 @@ print(json.dumps(found))
 def test_the_installed_app_starts_and_serves(installed, migrated):
     """create_app from the installed package, under uvicorn: /livez answers, a page renders its
     template, the static files (the vendored ones too) are served from the package, and the
-    plug-ins' routes are mounted through the wheel's entry points."""
+    domains' routes (alerts, devices, wounds) are mounted by the app's wiring."""
     paths = ["/livez", "/login", "/static/css/app.css", "/static/vendor/uPlot.iife.min.js",
              "/schema/openapi.json"]  # fmt: skip
     python = str(installed.venv / "bin" / "python")
@@ -365,7 +360,7 @@ def test_the_installed_app_starts_and_serves(installed, migrated):
     for path in paths[1:]:
         assert found[path][0] == 200, (path, found[path][1][:300])
     assert "<form" in found["/login"][1]
-    vendor = REPO_ROOT / "telemed" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
+    vendor = REPO_ROOT / "app" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
     assert found["/static/vendor/uPlot.iife.min.js"][1] == vendor.read_text()
     api = json.loads(found["/schema/openapi.json"][1])["paths"]
     assert any(p.startswith("/api/v1/alerts") for p in api), sorted(api)

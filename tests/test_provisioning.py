@@ -19,12 +19,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from app import demo
 from devices import broker
 from devices.broker import BrokerUnavailable
 from devices.broker_change import apply_changes
 from devices.cli import demo_credentials_path, provision_demo
 from devices.provisioning import KINDS, list_devices, provision, revoke
-from telemed import demo
 from telemed.errors import Invalid, NotFound
 from telemed.settings import REPO_ROOT
 from tests import services
@@ -243,7 +243,7 @@ def _telemed(settings, *args: str, env: dict | None = None) -> subprocess.Comple
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "telemed.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         env=run_env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -299,7 +299,8 @@ def demo_db(service_env) -> psycopg.Connection:
 
 def test_devices_demo_provisions_each_demo_patient_once(demo_db, settings, tmp_path) -> None:
     local = msgspec.structs.replace(settings, broker_dir=tmp_path / "mosquitto")
-    path = demo_credentials_path({"TELEMED_STATE_DIR": str(tmp_path)})
+    path = demo_credentials_path(msgspec.structs.replace(settings, state_dir=tmp_path))
+    assert path == tmp_path / "demo" / "devices.json"
     first = provision_demo(demo_db, local, path)
     programs = [p[2] for p in demo.PATIENTS]
     assert sorted(e["kind"] for e in first) == sorted(

@@ -176,7 +176,7 @@ def test_direct_tls_sets_hsts_and_secure_cookies(tls_served, care):
 
 
 def proxies(header: str = "x-forwarded"):
-    from telemed.api.forwarded import Proxies
+    from app.api.forwarded import Proxies
 
     return Proxies(["127.0.0.2", "10.0.0.0/8", "fd00::/8"], header=header)
 

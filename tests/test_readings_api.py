@@ -42,7 +42,12 @@ def test_nurse_enters_readings_with_unit_conversion_and_performer(client, db, ca
     by_metric = {row["metric"]: row for row in rows}
     assert by_metric["spo2"]["value"] == pytest.approx(93.0) and by_metric["spo2"]["unit"] == "%"
     assert by_metric["temperature"]["value"] == pytest.approx(38.0)
-    assert by_metric["temperature"]["detail"]["original"] == {"value": 100.4, "unit": "[degF]"}
+    # The shape a device's converted reading has (tests/test_ingest.py): one shape whoever sent it.
+    assert by_metric["temperature"]["detail"] == {
+        "original_value": 100.4,
+        "original_unit": "[degF]",
+        "note": "patient could not use the oximeter",
+    }
     assert all(row["source"] == "nurse" and row["entered_by"] == care.nurse.id for row in rows)
     audit = db.execute(
         "SELECT action, object_type FROM audit_log WHERE object_id = %s", (r.json()["message_id"],)

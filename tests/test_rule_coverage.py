@@ -20,8 +20,8 @@ from psycopg.types.json import Jsonb
 
 from alerts import rule_coverage
 from alerts.rule_coverage import check_rule_coverage
-from alerts.scheduler import Scheduler
-from telemed import cli
+from app import cli, wiring
+from app.scheduler import Scheduler
 from telemed.catalogue.programs import UnknownStratum
 from telemed.migrate import apply_migrations
 from telemed.settings import REPO_ROOT
@@ -39,7 +39,7 @@ def test_the_command_lists_every_accepted_stratum_with_its_rules_without_a_datab
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMED_", "PG"))}
     env["TELEMED_DSN"] = "postgresql://nobody:none@127.0.0.1:9/nowhere"
     done = subprocess.run(
-        [sys.executable, "-m", "telemed.cli", "rules", "coverage"],
+        [sys.executable, "-m", "app.cli", "rules", "coverage"],
         capture_output=True,
         text=True,
         env=env,
@@ -114,7 +114,7 @@ def insert_inr(db, patient, user, value: float, at: datetime) -> None:
 
 
 def test_an_unreadable_override_raises_one_red_alert_to_the_holder_and_resolves_when_fixed(
-    own_dsn, own_db, own_factory
+    own_dsn, own_db, own_factory, settings
 ) -> None:
     team = own_factory.org()
     specialist = own_factory.user("specialist", team)
@@ -123,7 +123,7 @@ def test_an_unreadable_override_raises_one_red_alert_to_the_holder_and_resolves_
     override(own_db, patient, specialist.id, "inr:range", "urgent_low", "1,2")  # text, no number
 
     async def through_the_scheduler() -> dict | None:
-        scheduler = Scheduler(own_dsn, instance="coverage-test")
+        scheduler = Scheduler(own_dsn, wiring.jobs(settings), instance="coverage-test")
         async with await AsyncConnection.connect(own_dsn, row_factory=dict_row) as conn:
             return await scheduler.run_job(conn, "rule_coverage")
 

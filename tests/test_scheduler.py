@@ -16,26 +16,48 @@ import msgspec
 import psycopg
 import pytest
 
-from alerts.cli import JOB_NAMES
-from alerts.scheduler import JOBS, WEBHOOKS, Intervals, Scheduler
+from app import wiring
+from app.scheduler import Scheduler
+from telemed.settings import SchedulerSettings, Settings
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import Receiver, run_async
 
 own_db = support.own_db
 own_dsn = support.own_dsn
 own_factory = support.own_factory
+own_settings = support.own_settings
 receiver = support.receiver
 
 # Every job runs when a replica becomes leader, then not again within the test.
-SLOW = Intervals(
+SLOW = SchedulerSettings(
     missed_measurements_s=3600,
     escalations_s=3600,
+    wound_escalations_s=3600,
     daily_rollups_s=3600,
     retention_s=3600,
     webhook_poll_s=3600,
     lock_retry_s=0.1,
     reconnect_s=0.1,
 )
+
+
+def slow_scheduler(settings: Settings, instance: str) -> Scheduler:
+    """A replica as `telemed scheduler` makes it (app.wiring's jobs), on the slow intervals."""
+    slow = msgspec.structs.replace(settings, scheduler=SLOW)
+    return Scheduler(
+        settings.dsn,
+        wiring.jobs(slow),
+        instance=instance,
+        lock_retry_s=SLOW.lock_retry_s,
+        reconnect_s=SLOW.reconnect_s,
+    )
+
+
+@pytest.fixture(scope="module")
+def jobs(own_settings: Settings) -> list[str]:
+    """The jobs a leader runs on its intervals (webhook delivery runs when woken, recorded only
+    when it had work)."""
+    return slow_scheduler(own_settings, "names").interval_jobs
 
 
 def runs(db: psycopg.Connection, instances: list[str]) -> dict[tuple[str, str], int]:
@@ -55,23 +77,28 @@ async def until(check: Callable[[], bool], timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_command_names_match_the_scheduler() -> None:
-    assert (*JOBS, WEBHOOKS) == JOB_NAMES
+def test_each_package_brings_its_jobs(jobs: list[str]) -> None:
+    assert sorted(jobs) == sorted([
+        "daily_rollups", "retention",  # the core's readings
+        "missed_measurements", "escalations", "rule_coverage", "alerts_retention",
+        "wound_escalations", "media_sweep",
+        "events_retention",
+    ])  # fmt: skip
 
 
 def test_two_schedulers_run_each_job_once_and_the_other_takes_over(
-    own_dsn: str, own_db: psycopg.Connection
+    own_settings: Settings, own_db: psycopg.Connection, jobs: list[str]
 ) -> None:
     names = ["replica-a", "replica-b"]
 
     async def go() -> None:
-        replicas = [Scheduler(own_dsn, instance=n, intervals=SLOW) for n in names]
+        replicas = [slow_scheduler(own_settings, n) for n in names]
         stops = [asyncio.Event(), asyncio.Event()]
         tasks = [asyncio.create_task(r.run(s)) for r, s in zip(replicas, stops, strict=True)]
-        await until(lambda: len(runs(own_db, names)) == len(JOBS))
+        await until(lambda: len(runs(own_db, names)) == len(jobs))
         await asyncio.sleep(1.0)  # time for a second leader to misbehave
         first = runs(own_db, names)
-        assert sorted(job for job, _ in first) == sorted(JOBS)
+        assert sorted(job for job, _ in first) == sorted(jobs)
         assert set(first.values()) == {1}
         (leader_name,) = {instance for _, instance in first}
         leader = names.index(leader_name)
@@ -80,11 +107,11 @@ def test_two_schedulers_run_each_job_once_and_the_other_takes_over(
         stops[leader].set()
         await tasks[leader]
         follower = names[1 - leader]
-        await until(lambda: sum(1 for _, i in runs(own_db, names) if i == follower) == len(JOBS))
+        await until(lambda: sum(1 for _, i in runs(own_db, names) if i == follower) == len(jobs))
         assert replicas[1 - leader].leading
         await asyncio.sleep(0.5)
         after = runs(own_db, names)
-        assert set(after.values()) == {1} and len(after) == 2 * len(JOBS)
+        assert set(after.values()) == {1} and len(after) == 2 * len(jobs)
         stops[1 - leader].set()
         await tasks[1 - leader]
 
@@ -92,13 +119,12 @@ def test_two_schedulers_run_each_job_once_and_the_other_takes_over(
 
 
 def test_an_outbox_event_wakes_webhook_delivery(
-    own_dsn: str,
-    own_db: psycopg.Connection,
-    own_factory,
-    receiver: Receiver,
-    monkeypatch: pytest.MonkeyPatch,
+    own_settings: Settings, own_db: psycopg.Connection, own_factory, receiver: Receiver
 ) -> None:
-    monkeypatch.setenv("TELEMED_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+    loopback = msgspec.structs.replace(
+        own_settings.webhooks, allowed_hosts=frozenset({"127.0.0.1"})
+    )
+    settings = msgspec.structs.replace(own_settings, webhooks=loopback)
     org = own_factory.org()
     own_db.execute(
         "INSERT INTO webhooks (organisation_id, url, secret, start_after) "
@@ -107,7 +133,7 @@ def test_an_outbox_event_wakes_webhook_delivery(
     )
 
     async def go() -> None:
-        scheduler = Scheduler(own_dsn, instance="wake", intervals=SLOW)
+        scheduler = slow_scheduler(settings, "wake")
         stop = asyncio.Event()
         task = asyncio.create_task(scheduler.run(stop))
         await until(lambda: scheduler.leading)
@@ -135,7 +161,7 @@ def _command(dsn: str, *args: str) -> subprocess.Popen:
         },
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "telemed.cli", "--log-level", "WARNING", "scheduler", *args],
+        [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "scheduler", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -144,13 +170,13 @@ def _command(dsn: str, *args: str) -> subprocess.Popen:
 
 
 def test_two_scheduler_processes_run_each_job_once(
-    own_dsn: str, own_db: psycopg.Connection
+    own_dsn: str, own_db: psycopg.Connection, jobs: list[str]
 ) -> None:
     names = ["process-1", "process-2"]
     procs = [_command(own_dsn, "--instance", name) for name in names]
     try:
         deadline = time.monotonic() + 30
-        while len(runs(own_db, names)) < len(JOBS) and time.monotonic() < deadline:
+        while len(runs(own_db, names)) < len(jobs) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.0)
         counts = runs(own_db, names)
@@ -158,7 +184,7 @@ def test_two_scheduler_processes_run_each_job_once(
         for p in procs:
             p.send_signal(signal.SIGTERM)
         outputs = [p.communicate(timeout=30) for p in procs]
-    assert sorted(job for job, _ in counts) == sorted(JOBS), outputs
+    assert sorted(job for job, _ in counts) == sorted(jobs), outputs
     assert set(counts.values()) == {1} and len({i for _, i in counts}) == 1
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert all("stopped:" in out for out, _ in outputs)
@@ -169,19 +195,27 @@ def test_once_runs_the_named_jobs_and_reports_them(own_dsn: str) -> None:
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     reports = [json.loads(line) for line in out.strip().splitlines()]
-    assert [r["job"] for r in reports] == ["retention", WEBHOOKS]
+    assert [r["job"] for r in reports] == ["retention", "webhooks"]
     assert all(r["ok"] for r in reports)
     assert reports[0]["result"]["keep_years"] == 10
 
 
+def test_once_refuses_a_job_that_does_not_exist(own_dsn: str) -> None:
+    p = _command(own_dsn, "--once", "retention", "no_such_job")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and out == ""
+    assert "no job no_such_job" in err and "media_sweep" in err and "webhooks" in err
+
+
 def test_the_leader_takes_the_lock_again_after_losing_its_connection(
-    own_dsn: str, own_db: psycopg.Connection
+    own_settings: Settings, own_db: psycopg.Connection, jobs: list[str]
 ) -> None:
+
     async def go() -> None:
-        scheduler = Scheduler(own_dsn, instance="phoenix", intervals=SLOW)
+        scheduler = slow_scheduler(own_settings, "phoenix")
         stop = asyncio.Event()
         task = asyncio.create_task(scheduler.run(stop))
-        await until(lambda: len(runs(own_db, ["phoenix"])) == len(JOBS))
+        await until(lambda: len(runs(own_db, ["phoenix"])) == len(jobs))
         killed = own_db.execute(
             "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
             "WHERE application_name = 'telemed-scheduler-lock' AND datname = current_database()"

@@ -1,6 +1,7 @@
 """The scheduler's jobs against the real database, each on a controllable clock: missed
 measurements (one alert per slot, never twice), retention (old chunks go, recent stay, never
-below the floor), daily rollups per local day, and the record of every run."""
+below the floor; the delivery log, old events and job runs pruned), daily rollups per local day,
+the record of every run, and the escalation of overdue wound cases."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from psycopg.rows import dict_row
 
 from alerts import jobs
 from alerts.schedule import LOCAL_TZ
+from app.scheduler import record_run
+from events import jobs as events_jobs
+from telemed import jobs as core_jobs
 from tests import test_alerts_notify_support as support
 from tests.test_alerts_notify_support import run_async
+from wounds import jobs as wounds_jobs
 
 own_db = support.own_db
 own_dsn = support.own_dsn
@@ -155,13 +160,13 @@ def test_retention_drops_old_chunks_only_and_never_below_the_floor(
         ).fetchall()
         return [r["value"] for r in rows]
 
-    result = run(own_dsn, jobs.retention, now=now, years=3)
+    result = run(own_dsn, core_jobs.retention, now=now, years=3)
     assert result["keep_years"] == 10 and result["chunks_dropped"] >= 1
     assert kept() == [96.0, 97.0]
-    assert run(own_dsn, jobs.retention, now=now)["chunks_dropped"] == 0
+    assert run(own_dsn, core_jobs.retention, now=now)["chunks_dropped"] == 0
     assert kept() == [96.0, 97.0]
-    assert jobs.readings_keep_years({"TELEMED_RETENTION_READINGS_YEARS": "2"}) == 10
-    assert jobs.readings_keep_years({"TELEMED_RETENTION_READINGS_YEARS": "15"}) == 15
+    assert core_jobs.readings_keep_years(2) == 10
+    assert core_jobs.readings_keep_years(15) == 15
 
 
 def test_retention_prunes_old_delivery_log_and_job_runs(
@@ -198,8 +203,9 @@ def test_retention_prunes_old_delivery_log_and_job_runs(
     own_db.execute(
         "UPDATE outbox SET created_at = %s WHERE id = ANY(%s)", (now - timedelta(days=45), old)
     )
-    result = run(own_dsn, jobs.retention, now=now)
-    assert result["deliveries_pruned"] == 1 and result["job_runs_pruned"] == 1
+    result = run(own_dsn, events_jobs.retention, now=now)
+    assert run(own_dsn, core_jobs.retention, now=now)["job_runs_pruned"] == 1
+    assert result["deliveries_pruned"] == 1
     left = own_db.execute(
         "SELECT outbox_id FROM webhook_deliveries WHERE webhook_id = %s ORDER BY outbox_id",
         (hook,),
@@ -253,13 +259,13 @@ def test_daily_rollups_per_local_day_including_late_readings_and_dst(
     for at, value in rows:
         insert_reading(own_db, patient, nurse.id, "spo2", value, at)
     now = datetime.now(UTC)
-    result = run(own_dsn, jobs.daily_rollups, now=now, max_days=3650)
+    result = run(own_dsn, core_jobs.daily_rollups, now=now, max_days=3650)
     assert result["rows"] >= 3 and result["continuous_aggregates"] is False
     assert_rollups(_rollups(own_db, patient, "spo2"), _expected(rows))
 
     late = (local(d1, 12), 97.0)
     insert_reading(own_db, patient, nurse.id, "spo2", late[1], late[0])
-    run(own_dsn, jobs.daily_rollups, now=now, received_since=now - timedelta(seconds=1))
+    run(own_dsn, core_jobs.daily_rollups, now=now, received_since=now - timedelta(seconds=1))
     assert_rollups(_rollups(own_db, patient, "spo2"), _expected([*rows, late]))
 
 
@@ -275,10 +281,10 @@ def test_record_run_keeps_failures_and_skips_empty_results(
         return {"attempted": 0}
 
     now = datetime.now(UTC)
-    assert run(own_dsn, jobs.record_run, job=name, instance="t", work=boom, now=now) is None
+    assert run(own_dsn, record_run, job=name, instance="t", work=boom, now=now) is None
     kept = run(
         own_dsn,
-        jobs.record_run,
+        record_run,
         job=name,
         instance="t",
         work=nothing,
@@ -293,8 +299,6 @@ def test_record_run_keeps_failures_and_skips_empty_results(
 def test_escalation_sweep_escalates_overdue_wound_cases_once(
     own_dsn: str, own_db: psycopg.Connection, own_factory
 ) -> None:
-    if jobs.wound_escalation() is None:
-        pytest.skip("this installation has no wound cases")
     clinic, nursing = own_factory.org(), own_factory.org("home_nursing")
     nurse = own_factory.user("nurse", nursing)
     patient = own_factory.patient(clinic, serving=[nursing])
@@ -310,8 +314,8 @@ def test_escalation_sweep_escalates_overdue_wound_cases_once(
         "VALUES (%s, %s, 'submitted', false, 'venous', '{}', %s, %s, %s, %s) RETURNING id",
         (wound, patient, nurse.id, nursing, clinic, now - timedelta(hours=1)),
     ).fetchone()["id"]
-    assert run(own_dsn, jobs.escalations, now=now)["wound_cases"] == 1
-    assert run(own_dsn, jobs.escalations, now=now + timedelta(days=1))["wound_cases"] == 0
+    assert run(own_dsn, wounds_jobs.escalations, now=now)["wound_cases"] == 1
+    assert run(own_dsn, wounds_jobs.escalations, now=now + timedelta(days=1))["wound_cases"] == 0
     event = own_db.execute(
         "SELECT organisation_ids FROM outbox WHERE event = 'wound_case.escalated' "
         "AND patient_id = %s",

@@ -26,7 +26,7 @@ CPR_LIKE = "0101701234"  # people type their CPR number into the username field
 def own_client(settings) -> Iterator[TestClient]:
     """An app of its own whose first lock lasts 30 s (long enough that no test here sees it end
     on a loaded machine); the other limits are the defaults."""
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     own = msgspec.structs.replace(settings, signin_delay_base_s=30.0)
     with TestClient(app=create_app(own), raise_server_exceptions=False) as c:
@@ -80,7 +80,7 @@ def end_wait(db, key: bytes) -> None:
 
 
 def test_the_wait_doubles_after_each_failure_and_a_success_resets_it(settings, db, factory, care):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     own = msgspec.structs.replace(settings, signin_delay_base_s=30.0, signin_account_free=2)
     user = factory.user("nurse", care.nursing)
@@ -102,7 +102,7 @@ def test_the_wait_doubles_after_each_failure_and_a_success_resets_it(settings, d
 
 
 def test_a_wait_ends_by_itself(settings, db, factory, care):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     own = msgspec.structs.replace(settings, signin_delay_base_s=1.0, signin_account_free=1)
     user = factory.user("nurse", care.nursing)

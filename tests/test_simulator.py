@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from alerts.checks import evaluate
 from alerts.defaults import default_rules
 from alerts.rules import AbsoluteRule, InrRule, Obs, classify
-from devices.contract import PayloadError, parse_message
 from devices.sim_device import VirtualDevice, demo_scenarios, offline_windows
 from devices.sim_model import (
     MALFORMED_KINDS,
@@ -30,6 +29,7 @@ from devices.sim_model import (
     readings_for,
 )
 from telemed.catalogue.metrics import METRICS
+from telemed.device_contract import PayloadError, parse_message
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 COPD = [
@@ -299,8 +299,8 @@ def test_a_provisioned_device_publishes_through_the_broker(db, settings, factory
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from devices.contract import readings_topic, status_topic
     from devices.sim_mqtt import DeviceLink
+    from telemed.device_contract import readings_topic, status_topic
 
     provisioning = pytest.importorskip("devices.provisioning")
     broker = pytest.importorskip("devices.broker")

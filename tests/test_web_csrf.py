@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from telemed.web.csrf import HEADER, needs_check, uses_bearer
+from app.web.csrf import HEADER, needs_check, uses_bearer
 from tests.web_helpers import page_token, sign_in
 
 READING = {
@@ -25,7 +25,7 @@ def reading() -> dict:
 
 @pytest.fixture(scope="module")
 def browser(settings) -> Iterator[TestClient]:
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     with TestClient(app=create_app(settings), raise_server_exceptions=False) as c:
         yield c

@@ -16,7 +16,7 @@ from telemed import numbers
 from telemed.settings import REPO_ROOT
 
 CASES = json.loads((Path(__file__).parent / "number_cases.json").read_text())["cases"]
-READER = REPO_ROOT / "telemed" / "web" / "static" / "js" / "numbers.js"
+READER = REPO_ROOT / "app" / "web" / "static" / "js" / "numbers.js"
 RUN = """
 const reader = require(process.argv[1]);
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
@@ -50,7 +50,7 @@ def test_the_reader_reads_or_refuses_with_a_code(results, index):
 
 
 def test_every_refusal_code_the_reader_gives_has_a_text_and_is_documented():
-    from telemed.web.texts import TEXT
+    from app.web.texts import TEXT
 
     codes = {c["code"] for c in CASES if "code" in c}
     doc = (REPO_ROOT / "docs" / "errors.md").read_text()

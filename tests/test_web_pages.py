@@ -14,9 +14,12 @@ from tests.web_helpers import page_token, sign_in
 
 
 @pytest.fixture(scope="module")
-def browser(app) -> Iterator[TestClient]:
-    # A client of its own: its cookies must never reach the shared API client.
-    with TestClient(app=app, raise_server_exceptions=False) as c:
+def browser(settings) -> Iterator[TestClient]:
+    # A client of its own: its cookies must never reach the shared API client. And an app of
+    # its own: leaving a client's block closes its app's pool, which the shared client uses.
+    from app.asgi import create_app
+
+    with TestClient(app=create_app(settings), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -63,7 +66,7 @@ def test_the_specialist_lands_on_the_console(browser, care):
 
 
 def test_cookie_is_secure_when_settings_say_so(settings, care):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     app = create_app(msgspec.structs.replace(settings, secure_cookies=True))
     with TestClient(app=app, raise_server_exceptions=False) as client:
@@ -88,7 +91,7 @@ def test_cookie_is_secure_when_settings_say_so(settings, care):
 
 
 def test_cookie_is_secure_when_the_request_came_over_https(settings, care):
-    from telemed.app import create_app
+    from app.asgi import create_app
 
     with TestClient(app=create_app(settings), base_url="https://testserver.local") as client:
         response = sign_in(client, care.nurse.username, care.nurse.password)

@@ -18,9 +18,9 @@ from PIL import ExifTags, Image
 from psycopg.rows import dict_row
 
 from telemed import errors
-from telemed.wounds import cases, routing, steps
-from telemed.wounds.multipart import UploadLimits, clean_filename, read_form
 from tests import photos
+from wounds import cases, routing, steps
+from wounds.multipart import UploadLimits, clean_filename, read_form
 
 pytest.register_assert_rewrite("tests.wound_helpers")
 from tests.wound_helpers import (  # noqa: E402

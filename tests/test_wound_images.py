@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from telemed.wounds.images import COPENHAGEN, PhotoError, SanitizedPhoto, sanitize, sniff
 from tests import photos
+from wounds.images import COPENHAGEN, PhotoError, SanitizedPhoto, sanitize, sniff
 
 # JPEG markers a clean derivative may have: SOI, APP0 (JFIF), APP2 (ICC), DQT, SOFn, DHT, DRI, SOS.
 _ALLOWED_MARKERS = {0xD8, 0xE0, 0xE2, 0xDB, 0xC0, 0xC1, 0xC2, 0xC4, 0xDD, 0xDA}

@@ -13,9 +13,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from telemed.wounds import images, pngbands
-from telemed.wounds.images import PhotoError, sanitize
 from tests import photos
+from wounds import images, pngbands
+from wounds.images import PhotoError, sanitize
 
 # colour type -> (Pillow mode, bytes per pixel)
 COLOURS = {0: ("L", 1), 2: ("RGB", 3), 3: ("P", 1), 4: ("LA", 2), 6: ("RGBA", 4)}

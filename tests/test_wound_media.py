@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
+import msgspec
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from alerts.scheduler import Scheduler
-from telemed.wounds import media
-from telemed.wounds.storage import MediaMismatch, MediaStore, PhotoFiles, Staged
+from app import wiring
+from app.scheduler import Scheduler
+from wounds import media
+from wounds.storage import MediaMismatch, MediaStore, PhotoFiles, Staged
 
 pytest.register_assert_rewrite("tests.wound_helpers")
 from tests.wound_helpers import case_body, rows, unique_jpeg, upload  # noqa: E402
@@ -177,14 +179,15 @@ def test_an_upload_into_another_databases_folder_is_refused_and_leaves_nothing(
     assert not (foreign.root / "photos").exists() and not (foreign.root / "originals").exists()
 
 
-def test_the_scheduler_job_sweeps_its_media_folder(db, db_dsn, tmp_path) -> None:
+def test_the_scheduler_job_sweeps_its_media_folder(db, db_dsn, settings, tmp_path) -> None:
     store = MediaStore(tmp_path / "media")
     store.claim(installation(db))
     leftover = crash_leftover(store)
     age(store.photo_dir(leftover.photo_id), 2 * DAY)
 
     async def run() -> dict:
-        scheduler = Scheduler(db_dsn, instance="sweeper", media_dir=store.root)
+        own = msgspec.structs.replace(settings, media_dir=store.root)
+        scheduler = Scheduler(db_dsn, wiring.jobs(own), instance="sweeper")
         async with await psycopg.AsyncConnection.connect(db_dsn, row_factory=dict_row) as conn:
             return await scheduler.run_job(conn, "media_sweep")
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telemed.wounds.observations import (
+from wounds.observations import (
     CHANGES_PER_WEEK,
     FUT_WOUND_TYPE,
     TISSUE_SUM_TOLERANCE,

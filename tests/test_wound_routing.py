@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemed.wounds.routing import (
+from wounds.routing import (
     COPENHAGEN,
     PatientPlace,
     RoutingRule,

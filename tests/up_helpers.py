@@ -55,12 +55,12 @@ def _stat(pid: int) -> list[str] | None:
 
 
 class Up:
-    """`python -m telemed.cli up --no-demo …`, its output collected line by line."""
+    """`python -m app.cli up --no-demo …`, its output collected line by line."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.lines: list[tuple[float, str]] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telemed.cli", "up", "--no-demo", *args],
+            [sys.executable, "-m", "app.cli", "up", "--no-demo", *args],
             env=env,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,

@@ -27,14 +27,9 @@ def media_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def wound_app(settings, media_dir):
-    from telemed.api.wounds import routers
-    from telemed.app import create_app
+    from app.asgi import create_app
 
-    own = msgspec.structs.replace(settings, media_dir=media_dir)
-    app = create_app(own)
-    if any(route.path.startswith("/api/v1/wound-cases") for route in app.routes):
-        return app  # the controllers are wired into create_app already
-    return create_app(own, extra_routers=routers())
+    return create_app(msgspec.structs.replace(settings, media_dir=media_dir))
 
 
 @pytest.fixture(scope="session")

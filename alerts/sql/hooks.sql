@@ -11,8 +11,8 @@ SELECT set_config('jit', 'off', true),
        (SELECT version FROM rule_context_version) AS rule_context_version;
 
 -- name: context
--- Per patient of a batch: enrollments and the overrides in force (latest row per rule and field,
--- left out when that row is a reset), as JSON text decoded straight into Structs.
+-- Per patient of a batch: enrollments and the overrides in force (migration 0090), as JSON text
+-- decoded straight into Structs.
 SELECT p.id AS patient_id,
        coalesce((
            SELECT json_agg(json_build_object(
@@ -24,13 +24,7 @@ SELECT p.id AS patient_id,
            SELECT json_agg(json_build_object(
                       'rule_key', o.rule_key, 'field', o.field, 'value', o.value,
                       'set_by', o.set_by, 'set_at', o.set_at, 'reason', o.reason))
-           FROM (
-               SELECT DISTINCT ON (rule_key, field) *
-               FROM threshold_overrides
-               WHERE patient_id = p.id
-               ORDER BY rule_key, field, set_at DESC, id DESC
-           ) o
-           WHERE NOT o.reset
+           FROM overrides_in_force(p.id) o
        ), '[]')::text AS overrides
 FROM patients p
 -- The ids come as one array literal: psycopg builds array parameters element by element.

@@ -93,8 +93,4 @@ WITH u AS (
 SELECT c.*, p.pseudonym, h.organisation_id AS holder_id
 FROM changed c
 JOIN patients p ON p.id = c.patient_id
-LEFT JOIN LATERAL (
-    SELECT r.organisation_id FROM responsibility r
-    WHERE r.patient_id = c.patient_id AND r.since <= %(now)s
-    ORDER BY r.since DESC LIMIT 1
-) h ON true;
+LEFT JOIN LATERAL holder_at(c.patient_id, %(now)s) h ON true;

@@ -39,11 +39,7 @@ WITH u AS (
 SELECT c.*, p.pseudonym, h.organisation_id AS holder_id
 FROM changed c
 JOIN patients p ON p.id = c.patient_id
-LEFT JOIN LATERAL (
-    SELECT r.organisation_id FROM responsibility r
-    WHERE r.patient_id = c.patient_id AND r.since <= %(now)s
-    ORDER BY r.since DESC LIMIT 1
-) h ON true;
+LEFT JOIN LATERAL holder_at(c.patient_id, %(now)s) h ON true;
 
 -- name: insert_new
 -- Routed to the holder at the measured time of the first reading; a reading measured before the
@@ -64,12 +60,11 @@ WITH n AS (
            %(now)s, %(now)s
     FROM n
     LEFT JOIN LATERAL (
-        SELECT r.organisation_id FROM responsibility r
-        WHERE r.patient_id = n.patient_id
-        ORDER BY r.since <= n.first_measured_at DESC,
-                 CASE WHEN r.since <= n.first_measured_at THEN r.since END DESC,
-                 r.since
-        LIMIT 1
+        SELECT coalesce(
+            (SELECT h.organisation_id FROM holder_at(n.patient_id, n.first_measured_at) h),
+            (SELECT r.organisation_id FROM responsibility r WHERE r.patient_id = n.patient_id
+             ORDER BY r.since LIMIT 1)
+        ) AS organisation_id
     ) routed ON true
     ON CONFLICT (patient_id, rule_key) WHERE state <> 'resolved' DO NOTHING
     RETURNING *
@@ -77,20 +72,7 @@ WITH n AS (
 SELECT i.*, p.pseudonym, h.organisation_id AS holder_id
 FROM ins i
 JOIN patients p ON p.id = i.patient_id
-LEFT JOIN LATERAL (
-    SELECT r.organisation_id FROM responsibility r
-    WHERE r.patient_id = i.patient_id AND r.since <= %(now)s
-    ORDER BY r.since DESC LIMIT 1
-) h ON true;
-
--- name: insert_outbox
--- The rows telemed.outbox.enqueue writes, many at once, in the order given.
-INSERT INTO outbox (event, patient_id, organisation_ids, payload)
-SELECT e.event, e.patient_id,
-       ARRAY(SELECT jsonb_array_elements_text(e.organisation_ids)::uuid), e.payload
-FROM json_to_recordset(%(events)s::json)
-     AS e (n int, event text, patient_id uuid, organisation_ids jsonb, payload jsonb)
-ORDER BY e.n;
+LEFT JOIN LATERAL holder_at(i.patient_id, %(now)s) h ON true;
 
 -- name: transition
 -- Guarded by the states it may leave, so two clinicians acting at once cannot both succeed.
@@ -112,10 +94,7 @@ WITH changed AS (
 SELECT c.*, p.pseudonym, h.organisation_id AS holder_id
 FROM changed c
 JOIN patients p ON p.id = c.patient_id
-LEFT JOIN LATERAL (
-    SELECT organisation_id FROM responsibility r
-    WHERE r.patient_id = c.patient_id AND r.since <= now() ORDER BY r.since DESC LIMIT 1
-) h ON true;
+LEFT JOIN LATERAL holder_at(c.patient_id, now()) h ON true;
 
 -- name: insert_readings
 -- The breaching readings of each alert (alerts.ledger). A reading judged again whose breach

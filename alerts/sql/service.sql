@@ -4,13 +4,7 @@
 -- responsible for now (open ones stay with the old holder after a hand-over, and the new holder
 -- sees them too). Red first, then the most recently measured.
 WITH held AS (
-    SELECT r.patient_id
-    FROM responsibility r
-    WHERE r.organisation_id = %(org)s AND r.since <= now()
-      AND NOT EXISTS (
-          SELECT 1 FROM responsibility later
-          WHERE later.patient_id = r.patient_id AND later.since > r.since AND later.since <= now()
-      )
+    SELECT patient_id FROM held_by(%(org)s, now())
 ), visible AS (
     SELECT id FROM alerts WHERE organisation_id = %(org)s
     UNION

@@ -16,17 +16,11 @@ ORDER BY end_date IS NULL DESC, start_date DESC
 LIMIT 1;
 
 -- name: current_overrides
--- The override in force per rule and field: the latest row, unless that row is a reset.
+-- The override in force per rule and field (migration 0090).
 SELECT o.rule_key, o.field, o.value, o.set_by, u.full_name AS set_by_name, o.set_at, o.reason,
        o.explicit_removal
-FROM (
-    SELECT DISTINCT ON (rule_key, field) *
-    FROM threshold_overrides
-    WHERE patient_id = %(patient_id)s
-    ORDER BY rule_key, field, set_at DESC, id DESC
-) o
+FROM overrides_in_force(%(patient_id)s) o
 JOIN users u ON u.id = o.set_by
-WHERE NOT o.reset
 ORDER BY o.rule_key, o.field;
 
 -- name: override_history

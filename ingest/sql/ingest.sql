@@ -14,15 +14,6 @@ SET state = EXCLUDED.state, battery = EXCLUDED.battery, firmware = EXCLUDED.firm
     at = EXCLUDED.at
 WHERE device_status.at <= EXCLUDED.at;
 
--- name: recent_rejections
-SELECT r.id, r.received_at, r.topic, r.device_id, d.patient_id, r.message_id, r.reading_index,
-       r.reason, r.payload_size, r.content_type, substring(r.raw FROM 1 FOR 256) AS raw_head
-FROM rejected_messages r
-LEFT JOIN devices d ON d.id = r.device_id
-WHERE (%(device_id)s::text IS NULL OR r.device_id = %(device_id)s)
-ORDER BY r.received_at DESC, r.id DESC
-LIMIT %(limit)s;
-
 -- name: session_settings
 -- For the session of a writer (ingest.writer.Writer._connection says why).
 SELECT set_config('client_connection_check_interval', '1s', false),

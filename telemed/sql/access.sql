@@ -28,8 +28,8 @@ WHERE user_id = %(user_id)s AND revoked_at IS NULL;
 -- name: patient_relations
 -- The relations an organisation has to a patient now: 'responsible', 'serving', 'consulted'.
 SELECT 'responsible' AS relation
-FROM current_responsibility r
-WHERE r.patient_id = %(patient_id)s AND r.organisation_id = %(org)s
+FROM holder_at(%(patient_id)s, now()) h
+WHERE h.organisation_id = %(org)s
 UNION ALL
 SELECT c.relation
 FROM care_relations c
@@ -40,8 +40,7 @@ WHERE c.patient_id = %(patient_id)s AND c.organisation_id = %(org)s AND c.ended_
 SELECT p.id, p.pseudonym, p.name, p.date_of_birth, array_agg(DISTINCT s.relation) AS relations
 FROM patients p
 JOIN (
-    SELECT patient_id, 'responsible' AS relation FROM current_responsibility
-    WHERE organisation_id = %(org)s
+    SELECT patient_id, 'responsible' AS relation FROM held_by(%(org)s, now())
     UNION ALL
     SELECT patient_id, relation FROM care_relations
     WHERE organisation_id = %(org)s AND ended_at IS NULL

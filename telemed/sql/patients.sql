@@ -49,9 +49,7 @@ WHERE r.patient_id = %(patient_id)s
 ORDER BY r.since;
 
 -- name: responsible_at
-SELECT organisation_id FROM responsibility
-WHERE patient_id = %(patient_id)s AND since <= %(at)s
-ORDER BY since DESC LIMIT 1;
+SELECT organisation_id FROM holder_at(%(patient_id)s, %(at)s);
 
 -- name: insert_care_relation
 INSERT INTO care_relations (patient_id, organisation_id, relation, created_by)

@@ -55,7 +55,7 @@ def chromium():
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed in .venv")
     if not _chromium_present():
         pytest.skip(f"no Chromium at {CHROMIUM}, and scripts/browser-deps could not install it")
-    vendor = REPO_ROOT / "telemed" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
+    vendor = REPO_ROOT / "app" / "web" / "static" / "vendor" / "uPlot.iife.min.js"
     if not vendor.exists():
         subprocess.run([str(REPO_ROOT / "scripts" / "web-assets")], check=True, timeout=600)
     from playwright.sync_api import sync_playwright
@@ -122,22 +122,10 @@ def _console(tab: Tab, msg) -> None:
 
 
 def web_app(settings):
-    """The app as deployed, with the wound-case API and the event stream added where the app
-    does not serve them (yet)."""
-    from telemed.app import create_app
+    """The app as deployed."""
+    from app.asgi import create_app
 
-    app = create_app(settings)
-    paths = {route.path for route in app.routes}
-    extra = []
-    if "/api/v1/wound-cases" not in paths:
-        from telemed.api.wounds import routers
-
-        extra += routers()
-    if "/api/v1/events" not in paths:
-        from alerts.notify_api import EventController
-
-        extra.append(EventController)
-    return create_app(settings, extra_routers=extra) if extra else app
+    return create_app(settings)
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def ingest_worker(service_env, db, db_dsn, settings) -> Iterator[subprocess.Pope
         "TELEMED_INGEST_SESSION_EXPIRY_S": "5",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "telemed.cli", "ingest", "--slot", "0", "--batch-ms", "20"],
+        [sys.executable, "-m", "app.cli", "ingest", "--slot", "0", "--batch-ms", "20"],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -59,7 +59,7 @@ def publish(settings, device, payload: dict) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from devices.contract import readings_topic
+    from telemed.device_contract import readings_topic
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,

@@ -1,1 +1,0 @@
-"""Wound cases: photos made safe to store and show, and what nurse and specialist record."""
