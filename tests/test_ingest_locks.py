@@ -194,10 +194,12 @@ def test_a_batch_of_more_devices_than_a_transaction_takes_is_written_in_parts(
 CRASHING_WRITER = """
 import asyncio, sys, uuid
 from datetime import UTC, datetime, timedelta
+from app.wiring import register_reading_hooks
 from ingest.writer import Writer
 from telemed import readings
 from tests.alert_helpers import row
 
+register_reading_hooks()
 dsn, name, patient, nurse, space, other = sys.argv[1:]
 
 async def main():

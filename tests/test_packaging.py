@@ -319,8 +319,8 @@ from telemed.settings import load_settings
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-app = app.asgi.create_app(load_settings())
-server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+application = app.asgi.create_app(load_settings())
+server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_config=None))
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
 deadline = time.monotonic() + 60
