@@ -126,6 +126,9 @@ def test_retiring_dead_slots_while_devices_publish_stores_every_reading_exactly_
         done = telemed(rig, "ingest", *small, "retire-slot", str(slot))
         assert done.returncode == 0, done.stderr + done.stdout
         assert f"retired {rig.prefix}-{slot}:" in done.stdout, done.stdout
+        # The first connection's acknowledgements were all applied before its DISCONNECT: the
+        # checking connection got none of its messages again.
+        assert "handed over on connection 2" not in done.stderr, done.stderr
         handed.append(int(done.stdout.split(": ")[1].split(" messages")[0]))
     publisher.wait_for(len(publisher.ids) + 600)  # and afterwards, to slot 0 alone
     ids = publisher.stop()
