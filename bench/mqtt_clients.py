@@ -118,7 +118,7 @@ def drain_subscriber(kind: str, count: int) -> dict:
     sub._client.subscribe(READINGS_FILTER, qos=1)
     if not subacks.acquire(timeout=10):
         raise SystemExit(f"{kind}: the broker did not answer after the acknowledgements")
-    sub.pause()
+    sub.hold()
     sub.disconnect()
     return {"received": acked, "seconds": seconds, "cpu_s": cpu}
 

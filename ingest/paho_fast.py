@@ -1,7 +1,8 @@
 """Cheaper paho-mqtt 2.x receiving, for the worker's one hot path: a QoS 0/1 MQTT v5 PUBLISH.
 
-Two parts, both measured on the ingest benchmark and both leaving the wire format to paho's
-own code (property unpacking and validation):
+Two parts for speed, both measured on the ingest benchmark and both leaving the wire format to
+paho's own code (property unpacking and validation), and two for the worker's inflow (reading
+held, a round trip):
 
 - `DecodedProperties`. paho builds its property tables anew in every `Properties` object and,
   before each decode, deletes all 27 possible properties one by one (`hasattr` and
@@ -21,10 +22,24 @@ own code (property unpacking and validation):
   the rest: a `select` and three or four system calls per message. `LeanClient` reads the
   socket 64 KiB at a time into a buffer that `_sock_recv` serves from, and `loop_read` handles
   packets until both the buffer and the socket are empty, so that the loop's next `select`
-  never waits while a received packet is still in the buffer. The broker cannot send more than
-  the Receive Maximum of unacknowledged messages, which bounds one call.
+  never waits while a received packet is still in the buffer. The Receive Maximum does not
+  bound one call (Mosquitto 2.0.11 exceeds it once acknowledgements come, and may send all it
+  holds for the session): the `gate` does.
+- **Reading held** (`gate`, an `ingest.inbox.Gate`). Before each 64 KiB read the client asks
+  the gate, and while it is full leaves the socket alone: the broker's further messages wait in
+  the socket's buffers and then in the broker (TCP back-pressure), so the worker holds at most
+  the gate's bound and one read's worth more. Meanwhile `loop_read` waits for room, still
+  writing acknowledgements as they are queued, and wakes at least once a second for paho's
+  keep-alive. The broker's PINGRESP waits behind the messages not read, so while reading is
+  held no answer is awaited (`loop_misc`): paho's keep-alive still sends a PINGREQ once every
+  interval (nothing is received meanwhile), which the broker reads and counts as the client
+  being alive, and the client does not give the connection up for the missing answer. A dead
+  broker host still shows as a failed write; a hung broker process is noticed only once
+  reading goes on.
+- **A round trip** (`ping`, `pings_answered`): a PINGREQ whose PINGRESP says that the broker
+  has read and handled every packet sent before it, in order.
 
-Both replace or override paho's private code, so this module is written for one paho-mqtt
+These replace or override paho's private code, so this module is written for one paho-mqtt
 release, `WRITTEN_FOR`, pinned exactly in pyproject.toml and requirements.lock
 (tests/test_pins.py). With any other installed, importing it fails and says so, and the
 worker does not start: a private method that changed would otherwise be overridden blindly.
@@ -32,7 +47,10 @@ worker does not start: a private method that changed would otherwise be overridd
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 import paho.mqtt
 import paho.mqtt.client as mqtt
@@ -109,19 +127,38 @@ def parse_publish(
 Deliver = Callable[[int, int, str, bytes | bytearray, Properties], None]
 
 
+class Gate(Protocol):
+    """What the client asks before reading (ingest.inbox.Gate)."""
+
+    held: bool
+
+    def full(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
 _READ_SIZE = 65536
+HELD_WAKE_S = 1.0  # while reading is held: the longest wait between keep-alive checks
+_BLOCKED_WAKE_S = 0.05  # ... when the acknowledgements cannot be written at once
 
 
 class LeanClient(mqtt.Client):
     lean_deliver: Deliver | None = None
+    gate: Gate | None = None
     _rbuf: bytes = b""
     _rpos: int = 0
     _rsock: object = None
+    pings_sent = 0
+    pings_answered = 0
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rsock is not self._sock:  # a new connection: nothing buffered is of it
             self._rsock, self._rbuf, self._rpos = self._sock, b"", 0
         if self._rpos >= len(self._rbuf):
+            gate = self.gate
+            # Held only once connected: the CONNACK is always read.
+            if gate is not None and gate.full() and self.is_connected():
+                raise BlockingIOError  # what paho takes for "nothing to read now"
             data = super()._sock_recv(_READ_SIZE)  # BlockingIOError when there is nothing
             if not data:
                 return data  # the broker closed the connection
@@ -132,6 +169,11 @@ class LeanClient(mqtt.Client):
         return chunk
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        gate = self.gate
+        if gate is not None and gate.held:
+            rc = self._wait_for_room(gate)
+            if rc is not None:
+                return rc
         while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
@@ -140,6 +182,63 @@ class LeanClient(mqtt.Client):
                 return self._loop_rc_handle(rc)
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _wait_for_room(self, gate: Gate) -> MQTTErrorCode | None:
+        """Reading is held: write what is queued (acknowledgements) and wait for room, for up to
+        HELD_WAKE_S. None once reading may go on, else what `loop_read` returns."""
+        deadline = time.monotonic() + HELD_WAKE_S
+        while self._sock is not None and self.is_connected():
+            if self.want_write():
+                rc = self.loop_write()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if gate.wait(min(left, _BLOCKED_WAKE_S) if self.want_write() else left):
+                return None
+        return None  # not connected: nothing is held then
+
+    def loop_misc(self) -> MQTTErrorCode:
+        gate = self.gate
+        if gate is not None and gate.held:
+            # The PINGRESP waits behind what is not read: none is awaited while reading is
+            # held (paho would otherwise close the connection a keep-alive after its PINGREQ);
+            # paho's keep-alive still sends a PINGREQ each interval, which the broker reads.
+            self._ping_t = 0.0
+        return super().loop_misc()
+
+    # --- the round trip -------------------------------------------------------------------
+
+    _ping_lock = threading.Lock()
+
+    def ping(self) -> int | None:
+        """Send a PINGREQ (from any thread); its number on this connection, answered once
+        `pings_answered` reaches it. None when it could not be queued."""
+        with self._ping_lock:
+            rc = super()._send_pingreq()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return None
+            self.pings_sent += 1
+            return self.pings_sent
+
+    def _send_pingreq(self) -> MQTTErrorCode:  # paho's keep-alive, counted alike
+        with self._ping_lock:
+            rc = super()._send_pingreq()
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self.pings_sent += 1
+            return rc
+
+    def _handle_pingresp(self) -> MQTTErrorCode:
+        rc = super()._handle_pingresp()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.pings_answered += 1
+        return rc
+
+    def _handle_connack(self) -> MQTTErrorCode:
+        with self._ping_lock:  # a new connection: the pings of the old one are not answered
+            self.pings_sent = self.pings_answered = 0
+        return super()._handle_connack()
 
     def _handle_publish(self) -> MQTTErrorCode:
         deliver = self.lean_deliver

@@ -123,11 +123,11 @@ class _Link:
             raise Aborted(f"the broker refused the UNSUBSCRIBE: {refused}")
 
     async def leave(self, *, end_session: bool) -> None:
-        await asyncio.to_thread(self.sub.pause)
-        if end_session:
-            await asyncio.to_thread(self.sub.end_session)
-        else:
-            await asyncio.to_thread(self.sub.disconnect)
+        """Every acknowledgement applied by the broker, then DISCONNECT (ingest.mqtt, "Leaving");
+        what arrives meanwhile is not taken, and stays in the session."""
+        self.sub.hold()
+        self.inbox.close()
+        await asyncio.to_thread(self.sub.disconnect, end_session=end_session)
         await asyncio.to_thread(self.sub.close)
 
 

@@ -84,6 +84,10 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     session_expiry_s: int = 7 * 86400  # TELEMED_INGEST_SESSION_EXPIRY_S
     device_cache_s: float = 10.0  # TELEMED_INGEST_DEVICE_CACHE_S
     lanes: int = 2  # TELEMED_INGEST_LANES, at least 1
+    # The most messages waiting for a batch before the worker stops reading from the broker
+    # (it reads again at half); 0: (lanes + 1) x batch size. docs/ingest.md, "MQTT session".
+    inbox_max: int = 0  # TELEMED_INGEST_INBOX_MAX, at least 0
+    keepalive_s: int = 30  # TELEMED_INGEST_KEEPALIVE_S, 1 to 65535
 
 
 class WoundSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -292,6 +296,8 @@ def _ingest(e: Mapping[str, str]) -> IngestSettings:
         session_expiry_s=_get(e, "TELEMED_INGEST_SESSION_EXPIRY_S", int, d.session_expiry_s),
         device_cache_s=_get(e, "TELEMED_INGEST_DEVICE_CACHE_S", float, d.device_cache_s),
         lanes=max(1, _get(e, "TELEMED_INGEST_LANES", int, d.lanes)),
+        inbox_max=_get(e, "TELEMED_INGEST_INBOX_MAX", int, d.inbox_max),
+        keepalive_s=_get(e, "TELEMED_INGEST_KEEPALIVE_S", int, d.keepalive_s),
     )
 
 

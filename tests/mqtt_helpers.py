@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -34,6 +35,7 @@ from telemed.device_contract import OFFLINE_PAYLOAD, readings_topic, status_topi
 from telemed.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")
+PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
 
 def wait_for(
@@ -358,3 +360,21 @@ class Ingest:
     @property
     def device_id(self) -> str:
         return self.device.device_id
+
+
+def restart_postgres(service_env: dict[str, str], stopped: Callable[[], None]) -> None:
+    """Stop the test PostgreSQL (only it), run `stopped`, start it again with scripts/services."""
+    pgdata = (Path(service_env["TELEMED_STATE_DIR"]) / "pg").resolve()
+    cmd = [PG_CTL, "-D", str(pgdata), "-m", "fast", "-w", "-t", "60", "stop"]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", pgdata.owner(), "--", *cmd]
+    subprocess.run(cmd, check=True, cwd="/", capture_output=True)
+    try:
+        stopped()
+    finally:
+        subprocess.run(
+            [str(REPO_ROOT / "scripts" / "services"), "start"],
+            env={**os.environ, **service_env},
+            check=True,
+            capture_output=True,
+        )

@@ -18,7 +18,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from telemed.settings import REPO_ROOT, Settings
-from tests.mqtt_helpers import DeviceLink, IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import (
+    DeviceLink,
+    IngestRig,
+    message,
+    open_rig,
+    restart_postgres,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -119,6 +126,9 @@ def test_retiring_dead_slots_while_devices_publish_stores_every_reading_exactly_
         done = telemed(rig, "ingest", *small, "retire-slot", str(slot))
         assert done.returncode == 0, done.stderr + done.stdout
         assert f"retired {rig.prefix}-{slot}:" in done.stdout, done.stdout
+        # The first connection's acknowledgements were all applied before its DISCONNECT: the
+        # checking connection got none of its messages again.
+        assert "handed over on connection 2" not in done.stderr, done.stderr
         handed.append(int(done.stdout.split(": ")[1].split(" messages")[0]))
     publisher.wait_for(len(publisher.ids) + 600)  # and afterwards, to slot 0 alone
     ids = publisher.stop()
@@ -173,10 +183,8 @@ def test_retire_slot_refuses_a_running_slot_and_a_group_without_other_members(
 def test_a_slot_keeps_its_lock_across_a_database_restart(
     rig: IngestRig, service_env: dict[str, str]
 ) -> None:
-    from tests.test_ingest_faults import _restart_postgres
-
     worker = rig.start(0)
-    _restart_postgres(service_env, lambda: None)
+    restart_postgres(service_env, lambda: None)
     wait_for(lambda: worker.saw("slot 0's lock taken again"), timeout=60, what="the lock again")
     second = telemed(rig, "ingest", "--slot", "0")
     assert second.returncode == 3, second.stderr

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import msgspec
 import psycopg
@@ -19,10 +16,15 @@ import pytest
 from devices.broker import sync_broker
 from devices.provisioning import revoke
 from telemed.device_contract import readings_topic
-from telemed.settings import REPO_ROOT
-from tests.mqtt_helpers import DeviceLink, IngestRig, IngestWorker, message, open_rig, wait_for
-
-PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
+from tests.mqtt_helpers import (
+    DeviceLink,
+    IngestRig,
+    IngestWorker,
+    message,
+    open_rig,
+    restart_postgres,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -57,24 +59,6 @@ def test_kill_9_with_messages_in_flight_then_the_same_slot_stores_exactly_the_se
     assert _ids(rig, device.device_id) == ids
 
 
-def _restart_postgres(service_env: dict[str, str], stopped: Callable[[], None]) -> None:
-    """Stop the test PostgreSQL (only it), run `stopped`, start it again with scripts/services."""
-    pgdata = (Path(service_env["TELEMED_STATE_DIR"]) / "pg").resolve()
-    cmd = [PG_CTL, "-D", str(pgdata), "-m", "fast", "-w", "-t", "60", "stop"]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", pgdata.owner(), "--", *cmd]
-    subprocess.run(cmd, check=True, cwd="/", capture_output=True)
-    try:
-        stopped()
-    finally:
-        subprocess.run(
-            [str(REPO_ROOT / "scripts" / "services"), "start"],
-            env={**os.environ, **service_env},
-            check=True,
-            capture_output=True,
-        )
-
-
 def test_the_database_restarting_while_devices_publish_loses_nothing(
     rig: IngestRig, service_env: dict[str, str], settings
 ) -> None:
@@ -91,7 +75,7 @@ def test_the_database_restarting_while_devices_publish_loses_nothing(
         wait_for(lambda: worker.saw("database unavailable"), what="the worker to notice")
         assert worker.alive
 
-    _restart_postgres(service_env, while_down)
+    restart_postgres(service_env, while_down)
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
 
         def stored() -> list[str]:

@@ -20,8 +20,10 @@ from telemed.settings import REPO_ROOT
 from tests import lockfile
 
 INTERNALS = {
-    "paho-mqtt": "ingest/paho_fast.py replaces paho's private Properties in paho.mqtt._packet "
-    "and overrides the private Client._sock_recv, loop_read and _handle_publish",
+    "paho-mqtt": "ingest/paho_fast.py replaces paho's private Properties in paho.mqtt._packet, "
+    "overrides the private Client._sock_recv, _handle_publish, _send_pingreq, _handle_pingresp "
+    "and _handle_connack and the public loop_read and loop_misc, and clears the private _ping_t "
+    "(the PINGRESP awaited) while reading is held",
     "msgspec": "telemed/errors.py reads msgspec's validation messages to give each refusal its "
     "code (tests/test_error_codes.py holds each wording)",
     "pillow": "telemed/wounds/images.py bounds a photo's memory with decode costs measured on "
