@@ -175,11 +175,11 @@ def _plan(db: psycopg.Connection, sql: str, params: dict) -> list[dict]:
         ("SELECT * FROM overrides_in_force(%(patient)s)", "threshold_overrides_current"),
         (HOOKS.context, "threshold_overrides_current"),
         (LIFECYCLE.insert_new, "responsibility_patient_id_since_key"),
-        (LIFECYCLE.update_open, "responsibility_patient_id_since_key"),
+        (LIFECYCLE.update_alerts, "responsibility_patient_id_since_key"),
         (SERVICE.triage, "responsibility_org"),
     ],
     ids=["holder_at", "held_by", "current_responsibility", "overrides_in_force", "hooks.context",
-         "lifecycle.insert_new", "lifecycle.update_open", "service.triage"],
+         "lifecycle.insert_new", "lifecycle.update_alerts", "service.triage"],
 )  # fmt: skip
 def test_the_rules_are_inlined_and_use_their_indexes(db, care, sql: str, index: str) -> None:
     new = [{"patient_id": str(care.patient), "rule_key": "absolute:spo2", "metric": "spo2",
@@ -188,7 +188,7 @@ def test_the_rules_are_inlined_and_use_their_indexes(db, care, sql: str, index: 
             "last_value": 80, "count": 1}]  # fmt: skip
     params = {"patient": care.patient, "org": care.hospital, "now": datetime.now(UTC),
               "patient_ids": "{" + str(care.patient) + "}", "new": json.dumps(new),
-              "merged": "[]", "states": ["open"], "severity": None, "program": None,
+              "rows": "[]", "states": ["open"], "severity": None, "program": None,
               "limit": 10}  # fmt: skip
     nodes = _plan(db, sql, params)
     ours = {"holder_at", "held_by", "overrides_in_force"}
