@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -104,7 +105,10 @@ def main() -> int:
     finally:
         services.drop_database(dsn)
     out = {
-        "command": "python bench/audit_chain.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python bench/audit_chain.py", *sys.argv[1:]]),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "loadavg_before": round(load_before, 2),

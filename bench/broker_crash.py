@@ -31,6 +31,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -257,6 +258,7 @@ def main() -> None:
         r["throughput_ratio"] = round(r["throughput_msg_s"] / base, 2)
     out = {
         "benchmark": "broker_crash",
+        "command": " ".join(["python -m bench.broker_crash", *sys.argv[1:]]),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": common.git("rev-parse", "--short", "HEAD"),
         "machine": common.machine(),

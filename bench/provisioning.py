@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -224,6 +225,7 @@ def main() -> None:
     base_max = puback["baseline"]["max_ms"] or 1
     result = {
         "benchmark": "provisioning",
+        "command": " ".join(["python -m bench.provisioning", *sys.argv[1:]]),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": common.git("rev-parse", "--short", "HEAD"),
         "machine": common.machine(),

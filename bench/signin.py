@@ -352,6 +352,7 @@ def main() -> int:
             "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2),
         },
+        "command": " ".join(["python bench/signin.py", *sys.argv[1:]]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit() if args.repo == REPO else f"served from {args.repo}",
     }

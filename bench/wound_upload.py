@@ -299,6 +299,10 @@ def commit() -> str:
     return out.stdout.decode().strip() + ("+dirty" if dirty.returncode else "")
 
 
+def command() -> str:
+    return " ".join(["python bench/wound_upload.py", *sys.argv[1:]])
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -388,7 +392,12 @@ def main() -> int:
     memory["png"] = {"bytes": len(png), "width": 7000, "height": 7000, "mode": "RGBA"}
     if args.memory_only:
         result = {**json.loads(args.output.read_text()), **memory}
-        result["memory_measured"] = {"date": now(), "commit": commit(), "load": load(load_before)}
+        result["memory_measured"] = {
+            "command": command(),
+            "date": now(),
+            "commit": commit(),
+            "load": load(load_before),
+        }
         args.output.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(memory, indent=2))
         return 0
@@ -416,6 +425,7 @@ def main() -> int:
             "python": platform.python_version(),
             **load(load_before),
         },
+        "command": command(),
         "date": now(),
         "commit": commit(),
     }
