@@ -74,6 +74,16 @@ def _mqtt_kinds(result: dict) -> list[tuple[str, dict]]:
     return rows
 
 
+def _inflow_kinds(result: dict) -> list[tuple[str, dict]]:
+    """Each variant's medians with its rounds, then the same-run ratios (bounded / unbounded)."""
+    rows = []
+    for kind, summary in result["summary"].items():
+        rounds = [r for r in result["runs"] if r["kind"] == kind]
+        label = {"bounded": f"bounded (mark {num(result.get('mark'))})"}.get(kind, kind)
+        rows.append((label.replace("_vs_", " / "), {**summary, "rounds": rounds}))
+    return rows
+
+
 def _crash_settings(result: dict) -> list[tuple[str, dict]]:
     return [(f"`{s['setting']}`", s) for s in result["settings"].values()]
 
@@ -248,6 +258,21 @@ BLOCKS: dict[str, Block] = {
                 lambda d: span([r["client_cpu_us_per_message"] for r in d["rounds"]]),
             ),
             col("left unacknowledged", "left_unacknowledged"),
+        ],
+    ),
+    "inflow": Block(
+        files=["inflow.json"],
+        items=_inflow_kinds,
+        item_header="variant",
+        columns=[
+            col("messages/s", "messages_per_s"),
+            col("client CPU µs/message", "client_cpu_us_per_message"),
+            col("peak waiting", "peak_waiting"),
+            col("RSS growth MiB", "rss_growth_mib"),
+            col("left unacknowledged", "left_unacknowledged"),
+            ("messages/s, rounds", lambda d: span([r["messages_per_s"] for r in d["rounds"]])),
+            ("peak waiting, rounds", lambda d: span([r["peak_waiting"] for r in d["rounds"]])),
+            ("reading held, rounds", lambda d: span([r["holds"] for r in d["rounds"]])),
         ],
     ),
     "audit-chain": Block(
