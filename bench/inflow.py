@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import common
-from bench.mqtt_clients import Session
+from bench.mqtt_clients import Session, leftover, open_session
 from telemed.device_contract import READINGS_FILTER
 from telemed.settings import load_settings
 
@@ -153,7 +153,7 @@ def measure(args: argparse.Namespace) -> dict:
         s = Session(settings, _client_id(kind), clean=False)
         s.close(end=True)  # nothing left from an earlier run
     for kind in KINDS:
-        _open(settings, kind)
+        open_session(settings, _client_id(kind))
     load_before = os.getloadavg()
     runs = []
     for r in range(args.rounds):
@@ -168,28 +168,12 @@ def measure(args: argparse.Namespace) -> dict:
         for kind in order:
             found = run_child(env, kind, args)
             found["round"] = r
-            found["left_unacknowledged"] = _leftover(settings, kind)
+            found["left_unacknowledged"] = leftover(settings, _client_id(kind))
             runs.append(found)
             print(json.dumps(found), flush=True)
     for kind in KINDS:
         Session(settings, _client_id(kind), clean=False).close(end=True)
     return {"runs": runs, "load_before": [round(x, 2) for x in load_before]}
-
-
-def _open(settings, kind: str) -> None:
-    s = Session(settings, _client_id(kind), clean=True)
-    s.client.subscribe(READINGS_FILTER, qos=1)
-    if not s.subscribed.wait(10):
-        raise SystemExit(f"{kind}: no SUBACK")
-    s.close()
-
-
-def _leftover(settings, kind: str) -> int:
-    """Messages the session still holds: what a new connection receives within a second."""
-    s = Session(settings, _client_id(kind), clean=False)
-    time.sleep(1.0)
-    s.close()
-    return s.received
 
 
 def summarise(runs: list[dict]) -> dict:

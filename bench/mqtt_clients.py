@@ -201,17 +201,18 @@ class Session:
         self.client.loop_stop()
 
 
-def open_session(settings, kind: str) -> None:
-    s = Session(settings, _client_id(kind), clean=True)
+def open_session(settings, client_id: str) -> None:
+    """A persistent session subscribed to every device's readings, left for the broker to fill."""
+    s = Session(settings, client_id, clean=True)
     s.client.subscribe(READINGS_FILTER, qos=1)
     if not s.subscribed.wait(10):
-        raise SystemExit(f"{kind}: no SUBACK")
+        raise SystemExit(f"{client_id}: no SUBACK")
     s.close()
 
 
-def leftover(settings, kind: str) -> int:
+def leftover(settings, client_id: str) -> int:
     """Messages the session still holds: what a new connection receives within a second."""
-    s = Session(settings, _client_id(kind), clean=False)
+    s = Session(settings, client_id, clean=False)
     time.sleep(1.0)
     s.close()
     return s.received
@@ -246,7 +247,7 @@ def measure(args: argparse.Namespace) -> dict:
         devices = common.provision_pool(conn, settings, args.devices)
     kinds = args.kinds
     for kind in kinds:
-        open_session(settings, kind)
+        open_session(settings, _client_id(kind))
     load_before = os.getloadavg()
     runs = []
     for r in range(args.rounds):
@@ -261,7 +262,7 @@ def measure(args: argparse.Namespace) -> dict:
         for kind in order:
             found = run_child(env, kind, args.count)
             found["round"] = r
-            found["left_unacknowledged"] = leftover(settings, kind)
+            found["left_unacknowledged"] = leftover(settings, _client_id(kind))
             runs.append(found)
             print(json.dumps(found), flush=True)
     for kind in kinds:
