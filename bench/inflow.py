@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import common
-from bench.mqtt_clients import Session, leftover, open_session
+from bench.mqtt_clients import drain_rounds
 from telemed.device_contract import READINGS_FILTER
 from telemed.settings import load_settings
 
@@ -144,36 +143,13 @@ def run_child(env: dict[str, str], kind: str, args: argparse.Namespace) -> dict:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    env = common.start_services()
-    settings = load_settings(env)
-    common.fresh_database(env["TELEMED_DSN"])
-    with common.connect(env["TELEMED_DSN"]) as conn:
-        devices = common.provision_pool(conn, settings, args.devices)
-    for kind in KINDS:
-        s = Session(settings, _client_id(kind), clean=False)
-        s.close(end=True)  # nothing left from an earlier run
-    for kind in KINDS:
-        open_session(settings, _client_id(kind))
-    load_before = os.getloadavg()
-    runs = []
-    for r in range(args.rounds):
-        job = common.PublishJob(
-            host=settings.mqtt_host, port=settings.mqtt_port, devices=devices, phase=f"r{r}",
-            count=args.count, rate=0, shape="kit", start_at=time.time(), seed=r + 1,
-        )  # fmt: skip
-        published = common.publish(job)
-        if published.acked != args.count:
-            raise SystemExit(f"the broker acknowledged {published.acked} of {args.count}")
-        order = KINDS if r % 2 == 0 else KINDS[::-1]  # each variant goes first in turn
-        for kind in order:
-            found = run_child(env, kind, args)
-            found["round"] = r
-            found["left_unacknowledged"] = leftover(settings, _client_id(kind))
-            runs.append(found)
-            print(json.dumps(found), flush=True)
-    for kind in KINDS:
-        Session(settings, _client_id(kind), clean=False).close(end=True)
-    return {"runs": runs, "load_before": [round(x, 2) for x in load_before]}
+    kinds = list(KINDS)
+    return drain_rounds(
+        args.count, args.rounds, kinds, lambda env, kind: run_child(env, kind, args),
+        # each variant goes first in turn
+        lambda r: kinds if r % 2 == 0 else kinds[::-1],
+        args.devices, _client_id,
+    )  # fmt: skip
 
 
 def summarise(runs: list[dict]) -> dict:
