@@ -205,7 +205,7 @@ BLOCKS: dict[str, Block] = {
         ],
     ),
     "provisioning-run": Block(
-        files=["provisioning.json"],
+        files=["provisioning.json", "runs/provisioning-*.json"],
         columns=[
             col("enrolled devices", "enrolment.devices"),
             col("enrolment s / devices/s", "enrolment.seconds", "enrolment.per_second"),
@@ -216,7 +216,7 @@ BLOCKS: dict[str, Block] = {
         ],
     ),
     "provisioning-puback": Block(
-        files=["provisioning.json"],
+        files=["provisioning.json", "runs/provisioning-*.json"],
         items=_puback,
         item_header="phase",
         columns=[
