@@ -26,22 +26,14 @@ from typing import Any
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # apscheduler 3 ships no type hints
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
-from telemed.db import AsyncConn, Pool, connect_async, one_row
+from telemed.db import KEEPALIVE, AsyncConn, Pool, connect_async, create_pool, one_row
 from telemed.jobs import Job
 
 log = logging.getLogger("telemed.scheduler")
 
 LOCK_KEY = 0x7E1E_5C4E  # pg_advisory_lock key of the scheduler leader, one per database
-_KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
 
 
 def _utcnow() -> datetime:
@@ -90,7 +82,7 @@ class Scheduler:
                     self.dsn,
                     autocommit=True,
                     application_name="telemed-scheduler-lock",
-                    **_KEEPALIVE,
+                    **KEEPALIVE,
                 ) as lock_conn:
                     if await self._acquire(lock_conn, stop):
                         await self._lead(lock_conn, stop)
@@ -113,13 +105,8 @@ class Scheduler:
 
     async def _lead(self, lock_conn: AsyncConn, stop: asyncio.Event) -> None:
         started = time.monotonic()
-        pool: Pool = AsyncConnectionPool(
-            self.dsn,
-            connection_class=AsyncConn,
-            min_size=1,
-            max_size=4,
-            open=False,
-            kwargs={"application_name": "telemed-scheduler", "row_factory": dict_row, **_KEEPALIVE},
+        pool = create_pool(
+            self.dsn, min_size=1, max_size=4, application_name="telemed-scheduler", **KEEPALIVE
         )
         await pool.open(wait=True, timeout=30)
         sched = AsyncIOScheduler(timezone=UTC)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from telemed import alarms
-from telemed.db import Queries, SyncConn, connect_sync, one_row
+from telemed.db import KEEPALIVE, Queries, SyncConn, connect_sync, one_row
 from telemed.settings import SupervisorSettings
 
 log = logging.getLogger("telemed.up")
@@ -245,11 +245,9 @@ class SupervisorLock:
             )
 
     def _connect(self) -> SyncConn:
-        self._conn = psycopg.connect(
-            self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
-            application_name=self.name, connect_timeout=5, keepalives=1, keepalives_idle=10,
-            keepalives_interval=5, keepalives_count=3,
-        )  # fmt: skip
+        self._conn = connect_sync(
+            self.dsn, autocommit=True, application_name=self.name, connect_timeout=5, **KEEPALIVE
+        )
         return self._conn
 
     def check(self, every_s: float = 5.0) -> None:

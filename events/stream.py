@@ -34,18 +34,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
 from events import notify
 from events.outbox import CHANNEL
 from telemed import audit, auth
 from telemed.access import CLINICAL_RELATIONS, Actor
-from telemed.db import AsyncConn, Pool, one_row
+from telemed.db import KEEPALIVE, AsyncConn, Pool, connect_async, one_row
 from telemed.settings import EventStreamSettings
 
 log = logging.getLogger("telemed.events")
@@ -54,16 +52,6 @@ RETRY_MS = 2000
 QUEUE_MAX = 1000
 
 
-class Keepalive(TypedDict):
-    """libpq's TCP keepalive parameters (seconds), so a LISTEN connection notices a dead peer."""
-
-    keepalives: int
-    keepalives_idle: int
-    keepalives_interval: int
-    keepalives_count: int
-
-
-KEEPALIVE = Keepalive(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 REPLAY_PAGE = 500
 
 _ROWS = (
@@ -141,12 +129,8 @@ class OutboxHub:
         connected_before = False
         while self.subs:
             try:
-                async with await AsyncConnection.connect(
-                    self.dsn,
-                    autocommit=True,
-                    row_factory=dict_row,
-                    application_name="telemed-events",
-                    **KEEPALIVE,
+                async with await connect_async(
+                    self.dsn, autocommit=True, application_name="telemed-events", **KEEPALIVE
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     if connected_before:

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-from telemed.db import AsyncConn, Queries
+from telemed.db import KEEPALIVE, AsyncConn, Queries, connect_async
 
 log = logging.getLogger("ingest.slots")
 Q = Queries("slots", folder=Path(__file__).parent / "sql")
@@ -80,17 +78,10 @@ class SlotRow(msgspec.Struct, kw_only=True):
 
 async def connect(dsn: str, application_name: str) -> AsyncConn:
     # Keepalives, so that a connection to a vanished server is noticed within a minute.
-    return await AsyncConnection.connect(
-        dsn,
-        autocommit=True,
-        row_factory=dict_row,
-        application_name=application_name[:63],
-        connect_timeout=5,
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=5,
-        keepalives_count=3,
-    )
+    return await connect_async(
+        dsn, autocommit=True, application_name=application_name[:63], connect_timeout=5,
+        **KEEPALIVE,
+    )  # fmt: skip
 
 
 async def describe_holder(conn: AsyncConn, slot: Slot) -> str:

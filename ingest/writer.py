@@ -23,8 +23,6 @@ from pathlib import Path
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
 from ingest.batch import (
     MAX_DEVICES,
@@ -38,7 +36,7 @@ from ingest.batch import (
     whole_rejection,
 )
 from telemed import readings
-from telemed.db import AsyncConn, Queries
+from telemed.db import AsyncConn, Queries, connect_async
 from telemed.logs import describe_error
 
 log = logging.getLogger("ingest.writer")
@@ -113,10 +111,9 @@ class Writer:
 
     async def _connection(self) -> AsyncConn:
         if self._conn is None or self._conn.closed:
-            conn = await AsyncConnection.connect(
+            conn = await connect_async(
                 self._dsn,
                 autocommit=True,
-                row_factory=dict_row,
                 application_name=self._application_name,
                 connect_timeout=5,
             )

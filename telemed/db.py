@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, LiteralString, TypeAlias, cast
+from typing import Any, LiteralString, TypeAlias, TypedDict, cast
 
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import DictRow, dict_row
@@ -65,7 +65,16 @@ class Queries:
             raise AttributeError(name) from None
 
 
-def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    application_name: str = "telemed",
+    **connect: Any,
+) -> Pool:
+    """A pool (not yet open) of dict-row connections, each checked when handed out; `connect`
+    goes to every connection (KEEPALIVE, for one)."""
     return AsyncConnectionPool(
         dsn,
         connection_class=AsyncConn,
@@ -73,8 +82,21 @@ def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
         max_size=max_size,
         open=False,
         check=AsyncConnectionPool.check_connection,
-        kwargs={"application_name": "telemed", "row_factory": dict_row},
+        kwargs={"application_name": application_name, "row_factory": dict_row, **connect},
     )
+
+
+class Keepalive(TypedDict):
+    """libpq's TCP keepalive parameters (seconds), so that a connection held open for long (a
+    LISTEN, a lock) notices a vanished server or peer within about a minute."""
+
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+
+
+KEEPALIVE = Keepalive(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 
 
 async def connect_async(dsn: str, **kwargs: Any) -> AsyncConn:
