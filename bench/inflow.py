@@ -31,14 +31,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import common
-from bench.mqtt_clients import drain_rounds
+from bench.mqtt_clients import child_drain, drain_rounds
 from telemed.device_contract import READINGS_FILTER
 from telemed.settings import load_settings
 
@@ -121,22 +120,14 @@ async def drain(kind: str, count: int, mark: int, commit_ms: float) -> dict:
 
 
 def run_child(env: dict[str, str], kind: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "bench.inflow", "--child", kind, "--count", str(args.count),
-           "--mark", str(args.mark), "--commit-ms", str(args.commit_ms)]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, cwd=common.REPO, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
-    n = found["received"]
+    found = child_drain(
+        "bench.inflow", env, kind,
+        ["--count", str(args.count), "--mark", str(args.mark), "--commit-ms", str(args.commit_ms)],
+    )  # fmt: skip
+    keys = ("kind", "messages", "seconds", "messages_per_s", "client_cpu_us_per_message",
+            "peak_waiting", "holds")  # fmt: skip
     return {
-        "kind": kind,
-        "messages": n,
-        "seconds": round(found["seconds"], 3),
-        "messages_per_s": round(n / found["seconds"]),
-        "client_cpu_us_per_message": round(1e6 * found["cpu_s"] / n, 1),
-        "peak_waiting": found["peak_waiting"],
-        "holds": found["holds"],
+        **{key: found[key] for key in keys},
         "rss_growth_mib": round((found["rss_peak_kib"] - found["rss_before_kib"]) / 1024, 1),
         "acks_confirmed": found["acks_confirmed"],
     }

@@ -225,24 +225,35 @@ def leftover(settings, client_id: str) -> int:
     return s.received
 
 
-def run_child(env: dict[str, str], kind: str, count: int) -> dict:
-    before = common.cpu_seconds([])["mosquitto"]
+def child_drain(module: str, env: dict[str, str], kind: str, args: list[str]) -> dict:
+    """Run `python -m module --child kind args…`, which drains its session and prints what it
+    found as its last line of JSON; that, with the rates every drain reports."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.mqtt_clients", "--child", kind, "--count", str(count)],
+        [sys.executable, "-m", module, "--child", kind, *args],
         env=env, cwd=common.REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    broker = common.cpu_seconds([])["mosquitto"] - before
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     n = found["received"]
     return {
+        **found,
         "kind": kind,
         "messages": n,
         "seconds": round(found["seconds"], 3),
         "messages_per_s": round(n / found["seconds"]),
         "client_cpu_us_per_message": round(1e6 * found["cpu_s"] / n, 1),
-        "broker_cpu_us_per_message": round(1e6 * broker / n, 1),
+    }
+
+
+def run_child(env: dict[str, str], kind: str, count: int) -> dict:
+    before = common.cpu_seconds([])["mosquitto"]
+    found = child_drain("bench.mqtt_clients", env, kind, ["--count", str(count)])
+    broker = common.cpu_seconds([])["mosquitto"] - before
+    keys = ("kind", "messages", "seconds", "messages_per_s", "client_cpu_us_per_message")
+    return {
+        **{key: found[key] for key in keys},
+        "broker_cpu_us_per_message": round(1e6 * broker / found["messages"], 1),
     }
 
 
