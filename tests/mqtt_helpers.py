@@ -33,9 +33,10 @@ from devices.broker import sync_broker
 from devices.provisioning import ProvisionedDevice, provision
 from telemed.device_contract import OFFLINE_PAYLOAD, readings_topic, status_topic
 from telemed.settings import REPO_ROOT, Settings
+from tests import services
 
 T = TypeVar("T")
-PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
+PG_CTL = str(services.PG_BIN / "pg_ctl")
 
 
 def wait_for(

@@ -23,6 +23,8 @@ from telemed.migrate import apply_migrations
 from telemed.settings import REPO_ROOT, Settings, load_settings
 
 TEST_STATE = REPO_ROOT / ".dev" / "test"
+# The PostgreSQL 15 programs scripts/services runs (PG_BIN there).
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TEST_ENV = {
     "TELEMED_STATE_DIR": str(TEST_STATE),
     "TELEMED_PG_PORT": os.environ.get("TELEMED_TEST_PG_PORT", "55442"),

@@ -11,15 +11,15 @@ import difflib
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import psycopg
 
 from telemed.migrate import apply_migrations
 from telemed.settings import REPO_ROOT
+from tests import services
 
 SNAPSHOT = REPO_ROOT / "docs" / "schema.sql"
-PG_DUMP = Path("/usr/lib/postgresql/15/bin/pg_dump")
+PG_DUMP = services.PG_BIN / "pg_dump"
 # What differs between two dumps of the same schema: the server's and pg_dump's versions, the
 # session settings, and pg_dump's per-run \restrict key.
 _NOISE = re.compile(
