@@ -66,7 +66,9 @@ def _bodies(r: dict) -> str:
     return f"{statuses}; {span(get(r, 'big_sign_in_bodies.sent_before_refusal_mib') or [])}"
 
 
-def _mqtt_kinds(result: dict) -> list[tuple[str, dict]]:
+def _kinds(result: dict) -> list[tuple[str, dict]]:
+    """The MQTT drains (mqtt_clients, inflow): each kind's medians with its rounds, in the
+    summary's order (a ratio row such as bounded_vs_unbounded has no rounds)."""
     rows = []
     for kind, summary in result["summary"].items():
         rounds = [r for r in result["runs"] if r["kind"] == kind]
@@ -75,13 +77,9 @@ def _mqtt_kinds(result: dict) -> list[tuple[str, dict]]:
 
 
 def _inflow_kinds(result: dict) -> list[tuple[str, dict]]:
-    """Each variant's medians with its rounds, then the same-run ratios (bounded / unbounded)."""
-    rows = []
-    for kind, summary in result["summary"].items():
-        rounds = [r for r in result["runs"] if r["kind"] == kind]
-        label = {"bounded": f"bounded (mark {num(result.get('mark'))})"}.get(kind, kind)
-        rows.append((label.replace("_vs_", " / "), {**summary, "rounds": rounds}))
-    return rows
+    """The bounded variant labelled with its mark, the ratio row as bounded / unbounded."""
+    labels = {"bounded": f"bounded (mark {num(result.get('mark'))})"}
+    return [(labels.get(k, k).replace("_vs_", " / "), d) for k, d in _kinds(result)]
 
 
 def _crash_settings(result: dict) -> list[tuple[str, dict]]:
@@ -244,7 +242,7 @@ BLOCKS: dict[str, Block] = {
     ),
     "mqtt-clients": Block(
         files=["mqtt_clients.json"],
-        items=_mqtt_kinds,
+        items=_kinds,
         item_header="client",
         columns=[
             col("messages/s", "messages_per_s"),
