@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from telemed.security import hash_password, new_token
 from telemed.settings import Settings
 from tests import services
+from tests.mqtt_helpers import IngestRig, open_rig
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -274,3 +275,11 @@ def care(factory: Factory) -> Care:
         other_specialist=factory.user("specialist", other_hospital),
         other_nurse=factory.user("nurse", other_nursing),
     )
+
+
+@pytest.fixture
+def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
+    """Ingest workers of a test's own share group and client ids on the test broker, stopped
+    at the end (tests.mqtt_helpers.open_rig)."""
+    with open_rig(db, settings, service_env, factory) as r:
+        yield r

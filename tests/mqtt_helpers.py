@@ -36,6 +36,18 @@ from telemed.settings import REPO_ROOT, Settings
 from tests import services
 
 T = TypeVar("T")
+
+
+def remaining_length(n: int) -> bytes:
+    """MQTT's Remaining Length: `n` in 7-bit groups, low first, the top bit saying more follow."""
+    out = bytearray()
+    while True:
+        n, byte = divmod(n, 128)
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 PG_CTL = str(services.PG_BIN / "pg_ctl")
 
 

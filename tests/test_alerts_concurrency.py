@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 
 from devices.broker import sync_broker
 from devices.provisioning import provision
 from ingest.batch import lane_of
 from telemed.device_contract import readings_topic
 from tests.alert_helpers import row, store
-from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import IngestRig, message, wait_for
 
 ROUNDS = 24
 MESSAGES = 12
@@ -30,12 +28,6 @@ SEED = 20261207
 SPO2 = (85, 89, 89.5, 91, 93, 94, 96, 97)
 PULSE = (45, 60, 72, 104, 108, 125)
 WEIGHT = (78.0, 79.0, 80.0, 80.5, 81.0, 82.5)
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 Kit = tuple[str, datetime, list[tuple[str, float, str]]]

@@ -9,10 +9,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -22,16 +20,9 @@ from tests.mqtt_helpers import (
     DeviceLink,
     IngestRig,
     message,
-    open_rig,
     restart_postgres,
     wait_for,
 )
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 def telemed(rig: IngestRig, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

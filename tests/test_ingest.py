@@ -6,7 +6,6 @@ import json
 import re
 import socket
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt._packet as paho_packet
@@ -20,13 +19,7 @@ from paho.mqtt.properties import Properties
 from ingest import paho_fast
 from ingest.batch import DeviceInfo, Incoming, build
 from telemed.device_contract import readings_topic, status_topic
-from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
+from tests.mqtt_helpers import Ingest, IngestRig, message, remaining_length, wait_for
 
 
 @pytest.fixture
@@ -239,15 +232,6 @@ def test_the_lean_publish_parse_reads_what_paho_reads(
         assert props_.json() == theirs.properties.json()
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 @given(
     st.lists(st.binary(max_size=3000), min_size=1, max_size=40),
     st.lists(st.integers(1, 9000), min_size=1, max_size=20),
@@ -267,7 +251,7 @@ def test_the_buffered_socket_read_delivers_every_packet_whatever_the_split(
     for mid, payload in enumerate(payloads, start=1):
         body = _publish_packet(b"telemed/v1/devices/d-1/readings", 1, mid,
                                Properties(PacketTypes.PUBLISH), payload)  # fmt: skip
-        wire += bytes([0x32]) + _remaining_length(len(body)) + body
+        wire += bytes([0x32]) + remaining_length(len(body)) + body
     try:
         at, i = 0, 0
         while at < len(wire):

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import psycopg
-import pytest
 
 from devices.broker import sync_broker
 from devices.provisioning import revoke
@@ -21,16 +19,9 @@ from tests.mqtt_helpers import (
     IngestRig,
     IngestWorker,
     message,
-    open_rig,
     restart_postgres,
     wait_for,
 )
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 def _ids(rig: IngestRig, device_id: str) -> list[str]:

@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -34,19 +33,13 @@ from tests.mqtt_helpers import (
     IngestRig,
     IngestWorker,
     message,
-    open_rig,
+    remaining_length,
     restart_postgres,
     wait_for,
 )
 
 BOUND = 500  # TELEMED_INGEST_INBOX_MAX in the broker tests
 PADDING = 2000  # bytes of an unknown field per message, so that holding a backlog shows
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 # --- the gate and the lean client, without a broker ------------------------------------------
@@ -77,20 +70,11 @@ def test_the_gate_holds_over_its_bound_and_lets_go_at_half_and_a_closed_inbox_ta
     asyncio.run(go())
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _publish(mid: int, payload: bytes) -> bytes:
     topic = b"telemed/v1/devices/d-1/readings"
     body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big")
     body += Properties(PacketTypes.PUBLISH).pack() + payload
-    return bytes([0x32]) + _remaining_length(len(body)) + body
+    return bytes([0x32]) + remaining_length(len(body)) + body
 
 
 def test_while_the_gate_is_full_the_client_leaves_the_socket_alone_and_still_writes(

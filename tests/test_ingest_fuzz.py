@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from telemed.catalogue.metrics import METRICS
 from telemed.device_contract import PayloadError, decode_status, parse_message, status_topic
-from tests.mqtt_helpers import Ingest, IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import Ingest, IngestRig, message, wait_for
 
 NOW = datetime.now(UTC)
 UNITS = sorted({u for m in METRICS.values() for u in m.accepted_units()} | {"mmHg", "KG", ""})
@@ -67,12 +65,6 @@ payloads = st.one_of(
 content_types = st.sampled_from(
     [None, "application/json", "application/msgpack", "application/x-msgpack", "text/plain"]
 )
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 def _expected(published: list[tuple[bytes, str | None, bool]]) -> tuple[int, int, set[tuple]]:

@@ -9,17 +9,15 @@ import random
 import string
 import time
 import zlib
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 
 from alerts import hooks
 from ingest.batch import Incoming, lane_of
 from ingest.inbox import Inbox
 from ingest.worker import _router
 from telemed.device_contract import readings_topic, status_topic
-from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import IngestRig, message, wait_for
 
 
 def _device_ids(n: int, seed: int = 7) -> list[str]:
@@ -66,12 +64,6 @@ def test_the_router_hands_each_devices_messages_to_its_lane_in_order():
     for number, items in enumerate(lanes):
         assert all(lane_of(i.topic, 2) == number for i in items)
         assert [i.mid for i in items] == sorted(i.mid for i in items)
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 def test_a_patient_held_up_stalls_only_its_own_lane(rig: IngestRig, db_dsn) -> None:

@@ -6,7 +6,6 @@ written past the API (the API would refuse it), through the real broker and work
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -14,15 +13,9 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.alert_helpers import ago, alert_by_rule, row, store
-from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import IngestRig, message, wait_for
 
 FAILED = "alerting:failed"
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 def _patient_and_holder(rig: IngestRig, device_id: str) -> tuple[uuid.UUID, uuid.UUID]:

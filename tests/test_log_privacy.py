@@ -19,7 +19,7 @@ from ingest.writer import Writer
 from telemed.device_contract import readings_topic
 from telemed.logs import CPR_MASK, describe_db_error, mask_cpr
 from tests import services
-from tests.mqtt_helpers import IngestRig, message, open_rig, wait_for
+from tests.mqtt_helpers import message, wait_for
 from tests.test_cpr_storage import new_cpr, patient_body
 
 pytest.register_assert_rewrite("tests.wound_helpers")
@@ -199,12 +199,6 @@ def test_a_reading_the_database_refuses_is_logged_by_ingest_without_its_content(
     pg = server_log.text()
     assert f'violates check constraint "{constraint}"' in pg
     assert_absent([message_id, *cpr_forms(cpr)], server=pg, application=app_log.text)
-
-
-@pytest.fixture
-def rig(db, settings, service_env, factory) -> Iterator[IngestRig]:
-    with open_rig(db, settings, service_env, factory) as r:
-        yield r
 
 
 def test_an_ingest_worker_process_logs_a_refused_reading_without_its_content(
