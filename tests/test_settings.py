@@ -188,8 +188,11 @@ def test_groups_read_their_variables(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("TELEMED_POOL_MAX", "ten"), ("TELEMED_SSE_MAX_S", "5 min"), ("TELEMED_INGEST_LANES", "2,5")],
-)
+    [("TELEMED_POOL_MAX", "ten"), ("TELEMED_SSE_MAX_S", "5 min"), ("TELEMED_INGEST_LANES", "2,5"),
+     ("TELEMED_INGEST_INBOX_MAX", "17,5"), ("TELEMED_INGEST_INBOX_MAX", "4 cm"),
+     ("TELEMED_INGEST_INBOX_MAX", ""), ("TELEMED_INGEST_KEEPALIVE_S", "thirty"),
+     ("TELEMED_INGEST_KEEPALIVE_S", "2.5")],
+)  # fmt: skip
 def test_a_value_that_does_not_parse_is_refused_by_name(tmp_path, name: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"^{name}: "):
         load_settings({"TELEMED_STATE_DIR": str(tmp_path), name: value})
@@ -208,3 +211,18 @@ def test_a_command_with_a_bad_setting_refuses_to_start(tmp_path) -> None:
     assert done.returncode == 2
     assert "refusing to start: TELEMED_POOL_MAX: 'ten' is not a whole number" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "refusal"),
+    [("TELEMED_INGEST_INBOX_MAX", "-5", "TELEMED_INGEST_INBOX_MAX must be at least 0, not -5"),
+     ("TELEMED_INGEST_KEEPALIVE_S", "0", "TELEMED_INGEST_KEEPALIVE_S must be 1 to 65535, not 0"),
+     ("TELEMED_INGEST_KEEPALIVE_S", "70000",
+      "TELEMED_INGEST_KEEPALIVE_S must be 1 to 65535, not 70000")],
+)  # fmt: skip
+def test_the_ingest_worker_refuses_settings_out_of_range(tmp_path, name, value, refusal) -> None:
+    from ingest.worker import check_settings
+
+    assert check_settings(load_settings({"TELEMED_STATE_DIR": str(tmp_path)})) is None
+    settings = load_settings({"TELEMED_STATE_DIR": str(tmp_path), name: value})
+    assert check_settings(settings) == refusal
